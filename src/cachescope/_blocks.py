@@ -1,0 +1,301 @@
+"""A Messages API request as the prompt cache sees it: blocks in cache order, with fast hashes.
+
+The cache hashes the rendered prompt in the order tools → system → messages (spec §1.1). This
+module flattens request params into that sequence of *positions* (spec §1.5: each tool definition,
+each system block — a string system prompt is one — and each message content block — string content
+is one) and gives each a 64-bit xxh3 hash of its content. `cache_control` is not part of a block's
+content: moving a breakpoint does not change what is cached. Key order inside JSON is kept as sent,
+because the real cache is byte-exact and re-ordered keys are a classic cache-buster.
+
+Request-level settings that the API mixes into the prefix (spec §2) are returned per level and
+folded into the cumulative prefix keys where their level starts: a change there invalidates that
+level and everything after it, exactly like a changed block.
+
+The simulator, `fingerprint`/`compare`, `lint` and the ledger all read requests through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import xxhash
+
+from cachescope._tokens import EstimatingCounter, counter_for
+
+LEVELS: tuple[str, str, str] = ("tools", "system", "messages")
+LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
+
+# Tokens charged for one image block; the documented cap of the standard tier (spec §4.5).
+IMAGE_TOKENS = 1568
+
+# Server tools that the API treats as a system-level toggle, not as a tool definition (spec §2).
+_SYSTEM_TOGGLE_TOOL_PREFIXES = ("web_search", "web_fetch")
+
+_xxh64 = xxhash.xxh3_64_intdigest
+
+
+class LayeredBlocks(list):  # type: ignore[type-arg]
+    """A list of content blocks that remembers which prompt layer each block came from.
+
+    `Prompt.render` returns its `system`, `tools` and newest-turn content as `LayeredBlocks`, so the
+    layer names survive `client.messages.create(**params)` (the dict is copied, the list is not) and
+    `fingerprint` can name the layer a change is in. It serializes as a plain JSON list.
+    """
+
+    layer_names: list[str | None]
+
+    def __init__(self, blocks: Iterable[Any] = (), layer_names: Sequence[str | None] = ()) -> None:
+        super().__init__(blocks)
+        names = list(layer_names)
+        self.layer_names = names + [None] * (len(self) - len(names))
+
+
+@dataclass(slots=True)
+class Block:
+    """One cache position."""
+
+    index: int
+    level: str
+    path: str
+    kind: str
+    role: str | None
+    hash: int
+    tokens: int
+    text: str
+    cache_control: dict[str, Any] | None
+    layer: str | None = None
+
+    @property
+    def ttl(self) -> str | None:
+        """The breakpoint's TTL ("5m" or "1h"), or None when no breakpoint sits here."""
+        if self.cache_control is None:
+            return None
+        return str(self.cache_control.get("ttl") or "5m")
+
+
+@dataclass(slots=True)
+class FlatRequest:
+    """A request flattened into cache positions plus the settings mixed into each level."""
+
+    model: str
+    blocks: list[Block]
+    settings: dict[str, dict[str, Any]]
+    top_level_cache_control: dict[str, Any] | None
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(block.tokens for block in self.blocks)
+
+    def breakpoints(self) -> list[Block]:
+        return [block for block in self.blocks if block.cache_control is not None]
+
+    def prefix_keys(self) -> list[int]:
+        """Cumulative hash of the prefix ending at each block (settings folded in per level)."""
+        return prefix_keys(self.blocks, self.settings)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
+
+
+def _without_cache_control(block: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in block.items() if key != "cache_control"}
+
+
+def _block_text(block: Any) -> tuple[str, str]:
+    """(kind, text) of one content block; text is what is hashed and shown in diffs."""
+    if isinstance(block, str):
+        return "text", block
+    if not isinstance(block, Mapping):
+        return "unknown", _dumps(block)
+    kind = str(block.get("type", "unknown"))
+    if kind == "text" and len(block) <= 2 + ("cache_control" in block):
+        text = block.get("text")
+        if isinstance(text, str):
+            return kind, text
+    return kind, _dumps(_without_cache_control(block))
+
+
+def _contains_image(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        if value.get("type") == "image":
+            return True
+        content = value.get("content")
+        if isinstance(content, list):
+            return any(_contains_image(item) for item in content)
+    return False
+
+
+def _is_system_toggle_tool(tool: Any) -> bool:
+    return isinstance(tool, Mapping) and str(tool.get("type", "")).startswith(
+        _SYSTEM_TOGGLE_TOOL_PREFIXES
+    )
+
+
+def _layer_names(value: Any) -> list[str | None] | None:
+    names = getattr(value, "layer_names", None)
+    return list(names) if names is not None else None
+
+
+def flatten(
+    params: Mapping[str, Any],
+    counter: EstimatingCounter | None = None,
+    token_cache: dict[int, int] | None = None,
+) -> FlatRequest:
+    """Flatten Messages API params into cache positions.
+
+    Parameters
+    ----------
+    params:
+        Keyword arguments for `messages.create` (or a parsed request body).
+    counter:
+        Token estimator; by default the one for the model's tokenizer generation.
+    token_cache:
+        Optional memo of block hash → token count, so an unchanged block is never re-counted.
+    """
+    model = str(params.get("model", ""))
+    if counter is None:
+        from cachescope._modeldata import default_table
+
+        info = default_table().lookup(model)
+        counter = counter_for(info.tokenizer if info else "classic")
+    blocks: list[Block] = []
+    has_images = False
+    toggles: list[str] = []
+
+    def add(level: str, path: str, kind: str, role: str | None, text: str, raw: Any, layer: str | None) -> None:
+        seed_text = f"{level}\x1f{role or ''}\x1f{kind}\x1f"
+        digest = _xxh64(text.encode("utf-8", "surrogatepass"), seed=_xxh64(seed_text.encode()))
+        if kind == "image":
+            tokens = IMAGE_TOKENS
+        elif token_cache is not None:
+            cached = token_cache.get(digest)
+            if cached is None:
+                cached = token_cache[digest] = counter.count(text)
+            tokens = cached
+        else:
+            tokens = counter.count(text)
+        cache_control = raw.get("cache_control") if isinstance(raw, Mapping) else None
+        blocks.append(
+            Block(
+                index=len(blocks),
+                level=level,
+                path=path,
+                kind=kind,
+                role=role,
+                hash=digest,
+                tokens=tokens,
+                text=text,
+                cache_control=dict(cache_control) if isinstance(cache_control, Mapping) else None,
+                layer=layer,
+            )
+        )
+
+    tools = params.get("tools") or []
+    tool_layers = _layer_names(tools)
+    for i, tool in enumerate(tools):
+        if _is_system_toggle_tool(tool):
+            toggles.append(str(tool.get("type")))
+            continue
+        text = _dumps(_without_cache_control(tool)) if isinstance(tool, Mapping) else _dumps(tool)
+        layer = tool_layers[i] if tool_layers and i < len(tool_layers) else "tools"
+        add("tools", f"tools.{i}", "tool", None, text, tool, layer)
+
+    system = params.get("system")
+    if isinstance(system, str):
+        if system:
+            add("system", "system", "text", None, system, None, None)
+    elif system:
+        names = _layer_names(system)
+        for i, item in enumerate(system):
+            kind, text = _block_text(item)
+            add("system", f"system.{i}", kind, None, text, item, names[i] if names else None)
+
+    for m, message in enumerate(params.get("messages") or []):
+        if not isinstance(message, Mapping):
+            add("messages", f"messages.{m}", "unknown", None, _dumps(message), None, None)
+            continue
+        role = str(message.get("role", ""))
+        content = message.get("content")
+        if isinstance(content, str):
+            add("messages", f"messages.{m}.content", "text", role, content, None, None)
+            continue
+        names = _layer_names(content)
+        for c, item in enumerate(content or []):
+            kind, text = _block_text(item)
+            has_images = has_images or _contains_image(item)
+            layer = names[c] if names else None
+            add("messages", f"messages.{m}.content.{c}", kind, role, text, item, layer)
+
+    settings = request_settings(params, has_images=has_images, toggles=toggles)
+    top = params.get("cache_control")
+    return FlatRequest(
+        model=model,
+        blocks=blocks,
+        settings=settings,
+        top_level_cache_control=dict(top) if isinstance(top, Mapping) else None,
+    )
+
+
+def request_settings(
+    params: Mapping[str, Any], *, has_images: bool = False, toggles: Sequence[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """Request-level settings the API mixes into the prefix, by the level where they take effect.
+
+    Spec §2 / §8: the model at every level (it starts the chain); web search, web fetch,
+    citations and speed from the system level on; tool_choice (with disable_parallel_tool_use),
+    images present, thinking and effort at the messages level.
+    """
+    output_config = params.get("output_config")
+    effort = output_config.get("effort") if isinstance(output_config, Mapping) else None
+    citations = any(
+        isinstance(block, Mapping)
+        and isinstance(block.get("citations"), Mapping)
+        and block["citations"].get("enabled")
+        for message in params.get("messages") or []
+        if isinstance(message, Mapping) and isinstance(message.get("content"), list)
+        for block in message["content"]
+    )
+    system_level: dict[str, Any] = {}
+    if toggles:
+        system_level["server_tools"] = sorted(set(toggles))
+    if citations:
+        system_level["citations"] = True
+    if params.get("speed") not in (None, "standard"):
+        system_level["speed"] = params.get("speed")
+    messages_level: dict[str, Any] = {}
+    for name in ("tool_choice", "thinking"):
+        if params.get(name) is not None:
+            messages_level[name] = params[name]
+    if effort is not None:
+        messages_level["effort"] = effort
+    if has_images:
+        messages_level["images"] = True
+    return {
+        "tools": {"model": str(params.get("model", ""))},
+        "system": system_level,
+        "messages": messages_level,
+    }
+
+
+def _settings_seed(settings: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)
+
+
+def prefix_keys(blocks: Sequence[Block], settings: Mapping[str, Mapping[str, Any]]) -> list[int]:
+    """Cumulative prefix hash at each block: key[i] depends on every block ≤ i and the settings of
+    every level up to block i's level."""
+    keys: list[int] = []
+    key = 0
+    level_done = -1
+    for block in blocks:
+        level = LEVEL_INDEX[block.level]
+        while level_done < level:
+            level_done += 1
+            key = _xxh64(_settings_seed(settings.get(LEVELS[level_done], {})), seed=key)
+        key = _xxh64(block.hash.to_bytes(8, "little"), seed=key)
+        keys.append(key)
+    return keys
