@@ -166,7 +166,9 @@ def flatten(
     has_images = False
     toggles: list[str] = []
 
-    def add(level: str, path: str, kind: str, role: str | None, text: str, raw: Any, layer: str | None) -> None:
+    def add(
+        level: str, path: str, kind: str, role: str | None, text: str, raw: Any, layer: str | None
+    ) -> None:
         seed_text = f"{level}\x1f{role or ''}\x1f{kind}\x1f"
         digest = _xxh64(text.encode("utf-8", "surrogatepass"), seed=_xxh64(seed_text.encode()))
         if kind == "image":

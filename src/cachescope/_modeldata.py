@@ -64,16 +64,18 @@ class ModelInfo:
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    def rates_at(self, when: _dt.date | None = None, prompt_tokens: int | None = None) -> Rates | None:
+    def rates_at(
+        self, when: _dt.date | None = None, prompt_tokens: int | None = None
+    ) -> Rates | None:
         """The rates in force on `when` (default: today) for a prompt of `prompt_tokens` tokens.
 
         Returns None when no price is known for this model.
         """
         if self.rates is None:
             return None
-        if prompt_tokens is not None and self.long_context_threshold is not None:
-            if prompt_tokens > self.long_context_threshold and self.long_context_rates is not None:
-                return self.long_context_rates
+        threshold = self.long_context_threshold
+        if prompt_tokens is not None and threshold is not None and prompt_tokens > threshold:
+            return self.long_context_rates or self.rates
         rates = self.rates
         day = when or _dt.date.today()
         for change in self.price_changes:

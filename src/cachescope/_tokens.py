@@ -15,7 +15,7 @@ import math
 from typing import Protocol
 
 # Characters that usually become a token of their own in code, markup and JSON.
-_PUNCT = b'{}[]()<>:;,."\'=+-*/\\|&^%$#@!?~`'
+_PUNCT = b"{}[]()<>:;,.\"'=+-*/\\|&^%$#@!?~`"
 _NEWLINE = b"\n"
 
 CHARS_PER_TOKEN = 3.6
