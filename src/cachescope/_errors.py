@@ -32,6 +32,7 @@ class PromptError(CachescopeError, ValueError):
     """
 
     def __init__(self, message: str, *, layer: str | None = None, hint: str | None = None) -> None:
+        self.message = message
         self.layer = layer
         self.hint = hint
         super().__init__(f"{message} {hint}" if hint else message)
