@@ -1,0 +1,508 @@
+"""The call ledger: one `CallRecord` per API call, in memory or as append-only JSONL on disk.
+
+Durability guarantee: when `Ledger.append` returns (and so before `CachingClient.messages.create`
+returns) the record's line has been written with `os.write`, and `os.fsync` has been called on the
+file (and on its directory when the file was created). A crash after that cannot lose the record. A
+process killed *during* a write can leave a torn last line; loading skips it and reports it
+(`Ledger.skipped_lines` and a `LedgerWarning`), and the next append starts on a fresh line so later
+records are never glued to it.
+
+Several threads and several processes may append to the same file: writes are serialized by a
+thread lock and an inter-process file lock (`<path>.lock`). Nothing is ever rewritten in place.
+
+A record holds usage, cost, latency, errors and a fingerprint of the request (per-block hash, layer,
+token estimate, breakpoint) — never API keys or headers, and no prompt text unless the client was
+created with `store_text=True`. The line format is the flat one of `docs/internal/contracts.md`;
+readers ignore keys they do not know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import html
+import math
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from cachescope._errors import CachescopeError, CachescopeWarning
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = [
+    "CallRecord",
+    "Ledger",
+    "LedgerError",
+    "LedgerSummary",
+    "LedgerWarning",
+    "LedgerWriteError",
+]
+
+RECORD_TYPE = "cachescope.call"
+SCHEMA = 1
+
+
+class LedgerError(CachescopeError):
+    """A record could not be added to the ledger (the records already in it are untouched)."""
+
+
+class LedgerWriteError(LedgerError, OSError):
+    """The ledger file could not be written.
+
+    Attributes
+    ----------
+    record:
+        The record that was not saved.
+    message:
+        The SDK `Message` of the call, when the call itself succeeded.
+    """
+
+    def __init__(self, text: str, *, record: CallRecord | None = None) -> None:
+        super().__init__(text)
+        self.record = record
+        self.message: Any = record.message if record is not None else None
+
+
+class LedgerWarning(CachescopeWarning):
+    """Something in a ledger file was skipped (a torn or unreadable line)."""
+
+
+def format_time(seconds: float) -> str:
+    """Epoch seconds as the ledger's UTC timestamp, e.g. `2026-11-21T23:20:43.123Z`."""
+    stamp = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What one API call used, cost and saved, successful or not.
+
+    Token fields are the server's `usage` (0 for a failed call). Costs are USD, None when the
+    model's price is unknown. `blocks` is the request fingerprint in cache order: per position the
+    xxh3 `hash` and cumulative `prefix` hash (hex), the prompt `layer`, estimated `tokens`, the
+    `breakpoint` TTL (None when unmarked) and, only with `store_text=True`, the `text`.
+    """
+
+    time: str
+    model: str
+    backend: str = "sim"
+    session: str | None = None
+    ok: bool = True
+    message_id: str | None = None
+    request_id: str | None = None
+    call: str = "create"
+    stream: bool = False
+    input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+    service_tier: str | None = None
+    speed: str | None = None
+    inference_geo: str | None = None
+    stop_reason: str | None = None
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
+    latency_source: str | None = None
+    cost: float | None = None
+    cost_without_cache: float | None = None
+    savings: float | None = None
+    cache_miss_reason: str | None = None
+    cache_missed_input_tokens: int | None = None
+    previous_message_id: str | None = None
+    error_type: str | None = None
+    error_status: int | None = None
+    error_message: str | None = None
+    retries: int = 0
+    prompt_tokens_estimate: int | None = None
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    message: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.ephemeral_5m_input_tokens + self.ephemeral_1h_input_tokens
+
+    @property
+    def prompt_tokens(self) -> int:
+        """fresh + written + read: every input token of the call (spec §3.2)."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    @property
+    def hit_share(self) -> float | None:
+        """Share of the prompt read from cache: read / (fresh + write + read); None with no prompt."""
+        return _ratio(self.cache_read_input_tokens, self.prompt_tokens)
+
+    @property
+    def timestamp(self) -> float:
+        return _dt.datetime.fromisoformat(self.time.replace("Z", "+00:00")).timestamp()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ledger line as a dict (flat keys; see `docs/internal/contracts.md`)."""
+        out: dict[str, Any] = {"type": RECORD_TYPE, "schema": SCHEMA}
+        for f in _FIELDS:
+            if f == "extra":
+                continue
+            out[f] = getattr(self, f)
+        out["hit_share"] = self.hit_share
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
+
+    def to_json(self) -> bytes:
+        """One JSON line (without the newline). Raises `LedgerError` if it cannot be serialized."""
+        try:
+            return orjson.dumps(self.to_dict())
+        except (TypeError, ValueError) as err:
+            raise LedgerError(
+                f"The record of this {self.model!r} call could not be serialized to JSON ({err}); "
+                "it was not added to the ledger. Records already in the ledger are untouched."
+            ) from err
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CallRecord:
+        """A record from a ledger line; unknown keys go to `extra`, missing ones take defaults."""
+        known: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in _FIELD_SET and key not in ("extra", "message"):
+                known[key] = value
+            elif key not in ("type", "schema", "hit_share"):
+                extra[key] = value
+        known.setdefault("time", format_time(0))
+        known.setdefault("model", "")
+        return cls(**known, extra=extra)
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord) if f.name != "message")
+_FIELD_SET = frozenset(_FIELDS)
+
+
+def _format_money(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "unknown"
+    return f"${value:,.4f}"
+
+
+def _format_ratio(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1%}" if percent else f"{value:,.2f}"
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    """Totals over a ledger's calls; renders as text and as escaped HTML.
+
+    `hit_share` = read / (fresh + write + read); `reads_per_fresh_token` = read / fresh;
+    `read_write_ratio` = read / write; `savings_factor` = cost without cache / cost. Costs leave out
+    calls whose price is unknown (`calls_with_unknown_cost` counts them). `unread_write_tokens` are
+    cache writes that no later call of the ledger read back: a later call of the same model shares
+    the written prefix (same cumulative hash at the write's breakpoint) and its read reaches the
+    end of that write.
+    """
+
+    calls: int
+    failed_calls: int
+    input_tokens: int
+    cache_write_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cache_read_tokens: int
+    output_tokens: int
+    cost: float
+    cost_without_cache: float
+    savings: float
+    calls_with_unknown_cost: int
+    unread_writes: int
+    unread_write_tokens: int
+
+    @property
+    def hit_share(self) -> float | None:
+        return _ratio(
+            self.cache_read_tokens,
+            self.input_tokens + self.cache_write_tokens + self.cache_read_tokens,
+        )
+
+    @property
+    def reads_per_fresh_token(self) -> float | None:
+        return _ratio(self.cache_read_tokens, self.input_tokens)
+
+    @property
+    def read_write_ratio(self) -> float | None:
+        return _ratio(self.cache_read_tokens, self.cache_write_tokens)
+
+    @property
+    def savings_factor(self) -> float | None:
+        return _ratio(self.cost_without_cache, self.cost)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) pairs, the one source of both renderings."""
+        rows = [
+            ("calls", f"{self.calls:,} ({self.failed_calls:,} failed)"),
+            ("hit share (read / (fresh + write + read))", _format_ratio(self.hit_share, True)),
+            ("reads per fresh token", _format_ratio(self.reads_per_fresh_token)),
+            ("read : write", _format_ratio(self.read_write_ratio)),
+            (
+                "tokens fresh / written / read / output",
+                f"{self.input_tokens:,} / {self.cache_write_tokens:,} "
+                f"(5m {self.cache_write_5m_tokens:,}, 1h {self.cache_write_1h_tokens:,}) / "
+                f"{self.cache_read_tokens:,} / {self.output_tokens:,}",
+            ),
+            ("cost", _format_money(self.cost)),
+            ("cost without cache", _format_money(self.cost_without_cache)),
+            ("savings", _format_money(self.savings)),
+            ("savings factor", _format_ratio(self.savings_factor) + "×"),
+            (
+                "writes never read again",
+                f"{self.unread_writes:,} calls, {self.unread_write_tokens:,} tokens",
+            ),
+        ]
+        if self.calls_with_unknown_cost:
+            rows.append(("calls with unknown price", f"{self.calls_with_unknown_cost:,}"))
+        return rows
+
+    def __str__(self) -> str:
+        width = max(len(label) for label, _ in self.rows())
+        lines = ["Ledger summary"] + [
+            f"  {label:<{width}}  {value}" for label, value in self.rows()
+        ]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(label)}</th>"
+            f"<td style='text-align:right'>{html.escape(value)}</td></tr>"
+            for label, value in self.rows()
+        )
+        return f"<table class='cachescope-summary'><caption>Ledger summary</caption>{cells}</table>"
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
+        if include is not None:
+            bundle = {k: v for k, v in bundle.items() if k in set(include)}
+        if exclude is not None:
+            bundle = {k: v for k, v in bundle.items() if k not in set(exclude)}
+        return bundle
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for name in ("hit_share", "reads_per_fresh_token", "read_write_ratio", "savings_factor"):
+            out[name] = getattr(self, name)
+        return out
+
+
+def _unread_writes(records: list[CallRecord]) -> tuple[int, int]:
+    """(calls, tokens) of cache writes that no later call read back (see `LedgerSummary`)."""
+    pending: dict[tuple[str, str], list[CallRecord]] = {}
+    for record in sorted(records, key=lambda r: r.time):
+        if record.cache_read_input_tokens:
+            for block in record.blocks:
+                key = (record.model, str(block.get("prefix")))
+                writers = pending.get(key)
+                if not writers:
+                    continue
+                still = [
+                    w
+                    for w in writers
+                    if record.cache_read_input_tokens
+                    < w.cache_read_input_tokens + w.cache_creation_input_tokens
+                ]
+                if still:
+                    pending[key] = still
+                else:
+                    del pending[key]
+        if record.cache_creation_input_tokens:
+            marked = [b for b in record.blocks if b.get("breakpoint")]
+            if marked:
+                pending.setdefault((record.model, str(marked[-1].get("prefix"))), []).append(record)
+    unread = {id(w): w for writers in pending.values() for w in writers}
+    return len(unread), sum(w.cache_creation_input_tokens for w in unread.values())
+
+
+def summarize(records: Iterable[CallRecord]) -> LedgerSummary:
+    """A `LedgerSummary` over any records."""
+    records = list(records)
+    costs = [r for r in records if r.cost is not None and r.cost_without_cache is not None]
+    unread_calls, unread_tokens = _unread_writes(records)
+    return LedgerSummary(
+        calls=len(records),
+        failed_calls=sum(1 for r in records if not r.ok),
+        input_tokens=sum(r.input_tokens for r in records),
+        cache_write_tokens=sum(r.cache_creation_input_tokens for r in records),
+        cache_write_5m_tokens=sum(r.ephemeral_5m_input_tokens for r in records),
+        cache_write_1h_tokens=sum(r.ephemeral_1h_input_tokens for r in records),
+        cache_read_tokens=sum(r.cache_read_input_tokens for r in records),
+        output_tokens=sum(r.output_tokens for r in records),
+        cost=sum(r.cost or 0.0 for r in costs),
+        cost_without_cache=sum(r.cost_without_cache or 0.0 for r in costs),
+        savings=sum((r.cost_without_cache or 0.0) - (r.cost or 0.0) for r in costs),
+        calls_with_unknown_cost=sum(1 for r in records if r.ok and r.cost is None),
+        unread_writes=unread_calls,
+        unread_write_tokens=unread_tokens,
+    )
+
+
+class Ledger:
+    """Every call's record, in memory or in an append-only JSONL file.
+
+    Parameters
+    ----------
+    path:
+        A JSONL file to append to (created when missing; existing records are loaded), or None to
+        keep records in memory only.
+
+    Attributes
+    ----------
+    skipped_lines:
+        1-based line numbers of the file that could not be read when it was loaded (a torn last
+        line from a killed process, or garbage); each is also reported once with a `LedgerWarning`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path: str | None = os.fspath(path) if path is not None else None
+        self._records: list[CallRecord] = []
+        self._lock = threading.Lock()
+        self.skipped_lines: list[int] = []
+        self._file_lock: Any = None
+        if self.path is not None:
+            from filelock import FileLock
+
+            self._file_lock = FileLock(self.path + ".lock")
+            self._load()
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                value = orjson.loads(line)
+                if not isinstance(value, dict):
+                    raise ValueError("not a JSON object")
+                if value.get("type", RECORD_TYPE) != RECORD_TYPE:
+                    continue
+                self._records.append(CallRecord.from_dict(value))
+            except (ValueError, TypeError):
+                self.skipped_lines.append(number)
+        if self.skipped_lines:
+            torn = " (the last line is torn: a process was probably killed while writing it)"
+            last = data.rstrip(b"\n").count(b"\n") + 1
+            warnings.warn(
+                f"Ledger {self.path}: skipped {len(self.skipped_lines)} unreadable line(s) "
+                f"{self.skipped_lines[:10]}{torn if last in self.skipped_lines else ''}; "
+                f"loaded {len(self._records)} record(s). The file is left as it is.",
+                LedgerWarning,
+                stacklevel=3,
+            )
+
+    def append(self, record: CallRecord) -> None:
+        """Add a record: serialize it, write it to disk (flush + fsync), then keep it in memory.
+
+        Raises `LedgerError` when the record cannot be serialized and `LedgerWriteError` when the
+        disk write fails; in both cases nothing already in the ledger is touched.
+        """
+        line = record.to_json() + b"\n" if self.path is not None else b""
+        with self._lock:
+            if self.path is not None:
+                try:
+                    with self._file_lock:
+                        self._write(line)
+                except OSError as err:
+                    raise LedgerWriteError(
+                        f"The record of this {record.model!r} call could not be written to "
+                        f"{self.path} ({err}); it is not in the ledger. The "
+                        f"{len(self._records):,} record(s) already in the ledger are untouched.",
+                        record=record,
+                    ) from err
+            self._records.append(record)
+
+    def _write(self, line: bytes) -> None:
+        assert self.path is not None
+        created = not os.path.exists(self.path)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # never glue a record onto a torn line
+            view = memoryview(line)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+
+    @property
+    def records(self) -> list[CallRecord]:
+        """A copy of the records, oldest first."""
+        with self._lock:
+            return list(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[CallRecord]:
+        return iter(self.records)
+
+    def __getitem__(self, index: int) -> CallRecord:
+        return self._records[index]
+
+    def summary(self, session: str | None = None) -> LedgerSummary:
+        """Totals over every record (or one session's)."""
+        records = self.records
+        if session is not None:
+            records = [r for r in records if r.session == session]
+        return summarize(records)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per call, the ledger line's columns, `time` as UTC datetimes."""
+        try:
+            import pandas as pd
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "Ledger.to_pandas() needs pandas: pip install 'cachescope[notebook]'"
+            ) from err
+        rows = [record.to_dict() for record in self.records]
+        frame: pd.DataFrame = pd.DataFrame(rows)
+        if rows:
+            frame["time"] = pd.to_datetime(frame["time"], utc=True)
+        return frame
+
+    def __repr__(self) -> str:
+        where = self.path if self.path is not None else "memory"
+        return f"Ledger({where!s}, {len(self):,} records)"
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,354 @@
+"""What a call cost, what it would have cost without caching, and what caching saved.
+
+Prices come from the dated data file (`cachescope/data/prices.toml`, through `_modeldata`), never
+from code. The cost formula is the spec's §4.6:
+
+    cost = input·input_tokens + write_5m·ephemeral_5m + write_1h·ephemeral_1h
+         + read·cache_read_input_tokens + output·output_tokens
+
+with the long-context band chosen from the whole prompt (Haiku 5.5, 100k), the rates in force on the
+day of the call (dated price changes), `speed="fast"` (the model's fast multiplier), the batch
+discount (×0.5) and `inference_geo="us"` (×1.1 on Claude 4.6 and later) stacked on top. Cost without
+caching bills every prompt token (fresh, written and read) at the base input rate.
+
+A model without a known price gets an explicit unknown cost (None) and one `UnknownModelWarning`
+per model that says how to add the price with `set_price` — never a silent $0 or a guess.
+Web-search charges ($ per search) are not in the data file and are not included.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+import threading
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cachescope._errors import UnknownModelWarning
+from cachescope._modeldata import ModelInfo, Rates, default_table
+
+__all__ = [
+    "Rates",
+    "UsageCounts",
+    "break_even_reads",
+    "cost",
+    "cost_without_cache",
+    "rates",
+    "reset_prices",
+    "savings",
+    "set_price",
+    "usage_counts",
+]
+
+_PER_TOKEN = 1e-6  # rates are per million tokens
+
+# Standard cache multipliers of the base input rate (spec §4.1), used only to fill in the rates a
+# `set_price` call leaves out.
+_DEFAULT_WRITE_5M = 1.25
+_DEFAULT_WRITE_1H = 2.0
+_DEFAULT_READ = 0.1
+
+# `inference_geo="us"` is priced (and accepted) from the Claude 4.6 generation on (spec §4.4).
+_RESIDENCY_FROM = (4, 6)
+
+_lock = threading.Lock()
+_overrides: dict[str, Rates] = {}
+_warned: set[str] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCounts:
+    """The billable numbers of one call's `usage`, whatever form it came in."""
+
+    input_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    cache_read_tokens: int = 0
+    output_tokens: int = 0
+    speed: str | None = None
+    inference_geo: str | None = None
+    service_tier: str | None = None
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token of the request: fresh + written + read (spec §3.2)."""
+        return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+
+def _get(source: Any, name: str) -> Any:
+    if isinstance(source, Mapping):
+        return source.get(name)
+    return getattr(source, name, None)
+
+
+def _int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+def usage_counts(usage: Any) -> UsageCounts:
+    """Read the billable numbers from an SDK `Usage`, a usage dict (nested or flat) or a `CallRecord`.
+
+    When only `cache_creation_input_tokens` is known (no 5m/1h split), the tokens count as 5-minute
+    writes, the API's default TTL.
+    """
+    if isinstance(usage, UsageCounts):
+        return usage
+    creation_total = _int(_get(usage, "cache_creation_input_tokens"))
+    split = _get(usage, "cache_creation")
+    w5 = _get(split, "ephemeral_5m_input_tokens") if split is not None else None
+    w1 = _get(split, "ephemeral_1h_input_tokens") if split is not None else None
+    if w5 is None and w1 is None:  # flat form (ledger lines, CallRecord)
+        w5 = _get(usage, "ephemeral_5m_input_tokens")
+        w1 = _get(usage, "ephemeral_1h_input_tokens")
+    write_5m, write_1h = _int(w5), _int(w1)
+    if write_5m + write_1h == 0 and creation_total:
+        write_5m = creation_total
+    return UsageCounts(
+        input_tokens=_int(_get(usage, "input_tokens")),
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=write_1h,
+        cache_read_tokens=_int(_get(usage, "cache_read_input_tokens")),
+        output_tokens=_int(_get(usage, "output_tokens")),
+        speed=_get(usage, "speed"),
+        inference_geo=_get(usage, "inference_geo"),
+        service_tier=_get(usage, "service_tier"),
+    )
+
+
+def set_price(
+    model: str,
+    *,
+    input: float,
+    output: float,
+    cache_write_5m: float | None = None,
+    cache_write_1h: float | None = None,
+    cache_read: float | None = None,
+) -> None:
+    """Set (or override) a model's prices, in USD per million tokens, for this process.
+
+    Parameters
+    ----------
+    model:
+        The model ID as sent to the API (an alias of a known model overrides that model).
+    input, output:
+        Base input and output prices.
+    cache_write_5m, cache_write_1h, cache_read:
+        Cache prices; when left out they follow the standard multipliers of `input`
+        (1.25×, 2× and 0.1×, spec §4.1).
+
+    An override replaces the data file's rates for every date and prompt size (no long-context
+    band). `reset_prices()` removes all overrides.
+    """
+    rates = Rates(
+        input=float(input),
+        output=float(output),
+        cache_write_5m=float(
+            cache_write_5m if cache_write_5m is not None else input * _DEFAULT_WRITE_5M
+        ),
+        cache_write_1h=float(
+            cache_write_1h if cache_write_1h is not None else input * _DEFAULT_WRITE_1H
+        ),
+        cache_read=float(cache_read if cache_read is not None else input * _DEFAULT_READ),
+    )
+    info = default_table().lookup(model)
+    with _lock:
+        _overrides[info.id if info is not None else model] = rates
+        _warned.discard(model)
+
+
+def reset_prices() -> None:
+    """Forget every `set_price` override (and which unknown models were already warned about)."""
+    with _lock:
+        _overrides.clear()
+        _warned.clear()
+
+
+def _warn_unknown(model: str, why: str) -> None:
+    with _lock:
+        if model in _warned:
+            return
+        _warned.add(model)
+    warnings.warn(
+        f"No price is known for model {model!r} ({why}); its cost is reported as unknown (None). "
+        f"Add one with cachescope.pricing.set_price({model!r}, input=..., output=...) "
+        "(USD per million tokens).",
+        UnknownModelWarning,
+        stacklevel=3,
+    )
+
+
+def _day(when: Any) -> _dt.date | None:
+    if when is None:
+        return None
+    if isinstance(when, _dt.datetime):
+        return when.date()
+    if isinstance(when, _dt.date):
+        return when
+    if isinstance(when, (int, float)):
+        return _dt.datetime.fromtimestamp(float(when), tz=_dt.timezone.utc).date()
+    if isinstance(when, str):
+        return _dt.datetime.fromisoformat(when.replace("Z", "+00:00")).date()
+    raise TypeError(f"`when` must be a date, datetime, epoch seconds or ISO string; got {when!r}.")
+
+
+def _version(info: ModelInfo) -> tuple[int, int] | None:
+    match = re.search(r"(\d+)(?:\.(\d+))?", info.name)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def rates(
+    model: str,
+    *,
+    when: Any = None,
+    prompt_tokens: int | None = None,
+    speed: str | None = None,
+    batch: bool = False,
+    inference_geo: str | None = None,
+    warn: bool = True,
+) -> Rates | None:
+    """The effective per-million-token rates for one call, or None when the price is unknown.
+
+    Parameters
+    ----------
+    model:
+        Model ID or alias.
+    when:
+        Day of the call (date, datetime, epoch seconds or ISO string); default today.
+    prompt_tokens:
+        Whole prompt size (fresh + written + read), which picks the long-context band.
+    speed:
+        `"fast"` applies the model's fast-mode multiplier (unknown price when it has none).
+    batch:
+        Message Batches discount (×0.5, stacks with everything else).
+    inference_geo:
+        `"us"` applies the data-residency multiplier on Claude 4.6 and later.
+    warn:
+        Warn (once per model) when the price is unknown.
+    """
+    table = default_table()
+    info = table.lookup(model)
+    with _lock:
+        override = _overrides.get(info.id if info is not None else model)
+    if override is not None:
+        found: Rates | None = override
+    elif info is None:
+        if warn:
+            _warn_unknown(model, "not in cachescope's model table")
+        return None
+    else:
+        found = info.rates_at(_day(when), prompt_tokens)
+        if found is None:
+            if warn:
+                _warn_unknown(model, "no published price in cachescope's data file")
+            return None
+    assert found is not None
+    factor = 1.0
+    if speed == "fast":
+        multiplier = info.fast_multiplier if info is not None else None
+        if multiplier is None:
+            if warn:
+                _warn_unknown(f"{model} (speed='fast')", "no fast-mode price in the data file")
+            return None
+        factor *= float(multiplier)
+    if batch:
+        factor *= float(table.meta.get("batch_discount", 0.5))
+    if inference_geo == "us" and info is not None:
+        version = _version(info)
+        if version is None or version >= _RESIDENCY_FROM:
+            factor *= float(table.meta.get("data_residency_multiplier", 1.1))
+    return found if factor == 1.0 else found.scaled(factor)
+
+
+def _rates_for(
+    usage: Any, model: str | None, batch: bool, when: Any
+) -> tuple[UsageCounts, Rates | None]:
+    counts = usage_counts(usage)
+    if model is None:
+        model = _get(usage, "model")
+    if when is None:
+        when = _get(usage, "time")  # a CallRecord carries the day it was made
+    if not model:
+        raise ValueError("cost() needs the model: pass model=... (the usage does not name one).")
+    found = rates(
+        str(model),
+        when=when,
+        prompt_tokens=counts.prompt_tokens,
+        speed=counts.speed,
+        batch=batch or counts.service_tier == "batch",
+        inference_geo=counts.inference_geo,
+    )
+    return counts, found
+
+
+def cost(
+    usage: Any, model: str | None = None, *, batch: bool = False, when: Any = None
+) -> float | None:
+    """USD cost of one call's usage, or None when the model's price is unknown.
+
+    `usage` may be an SDK `Usage`, a usage dict (as in a response or a ledger line) or a
+    `CallRecord` (whose model and time are used when `model`/`when` are not given).
+    """
+    counts, r = _rates_for(usage, model, batch, when)
+    if r is None:
+        return None
+    return _PER_TOKEN * (
+        r.input * counts.input_tokens
+        + r.cache_write_5m * counts.cache_write_5m_tokens
+        + r.cache_write_1h * counts.cache_write_1h_tokens
+        + r.cache_read * counts.cache_read_tokens
+        + r.output * counts.output_tokens
+    )
+
+
+def cost_without_cache(
+    usage: Any, model: str | None = None, *, batch: bool = False, when: Any = None
+) -> float | None:
+    """What the same call would have cost with no caching: every prompt token at the input rate."""
+    counts, r = _rates_for(usage, model, batch, when)
+    if r is None:
+        return None
+    return _PER_TOKEN * (r.input * counts.prompt_tokens + r.output * counts.output_tokens)
+
+
+def savings(
+    usage: Any, model: str | None = None, *, batch: bool = False, when: Any = None
+) -> float | None:
+    """`cost_without_cache - cost` (negative when writes were not paid back by reads)."""
+    counts, r = _rates_for(usage, model, batch, when)
+    if r is None:
+        return None
+    return _PER_TOKEN * (
+        r.input * (counts.cache_read_tokens + counts.cache_write_tokens)
+        - (
+            r.cache_write_5m * counts.cache_write_5m_tokens
+            + r.cache_write_1h * counts.cache_write_1h_tokens
+            + r.cache_read * counts.cache_read_tokens
+        )
+    )
+
+
+def break_even_reads(model: str, ttl: str = "5m", *, when: Any = None) -> int | None:
+    """How many cache reads a write must get before caching is cheaper than not caching.
+
+    Caching a prefix and reading it n times costs `write + n·read`; sending it n + 1 times uncached
+    costs `(n + 1)·input`. The answer is the smallest whole n where caching costs no more: 1 for
+    "5m" and 2 for "1h" at the standard multipliers (spec §4.1). None when the price is unknown.
+    """
+    if ttl not in ("5m", "1h"):
+        raise ValueError(f'ttl must be "5m" or "1h"; got {ttl!r}.')
+    r = rates(model, when=when)
+    if r is None:
+        return None
+    write = r.cache_write_5m if ttl == "5m" else r.cache_write_1h
+    if r.input <= r.cache_read:
+        raise ValueError(f"Reads of {model!r} cost no less than fresh input; caching never pays.")
+    return max(0, math.ceil((write - r.input) / (r.input - r.cache_read) - 1e-12))
