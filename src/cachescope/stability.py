@@ -1,0 +1,1122 @@
+"""Prefix stability: fingerprints of requests, and where (and why, and at what cost) a prefix broke.
+
+`fingerprint(params)` lists a request's cache positions in cache order (tools → system → messages)
+with level, layer, xxh3 hash, token estimate and breakpoint TTL, plus the request-level settings the
+API mixes into the prefix. It serializes without prompt text unless asked, so the ledger can keep it.
+
+`compare(a, b)` finds the first position where `b` no longer matches `a` and says what that costs:
+
+* the divergent block: index, level, layer, character offset, line and column inside the block and
+  a short window of old vs new text (when both texts are at hand);
+* the cause in the API's diagnostics vocabulary (`model_changed`, `tools_changed`, `system_changed`,
+  `messages_changed` for edited or truncated history, or `<setting>_changed` for a setting such as
+  `tool_choice`), and `expired` / `below_minimum` when times and the model table say so;
+* `tokens_lost`, defined precisely in `PrefixDiff`.
+
+Appending to the conversation is not a break. Locating the break never diffs text: two params dicts
+are scanned block by block with C-speed string equality (identity first) that stops at the first
+difference, two fingerprints by their hashes; only the one divergent block is searched for the
+character offset, and token estimates are looked up only for the blocks the cost depends on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachescope._blocks import (
+    IMAGE_TOKENS,
+    LEVEL_INDEX,
+    LEVELS,
+    _block_text,
+    _contains_image,
+    _dumps,
+    _is_system_toggle_tool,
+    _layer_names,
+    _without_cache_control,
+    _xxh64,
+    flatten,
+    prefix_keys,
+    request_settings,
+)
+from cachescope._tokens import counter_for
+
+__all__ = ["BlockPrint", "Fingerprint", "PrefixDiff", "compare", "fingerprint"]
+
+TTL_SECONDS: dict[str, float] = {"5m": 300.0, "1h": 3600.0}
+#: The API's lookback window: a breakpoint and the 19 positions before it (spec §1.5).
+LOOKBACK = 20
+#: Characters of context shown on each side of a change.
+WINDOW = 60
+
+# Settings the API keeps under a name of its own; the rest are reported as "<name>_changed".
+_LEVEL_CAUSE = {
+    "tools": "tools_changed",
+    "system": "system_changed",
+    "messages": "messages_changed",
+}
+# What the server's cache diagnostics is expected to say for each of our causes (spec §1.9):
+# settings at the messages level (tool_choice, thinking, effort) are reported as "unavailable".
+_SERVER_FOR_SETTING_LEVEL = {"tools": "model_changed", "system": "system_changed"}
+_SERVER_UNSURE = frozenset({"previous_message_not_found", "unavailable"})
+
+_MEMO_LIMIT = 200_000
+
+
+# --------------------------------------------------------------------------------------------
+# token memos: an unchanged block is never re-counted (the ledger fingerprints every call, so
+# the previous request's counts are always at hand when the next one is compared)
+
+
+_hash_tokens: dict[str, dict[int, int]] = {}
+_text_tokens: dict[str, dict[str, int]] = {}
+
+
+def _hash_memo(tokenizer: str) -> dict[int, int]:
+    memo = _hash_tokens.setdefault(tokenizer, {})
+    if len(memo) > _MEMO_LIMIT:
+        memo.clear()
+    return memo
+
+
+def _text_memo(tokenizer: str) -> dict[str, int]:
+    memo = _text_tokens.setdefault(tokenizer, {})
+    if len(memo) > _MEMO_LIMIT:
+        memo.clear()
+    return memo
+
+
+def clear_memos() -> None:
+    """Forget every memoised token count (benchmarks use it to measure a cold start)."""
+    _hash_tokens.clear()
+    _text_tokens.clear()
+
+
+def _model_facts(model: str) -> tuple[str, int | None]:
+    """(tokenizer, minimum cacheable tokens or None when the model is unknown)."""
+    from cachescope._modeldata import default_table
+
+    info = default_table().lookup(model)
+    if info is None:
+        return "classic", None
+    return info.tokenizer, info.min_cacheable_tokens
+
+
+def block_hash(level: str, role: str | None, kind: str, text: str) -> int:
+    """The xxh3 digest of one position, the same as `cachescope._blocks.flatten` gives."""
+    seed = _xxh64(f"{level}\x1f{role or ''}\x1f{kind}\x1f".encode())
+    return _xxh64(text.encode("utf-8", "surrogatepass"), seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class BlockPrint:
+    """One cache position of a fingerprint."""
+
+    index: int
+    level: str
+    path: str
+    kind: str
+    role: str | None
+    layer: str | None
+    hash: int
+    tokens: int
+    breakpoint: str | None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A request as the prompt cache sees it, without its text unless asked.
+
+    Attributes
+    ----------
+    model:
+        The model ID (the cache is per model).
+    blocks:
+        The positions in cache order (tools → system → messages).
+    settings:
+        Request-level settings mixed into the prefix, by the level where they take effect
+        (`{"tools": {"model": ...}, "system": {...}, "messages": {"tool_choice": ...}}`).
+    automatic_ttl:
+        TTL of a top-level (automatic) `cache_control`, None when there is none.
+    """
+
+    model: str
+    blocks: tuple[BlockPrint, ...]
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    automatic_ttl: str | None = None
+    prefixes: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(block.tokens for block in self.blocks)
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.blocks) and all(block.text is not None for block in self.blocks)
+
+    def breakpoints(self) -> list[tuple[int, str]]:
+        """(index, TTL) of every breakpoint, the automatic one included."""
+        return _effective_breakpoints(
+            [b.breakpoint for b in self.blocks],
+            [b.kind for b in self.blocks],
+            [b.text != "" for b in self.blocks],
+            self.automatic_ttl,
+        )
+
+    def prefix_keys(self) -> list[int]:
+        """Cumulative prefix hash at each position (settings folded in), as `_blocks` computes it."""
+        if self.prefixes is not None and (self.settings == {} or not self.blocks):
+            return list(self.prefixes)
+        return prefix_keys(self.blocks, self.settings)  # type: ignore[arg-type]
+
+    def to_dict(self, *, include_text: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict; prompt text only with `include_text=True`."""
+        prefixes = self.prefix_keys()
+        blocks = []
+        for block, prefix in zip(self.blocks, prefixes):
+            item: dict[str, Any] = {
+                "index": block.index,
+                "level": block.level,
+                "path": block.path,
+                "kind": block.kind,
+                "role": block.role,
+                "layer": block.layer,
+                "hash": f"{block.hash:016x}",
+                "prefix": f"{prefix:016x}",
+                "tokens": block.tokens,
+                "breakpoint": block.breakpoint,
+            }
+            if include_text and block.text is not None:
+                item["text"] = block.text
+            blocks.append(item)
+        return {
+            "model": self.model,
+            "settings": _jsonable(self.settings),
+            "automatic_ttl": self.automatic_ttl,
+            "blocks": blocks,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fingerprint:
+        """Rebuild a fingerprint from `to_dict()` output (or a ledger record's `blocks`)."""
+        blocks = data.get("blocks") or []
+        return _fingerprint_from_blocks(
+            str(data.get("model") or ""),
+            blocks,
+            data.get("settings"),
+            data.get("automatic_ttl"),
+        )
+
+    def __repr__(self) -> str:
+        marks = sum(1 for block in self.blocks if block.breakpoint)
+        return (
+            f"Fingerprint(model={self.model!r}, blocks={len(self.blocks)}, "
+            f"tokens={self.total_tokens}, breakpoints={marks})"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _parse_hash(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        return _xxh64(str(value).encode())
+
+
+def _level_of(item: Mapping[str, Any]) -> str:
+    level = item.get("level")
+    if level in LEVEL_INDEX:
+        return str(level)
+    path = str(item.get("path") or "")
+    head = path.split(".", 1)[0]
+    if head in LEVEL_INDEX:
+        return head
+    layer = item.get("layer")
+    if layer == "tools":
+        return "tools"
+    if layer in ("history", "user", "dynamic", None):
+        return "messages"
+    return "system"
+
+
+def _fingerprint_from_blocks(
+    model: str,
+    blocks: Iterable[Any],
+    settings: Any,
+    automatic_ttl: Any,
+) -> Fingerprint:
+    prints: list[BlockPrint] = []
+    prefixes: list[int] = []
+    have_prefix = True
+    for i, item in enumerate(blocks):
+        if not isinstance(item, Mapping):
+            continue
+        level = _level_of(item)
+        mark = item.get("breakpoint")
+        if mark is True:
+            mark = "5m"
+        text = item.get("text")
+        prints.append(
+            BlockPrint(
+                index=len(prints),
+                level=level,
+                path=str(item.get("path") or f"{level}.{i}"),
+                kind=str(item.get("kind") or "text"),
+                role=item.get("role"),
+                layer=item.get("layer"),
+                hash=_parse_hash(item.get("hash", 0)),
+                tokens=int(item.get("tokens") or 0),
+                breakpoint=str(mark) if mark else None,
+                text=text if isinstance(text, str) else None,
+            )
+        )
+        if "prefix" in item:
+            prefixes.append(_parse_hash(item["prefix"]))
+        else:
+            have_prefix = False
+    known_settings = settings if isinstance(settings, Mapping) else None
+    return Fingerprint(
+        model=model,
+        blocks=tuple(prints),
+        settings=_jsonable(known_settings) if known_settings is not None else {},
+        automatic_ttl=str(automatic_ttl) if automatic_ttl else None,
+        prefixes=tuple(prefixes) if have_prefix and prints and known_settings is None else None,
+    )
+
+
+def fingerprint(params: Mapping[str, Any], *, keep_text: bool = False) -> Fingerprint:
+    """The fingerprint of a request.
+
+    Parameters
+    ----------
+    params:
+        Keyword arguments for `messages.create` (for example `Prompt.render(...)`). Layer names
+        come along when the request was rendered from a `Prompt`.
+    keep_text:
+        Keep each block's text, so a later `compare` can show the changed characters. Off by
+        default: fingerprints go into the ledger, which stores no prompt text unless asked.
+    """
+    tokenizer, _ = _model_facts(str(params.get("model", "")))
+    flat = flatten(params, counter_for(tokenizer), _hash_memo(tokenizer))
+    top = flat.top_level_cache_control
+    blocks = tuple(
+        BlockPrint(
+            index=block.index,
+            level=block.level,
+            path=block.path,
+            kind=block.kind,
+            role=block.role,
+            layer=block.layer,
+            hash=block.hash,
+            tokens=block.tokens,
+            breakpoint=block.ttl,
+            text=block.text if keep_text else None,
+        )
+        for block in flat.blocks
+    )
+    return Fingerprint(
+        model=flat.model,
+        blocks=blocks,
+        settings=flat.settings,
+        automatic_ttl=str(top.get("ttl") or "5m") if top is not None else None,
+    )
+
+
+def _effective_breakpoints(
+    marks: Sequence[str | None],
+    kinds: Sequence[str],
+    nonempty: Sequence[bool],
+    automatic_ttl: str | None,
+) -> list[tuple[int, str]]:
+    points = [(i, mark) for i, mark in enumerate(marks) if mark]
+    if automatic_ttl:
+        # Automatic caching marks the last block that can carry cache_control (spec §1.2).
+        for i in range(len(marks) - 1, -1, -1):
+            if kinds[i] not in ("thinking", "redacted_thinking") and nonempty[i]:
+                if not points or points[-1][0] != i:
+                    points.append((i, automatic_ttl))
+                    points.sort()
+                break
+    return points
+
+
+# --------------------------------------------------------------------------------------------
+# one side of a comparison: params, a fingerprint, or a ledger record
+
+
+class _Side:
+    """The positions of one request, with hashes and token counts produced only on demand."""
+
+    __slots__ = (
+        "_hashes",
+        "_tokens",
+        "automatic_ttl",
+        "fingerprint",
+        "kinds",
+        "layers",
+        "levels",
+        "marks",
+        "miss_reason",
+        "model",
+        "paths",
+        "prefixes",
+        "roles",
+        "settings",
+        "texts",
+        "time",
+        "tokenizer",
+    )
+
+    def __init__(self) -> None:
+        self.model = ""
+        self.levels: list[str] = []
+        self.kinds: list[str] = []
+        self.roles: list[str | None] = []
+        self.paths: list[str] = []
+        self.layers: list[str | None] = []
+        self.marks: list[str | None] = []
+        self.texts: list[str] | None = None
+        self._hashes: list[int | None] = []
+        self._tokens: list[int | None] = []
+        self.prefixes: list[int] | None = None
+        self.settings: Mapping[str, Mapping[str, Any]] | None = None
+        self.automatic_ttl: str | None = None
+        self.time: float | None = None
+        self.miss_reason: Any = None
+        self.fingerprint: Fingerprint | None = None
+        self.tokenizer = "classic"
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+    def hash(self, i: int) -> int:
+        value = self._hashes[i]
+        if value is None:
+            assert self.texts is not None
+            value = self._hashes[i] = block_hash(
+                self.levels[i], self.roles[i], self.kinds[i], self.texts[i]
+            )
+        return value
+
+    def tokens(self, i: int) -> int:
+        value = self._tokens[i]
+        if value is None:
+            assert self.texts is not None
+            if self.kinds[i] == "image":
+                value = IMAGE_TOKENS
+            else:
+                text = self.texts[i]
+                memo = _text_memo(self.tokenizer)
+                value = memo.get(text)
+                if value is None:
+                    value = memo[text] = counter_for(self.tokenizer).count(text)
+            self._tokens[i] = value
+        return value
+
+    def breakpoints(self) -> list[tuple[int, str]]:
+        nonempty = (
+            [t != "" for t in self.texts]
+            if self.texts is not None
+            else [tok != 0 for tok in self._tokens]
+        )
+        return _effective_breakpoints(self.marks, self.kinds, nonempty, self.automatic_ttl)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> _Side:
+        side = cls()
+        side.model = str(params.get("model", ""))
+        side.tokenizer = _model_facts(side.model)[0]
+        texts: list[str] = []
+        levels, kinds, roles, paths, layers, marks = (
+            side.levels,
+            side.kinds,
+            side.roles,
+            side.paths,
+            side.layers,
+            side.marks,
+        )
+        toggles: list[str] = []
+        has_images = False
+
+        def mark_of(raw: Any) -> str | None:
+            if isinstance(raw, Mapping):
+                control = raw.get("cache_control")
+                if isinstance(control, Mapping):
+                    return str(control.get("ttl") or "5m")
+            return None
+
+        tools = params.get("tools") or []
+        tool_layers = _layer_names(tools)
+        for i, tool in enumerate(tools):
+            if _is_system_toggle_tool(tool):
+                toggles.append(str(tool.get("type")))
+                continue
+            raw = _without_cache_control(tool) if isinstance(tool, Mapping) else tool
+            texts.append(_dumps(raw))
+            levels.append("tools")
+            kinds.append("tool")
+            roles.append(None)
+            paths.append(f"tools.{i}")
+            layers.append(tool_layers[i] if tool_layers and i < len(tool_layers) else "tools")
+            marks.append(mark_of(tool))
+
+        system = params.get("system")
+        if isinstance(system, str):
+            if system:
+                texts.append(system)
+                levels.append("system")
+                kinds.append("text")
+                roles.append(None)
+                paths.append("system")
+                layers.append(None)
+                marks.append(None)
+        elif system:
+            names = _layer_names(system)
+            for i, item in enumerate(system):
+                kind, text = _block_text(item)
+                texts.append(text)
+                levels.append("system")
+                kinds.append(kind)
+                roles.append(None)
+                paths.append(f"system.{i}")
+                layers.append(names[i] if names and i < len(names) else None)
+                marks.append(mark_of(item))
+
+        for m, message in enumerate(params.get("messages") or []):
+            if not isinstance(message, Mapping):
+                texts.append(_dumps(message))
+                levels.append("messages")
+                kinds.append("unknown")
+                roles.append(None)
+                paths.append(f"messages.{m}")
+                layers.append(None)
+                marks.append(None)
+                continue
+            role = str(message.get("role", ""))
+            content = message.get("content")
+            if isinstance(content, str):
+                texts.append(content)
+                levels.append("messages")
+                kinds.append("text")
+                roles.append(role)
+                paths.append(f"messages.{m}.content")
+                layers.append(None)
+                marks.append(None)
+                continue
+            names = _layer_names(content)
+            for c, item in enumerate(content or []):
+                kind, text = _block_text(item)
+                has_images = has_images or _contains_image(item)
+                texts.append(text)
+                levels.append("messages")
+                kinds.append(kind)
+                roles.append(role)
+                paths.append(f"messages.{m}.content.{c}")
+                layers.append(names[c] if names and c < len(names) else None)
+                marks.append(mark_of(item))
+
+        side.texts = texts
+        side._hashes = [None] * len(texts)
+        side._tokens = [None] * len(texts)
+        side.settings = request_settings(params, has_images=has_images, toggles=toggles)
+        top = params.get("cache_control")
+        side.automatic_ttl = str(top.get("ttl") or "5m") if isinstance(top, Mapping) else None
+        return side
+
+    @classmethod
+    def from_fingerprint(cls, fp: Fingerprint) -> _Side:
+        side = cls()
+        side.fingerprint = fp
+        side.model = fp.model
+        side.tokenizer = _model_facts(fp.model)[0]
+        blocks = fp.blocks
+        side.levels = [b.level for b in blocks]
+        side.kinds = [b.kind for b in blocks]
+        side.roles = [b.role for b in blocks]
+        side.paths = [b.path for b in blocks]
+        side.layers = [b.layer for b in blocks]
+        side.marks = [b.breakpoint for b in blocks]
+        side._hashes = [b.hash for b in blocks]
+        side._tokens = [b.tokens for b in blocks]
+        if blocks and all(b.text is not None for b in blocks):
+            side.texts = [b.text or "" for b in blocks]
+        side.settings = fp.settings if fp.settings else None
+        if side.settings is None:
+            side.prefixes = list(fp.prefixes) if fp.prefixes is not None else None
+        side.automatic_ttl = fp.automatic_ttl
+        return side
+
+
+def _to_seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, _dt.datetime):
+        moment: _dt.datetime = value
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=_dt.timezone.utc)
+        return float(moment.timestamp())
+    if isinstance(value, str):
+        try:
+            stamp = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=_dt.timezone.utc)
+        return stamp.timestamp()
+    return None
+
+
+def _side(value: Any) -> _Side:
+    if isinstance(value, Fingerprint):
+        return _Side.from_fingerprint(value)
+    if isinstance(value, Mapping):
+        if "blocks" in value and "messages" not in value and "system" not in value:
+            return _Side.from_fingerprint(Fingerprint.from_dict(value))
+        return _Side.from_params(value)
+    # A ledger record or anything like it: .fingerprint / .blocks, .model, .time, miss reason.
+    fp = getattr(value, "fingerprint", None)
+    if callable(fp):
+        fp = fp()
+    model = str(getattr(value, "model", "") or "")
+    if isinstance(fp, Fingerprint):
+        side = _Side.from_fingerprint(fp)
+    elif isinstance(fp, Mapping):
+        side = _Side.from_fingerprint(Fingerprint.from_dict({"model": model, **fp}))
+    else:
+        blocks = getattr(value, "blocks", None)
+        if not isinstance(blocks, (list, tuple)):
+            raise TypeError(
+                "compare() takes request params (a dict), a Fingerprint, or a ledger record; "
+                f"got {type(value).__name__}."
+            )
+        side = _Side.from_fingerprint(_fingerprint_from_blocks(model, blocks, None, None))
+    if model and not side.model:
+        side.model = model
+    stamp = getattr(value, "timestamp", None)
+    side.time = _to_seconds(
+        stamp if isinstance(stamp, (int, float)) else getattr(value, "time", None)
+    )
+    side.miss_reason = getattr(value, "cache_miss_reason", None)
+    return side
+
+
+# --------------------------------------------------------------------------------------------
+# PrefixDiff
+
+
+@dataclass(frozen=True)
+class PrefixDiff:
+    """Where `b` stopped matching the cached prefix of `a`, why, and what that costs.
+
+    Attributes
+    ----------
+    broken:
+        True when `b` cannot read everything `a` cached (a changed block or setting, truncated
+        history, an expired TTL, or a prefix below the model's minimum).
+    cause:
+        The API's diagnostics vocabulary: `model_changed`, `tools_changed`, `system_changed`,
+        `messages_changed` (history edited or truncated — appending is not a break),
+        `<setting>_changed` (e.g. `tool_choice_changed`), or `expired` / `below_minimum` when
+        nothing changed but time or length explain the miss; None when nothing broke.
+    index, level, layer, path, kind:
+        The first divergent position of `a` (cache order) and what it is.
+    offset, line, column:
+        Character offset (0-based) and line and column (1-based) of the first changed character
+        inside that block; None when a text is not at hand (stored fingerprints) or the block was
+        removed.
+    old_window, new_window:
+        The changed line of `a` and of `b`, clipped to a short window around the change;
+        `old_span` / `new_span` are (start, end) of the changed characters inside each window.
+    tokens_lost:
+        Tokens that `b` can no longer read from cache because of the change: tokens of `a`'s
+        positions after the last cache entry of `a` that lies strictly before the divergent
+        position, up to and including `a`'s last cache entry. A cache entry is a breakpoint
+        (explicit or automatic) whose prefix reaches the model's minimum length. 0 when the
+        divergence comes after `a`'s last entry, and when nothing diverged.
+        The figure assumes `b` has a breakpoint within 20 positions after the surviving entry;
+        `beyond_lookback` says when it has not.
+    tokens_expired:
+        Further tokens that cannot be read because their entries' TTL passed between the calls.
+    expired, below_minimum:
+        Flags, independent of the cause: the TTL of `a`'s last entry passed before `b` was sent;
+        `a`'s prefix up to its last breakpoint is shorter than the model's minimum.
+    server_reason, agrees:
+        The server's `cache_miss_reason` type when known, and whether it matches `cause` (None
+        when the server could not tell).
+    """
+
+    broken: bool
+    cause: str | None
+    index: int | None = None
+    level: str | None = None
+    layer: str | None = None
+    path: str | None = None
+    kind: str | None = None
+    setting: str | None = None
+    offset: int | None = None
+    line: int | None = None
+    column: int | None = None
+    old_window: str | None = None
+    new_window: str | None = None
+    old_span: tuple[int, int] | None = None
+    new_span: tuple[int, int] | None = None
+    appended_blocks: int = 0
+    tokens_lost: int = 0
+    tokens_expired: int = 0
+    expired: bool = False
+    below_minimum: bool = False
+    beyond_lookback: bool = False
+    gap_seconds: float | None = None
+    ttl: str | None = None
+    model: str | None = None
+    minimum: int | None = None
+    server_reason: str | None = None
+    server_missed_tokens: int | None = None
+    agrees: bool | None = None
+
+    # -- presentation --------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """One sentence: what broke, where, and what it cost."""
+        if not self.broken:
+            if self.appended_blocks:
+                return f"Prefix intact: {self.appended_blocks} block(s) appended, nothing lost."
+            return "Prefix intact: nothing changed before the last breakpoint."
+        where = []
+        if self.layer:
+            where.append(f"layer {self.layer!r}")
+        if self.path:
+            where.append(self.path)
+        if self.line is not None:
+            where.append(f"line {self.line}, column {self.column}")
+        place = f" in {', '.join(where)}" if where else ""
+        if self.cause in ("expired", "below_minimum"):
+            if self.cause == "expired":
+                return f"expired: {self.tokens_expired:,} cached tokens outlived their TTL."
+            return "below_minimum: the prefix was too short to be cached, so nothing was read."
+        text = f"{self.cause}{place}: {self.tokens_lost:,} tokens can no longer be read from cache"
+        if self.tokens_expired:
+            text += f", {self.tokens_expired:,} more expired"
+        return text + "."
+
+    def _notes(self) -> list[str]:
+        notes: list[str] = []
+        if self.setting:
+            notes.append(f"setting {self.setting!r} differs")
+        if self.expired:
+            gap = f"{self.gap_seconds:.0f} s" if self.gap_seconds is not None else "the gap"
+            notes.append(f"expired: {gap} between the calls exceeds the {self.ttl} TTL")
+        if self.below_minimum:
+            notes.append(
+                f"below_minimum: the cached prefix is under {self.model}'s minimum of "
+                f"{self.minimum:,} tokens, so nothing was written"
+            )
+        if self.beyond_lookback:
+            notes.append(
+                "the next breakpoint is more than 20 positions after the last cache entry: "
+                "the lookback cannot reach it"
+            )
+        if self.server_reason is not None or self.agrees is not None:
+            server = self.server_reason or "no miss"
+            if self.agrees is False:
+                notes.append(f"server says {server}; cachescope says {self.cause or 'no break'}")
+            elif self.agrees is True:
+                notes.append(f"server agrees: {server}")
+            else:
+                notes.append(f"server says {server} (cannot be checked)")
+        return notes
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
+        if self.old_window is not None and self.new_window is not None:
+            lines.append(f"  - {self.old_window}")
+            lines.append(f"  + {self.new_window}")
+            if self.old_span is not None:
+                start, end = self.old_span
+                lines.append("    " + " " * start + "^" * max(1, end - start))
+        lines.extend(f"  note: {note}" for note in self._notes())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<PrefixDiff {self.summary()}>"
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        state = "broken" if self.broken else "intact"
+        parts = [
+            f'<div class="cachescope-diff cachescope-{state}">',
+            f"<p><strong>{esc(self.summary())}</strong></p>",
+        ]
+        if self.old_window is not None and self.new_window is not None:
+            parts.append('<pre style="margin:0">')
+            parts.append(
+                '<span style="color:#b31d28">- </span>'
+                + _marked(self.old_window, self.old_span, "#ffdce0")
+            )
+            parts.append(
+                '\n<span style="color:#22863a">+ </span>'
+                + _marked(self.new_window, self.new_span, "#cdffd8")
+            )
+            parts.append("</pre>")
+        notes = self._notes()
+        if notes:
+            parts.append("<ul>" + "".join(f"<li>{esc(note)}</li>" for note in notes) + "</ul>")
+        parts.append("</div>")
+        return "".join(parts)
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
+        if include is not None:
+            wanted = set(include)
+            bundle = {k: v for k, v in bundle.items() if k in wanted}
+        if exclude is not None:
+            unwanted = set(exclude)
+            bundle = {k: v for k, v in bundle.items() if k not in unwanted}
+        return bundle
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field plus the summary sentence."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        out["summary"] = self.summary()
+        return out
+
+
+def _marked(window: str, span: tuple[int, int] | None, colour: str) -> str:
+    if span is None:
+        return html.escape(window)
+    start, end = span
+    return (
+        html.escape(window[:start])
+        + f'<mark style="background:{colour}">{html.escape(window[start:end])}</mark>'
+        + html.escape(window[end:])
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# compare
+
+
+def _common_prefix_length(a: str, b: str) -> int:
+    """Length of the common prefix of two strings, by C-speed slice comparisons."""
+    limit = min(len(a), len(b))
+    low = 0
+    step = 4096
+    while low < limit:
+        high = min(limit, low + step)
+        if a[low:high] == b[low:high]:
+            low = high
+            step *= 2
+            continue
+        # binary search inside [low, high)
+        lo, hi = low, high
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if a[lo:mid] == b[lo:mid]:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+    return limit
+
+
+def _common_suffix_length(a: str, b: str, floor: int) -> int:
+    """Length of the common suffix, not reaching back into the first `floor` characters."""
+    limit = min(len(a), len(b)) - floor
+    lo, hi = 0, max(0, limit)
+    if hi and a[len(a) - hi :] == b[len(b) - hi :]:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[len(a) - mid :] == b[len(b) - mid :]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _line_window(text: str, start: int, end: int) -> tuple[str, tuple[int, int]]:
+    """The line around text[start:end], clipped to WINDOW characters of context on each side."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    if line_end == -1:
+        line_end = len(text)
+    # a change that spans lines is shown up to the end of its first line
+    first_break = text.find("\n", start, end)
+    shown_end = first_break if first_break != -1 else end
+    lo = max(line_start, start - WINDOW)
+    hi = min(line_end, shown_end + WINDOW) if first_break == -1 else shown_end
+    prefix = "…" if lo > line_start else ""
+    suffix = "…" if hi < line_end and first_break == -1 else ""
+    window = prefix + text[lo:hi] + suffix
+    span_start = len(prefix) + (start - lo)
+    span_end = len(prefix) + (min(shown_end, hi) - lo)
+    return window.replace("\t", " ").replace("\r", " "), (span_start, span_end)
+
+
+def _first_divergence(a: _Side, b: _Side) -> int | None:
+    """First position of `a` that `b` does not reproduce (content only); None if none in common."""
+    n = min(len(a), len(b))
+    la, lb = a.levels, b.levels
+    ka, kb = a.kinds, b.kinds
+    ra, rb = a.roles, b.roles
+    if a.texts is not None and b.texts is not None:
+        ta, tb = a.texts, b.texts
+        if la[:n] == lb[:n] and ka[:n] == kb[:n] and ra[:n] == rb[:n]:
+            # list equality compares item by item with identity first and memcmp after
+            if ta[:n] == tb[:n]:
+                return None
+            for i in range(n):
+                x, y = ta[i], tb[i]
+                if x is not y and x != y:
+                    return i
+        for i in range(n):
+            if la[i] != lb[i] or ka[i] != kb[i] or ra[i] != rb[i] or ta[i] != tb[i]:
+                return i
+        return None
+    if a.prefixes is not None and b.prefixes is not None:
+        for i in range(n):
+            if a.prefixes[i] != b.prefixes[i]:
+                return i
+        return None
+    for i in range(n):
+        if a.hash(i) != b.hash(i):
+            return i
+    return None
+
+
+def _setting_divergence(a: _Side, b: _Side) -> tuple[int, str, str] | None:
+    """(position, level, setting name) of the earliest setting change, if any."""
+    if a.settings is None or b.settings is None:
+        if a.model and b.model and a.model != b.model:
+            return 0, "tools", "model"
+        return None
+    for level in LEVELS:
+        old = a.settings.get(level, {}) or {}
+        new = b.settings.get(level, {}) or {}
+        if old == new:
+            continue
+        names = sorted({*old, *new})
+        changed = [name for name in names if old.get(name) != new.get(name)]
+        level_no = LEVEL_INDEX[level]
+        position = next((i for i, lv in enumerate(a.levels) if LEVEL_INDEX[lv] >= level_no), len(a))
+        return position, level, changed[0] if changed else level
+    return None
+
+
+def _server_type(reason: Any) -> tuple[str | None, int | None]:
+    if reason is None:
+        return None, None
+    if isinstance(reason, Mapping):
+        inner = reason.get("cache_miss_reason", reason)
+        if isinstance(inner, Mapping):
+            missed = inner.get("cache_missed_input_tokens")
+            kind = inner.get("type")
+            return (str(kind) if kind else None), (int(missed) if isinstance(missed, int) else None)
+        return (str(inner) if inner else None), None
+    kind = getattr(reason, "type", reason)
+    return str(kind), None
+
+
+def _expected_server(cause: str | None, level: str | None) -> str | None:
+    if cause is None or cause in ("expired", "below_minimum"):
+        return None
+    if cause in ("model_changed", "tools_changed", "system_changed", "messages_changed"):
+        return cause
+    if level in _SERVER_FOR_SETTING_LEVEL:
+        return _SERVER_FOR_SETTING_LEVEL[level]
+    if cause == "images_changed":
+        return "messages_changed"
+    return "unavailable"
+
+
+def compare(
+    a: Any,
+    b: Any,
+    *,
+    gap_seconds: float | None = None,
+    ttl: str | None = None,
+    server_reason: Any = None,
+    minimum: int | None = None,
+) -> PrefixDiff:
+    """Where `b` stops matching the cached prefix of `a`, why, and how many tokens that costs.
+
+    Parameters
+    ----------
+    a, b:
+        The earlier and the later request: params dicts (full detail, with the changed text),
+        `Fingerprint`s (no text window unless fingerprinted with `keep_text=True`), their
+        `to_dict()` output, or ledger records (anything with `.fingerprint` or `.blocks`, `.model`
+        and `.time`).
+    gap_seconds:
+        Seconds between the two requests; by default taken from the records' times when known.
+    ttl:
+        Override the TTL of `a`'s cache entries ("5m" or "1h") for the expiry check.
+    server_reason:
+        The server's `cache_miss_reason` for `b` (a type string or the diagnostics dict); by
+        default taken from a record's `cache_miss_reason`.
+    minimum:
+        Minimum cacheable tokens; by default from the model table (none for an unknown model).
+    """
+    side_a = _side(a)
+    side_b = _side(b)
+    if gap_seconds is None and side_a.time is not None and side_b.time is not None:
+        gap_seconds = side_b.time - side_a.time
+    if server_reason is None:
+        server_reason = side_b.miss_reason
+    if minimum is None:
+        minimum = _model_facts(side_a.model)[1]
+
+    # 1. locate: the first changed block, setting or removed block
+    index = _first_divergence(side_a, side_b)
+    cause: str | None = None
+    setting: str | None = None
+    if index is not None:
+        cause = _LEVEL_CAUSE.get(side_a.levels[index], "messages_changed")
+    elif len(side_b) < len(side_a):
+        index = len(side_b)
+        cause = _LEVEL_CAUSE.get(side_a.levels[index], "messages_changed")
+    changed_setting = _setting_divergence(side_a, side_b)
+    setting_level: str | None = None
+    if changed_setting is not None and (index is None or changed_setting[0] <= index):
+        index, setting_level, setting = changed_setting
+        cause = "model_changed" if setting == "model" else f"{setting}_changed"
+    if index is not None and index >= len(side_a):
+        # a setting changed at a level a has no blocks in: nothing of a is affected
+        index, cause, setting = None, None, None
+
+    # 2. cost: a's cache entries are its breakpoints whose prefix reaches the minimum. Tokens
+    # are counted only up to the first entry (to find it) and over the lost range.
+    points = side_a.breakpoints()
+    first_entry = 0
+    if minimum is not None:
+        cumulative, done = 0, -1
+        first_entry = len(points)
+        for number, (point, _) in enumerate(points):
+            for i in range(done + 1, point + 1):
+                cumulative += side_a.tokens(i)
+            done = point
+            if cumulative >= minimum:
+                first_entry = number
+                break
+    entries = points[first_entry:]
+    below_minimum = bool(points) and not entries
+    surviving = [entry for entry in entries if index is None or entry[0] < index]
+
+    def tokens_between(start: int, end: int) -> int:
+        return sum(side_a.tokens(i) for i in range(start, end + 1))
+
+    tokens_lost = 0
+    if index is not None and entries and entries[-1][0] >= index:
+        start = surviving[-1][0] + 1 if surviving else 0
+        tokens_lost = tokens_between(start, entries[-1][0])
+
+    # 3. time: entries whose TTL passed before b was sent
+    expired = False
+    tokens_expired = 0
+    shown_ttl: str | None = ttl or (entries[-1][1] if entries else None)
+    if gap_seconds is not None and entries:
+        expired = gap_seconds > TTL_SECONDS.get(ttl or entries[-1][1], 300.0)
+        alive = [e for e in surviving if gap_seconds <= TTL_SECONDS.get(ttl or e[1], 300.0)]
+        if surviving and (not alive or alive[-1][0] < surviving[-1][0]):
+            start = alive[-1][0] + 1 if alive else 0
+            tokens_expired = tokens_between(start, surviving[-1][0])
+
+    # 4. lookback: b must have a breakpoint within 20 positions after the entry it reads
+    beyond_lookback = False
+    if surviving and (index is None or surviving[-1][0] < index):
+        target = surviving[-1][0]
+        later = [i for i, _ in side_b.breakpoints() if i >= target]
+        if later and later[0] - target >= LOOKBACK:
+            beyond_lookback = True
+
+    if cause is None and index is None:
+        if expired and tokens_expired:
+            cause = "expired"
+        elif below_minimum and points:
+            cause = "below_minimum"
+    broken = cause is not None
+
+    # 5. the changed characters, only inside the one divergent block
+    offset = line = column = None
+    old_window = new_window = None
+    old_span = new_span = None
+    if (
+        index is not None
+        and setting is None
+        and index < len(side_b)
+        and side_a.texts is not None
+        and side_b.texts is not None
+    ):
+        old, new = side_a.texts[index], side_b.texts[index]
+        offset = _common_prefix_length(old, new)
+        line = old.count("\n", 0, offset) + 1
+        column = offset - (old.rfind("\n", 0, offset) + 1) + 1
+        suffix = _common_suffix_length(old, new, offset)
+        old_window, old_span = _line_window(old, offset, len(old) - suffix)
+        new_window, new_span = _line_window(new, offset, len(new) - suffix)
+
+    server_type, server_missed = _server_type(server_reason)
+    agrees: bool | None = None
+    if server_reason is not None or server_type is not None:
+        if server_type in _SERVER_UNSURE and _expected_server(cause, setting_level) != server_type:
+            agrees = None
+        else:
+            agrees = server_type == _expected_server(cause, setting_level)
+
+    appended = max(0, len(side_b) - len(side_a)) if index is None else 0
+    return PrefixDiff(
+        broken=broken,
+        cause=cause,
+        index=index,
+        level=side_a.levels[index] if index is not None and index < len(side_a) else None,
+        layer=side_a.layers[index] if index is not None and index < len(side_a) else None,
+        path=side_a.paths[index] if index is not None and index < len(side_a) else None,
+        kind=side_a.kinds[index] if index is not None and index < len(side_a) else None,
+        setting=setting if setting != "model" else None,
+        offset=offset,
+        line=line,
+        column=column,
+        old_window=old_window,
+        new_window=new_window,
+        old_span=old_span,
+        new_span=new_span,
+        appended_blocks=appended,
+        tokens_lost=tokens_lost,
+        tokens_expired=tokens_expired,
+        expired=expired,
+        below_minimum=below_minimum,
+        beyond_lookback=beyond_lookback,
+        gap_seconds=gap_seconds,
+        ttl=shown_ttl,
+        model=side_a.model or None,
+        minimum=minimum,
+        server_reason=server_type,
+        server_missed_tokens=server_missed,
+        agrees=agrees,
+    )
