@@ -1,0 +1,502 @@
+"""`load`: Claude Code transcripts and cachescope ledgers to one row per API response, priced.
+
+Files are scanned in a process pool (one worker per core) unless the incremental cache already
+holds them. De-duplication is global, so every report sees the same rows: key `(message.id,
+requestId)` (`message.id` alone without a request id); within a key the line with the largest token
+total wins, ties going to the line that has `speed`, then to the first line. A sidechain response
+whose `message.id` matches an earlier response under another request id is a replay and is dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+import time as _time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from cachescope._errors import UnknownModelWarning
+from cachescope._modeldata import ModelTable, default_table
+from cachescope.logs._cache import Batch, cache_path, read_cache, write_cache
+from cachescope.logs._discover import SourceFile, default_roots, find_files
+from cachescope.logs._scan import (
+    FLAG_FAST,
+    FLAG_HAS_SPEED,
+    FLAG_LEDGER,
+    FLAG_SIDECHAIN,
+    FileResult,
+    scan_file,
+    scan_many,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DAY_MS = 86_400_000
+# Below this many bytes to read, a process pool costs more than it saves.
+POOL_MIN_BYTES = 16 << 20
+PROGRESS_MIN_BYTES = 256 << 20
+
+CAVEAT = (
+    "Logs can undercount what was billed: Claude Code does not log every call (some thinking and "
+    "background requests are missing), so treat these figures as a lower bound."
+)
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    """A line that could not be counted: where it is and why."""
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What `load` read and what it left out (in `df.attrs["load_report"]`)."""
+
+    files: int = 0
+    bytes: int = 0
+    lines: int = 0
+    usage_lines: int = 0
+    responses: int = 0
+    duplicates_dropped: int = 0
+    replays_dropped: int = 0
+    synthetic_skipped: int = 0
+    outside_dates: int = 0
+    malformed: tuple[SkippedLine, ...] = ()
+    files_read: int = 0
+    files_from_cache: int = 0
+    seconds: float = 0.0
+    unknown_models: tuple[str, ...] = ()
+    compactions: tuple[tuple[str, int], ...] = field(default=(), repr=False)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LoadReport:
+        return self  # immutable; pandas deep-copies `attrs` on every operation
+
+    def summary(self) -> str:
+        text = (
+            f"{self.files:,} files ({self.files_read:,} read, {self.files_from_cache:,} from cache), "
+            f"{self.lines:,} lines, {self.usage_lines:,} usage lines -> {self.responses:,} responses "
+            f"({self.duplicates_dropped:,} duplicate lines and {self.replays_dropped:,} sidechain replays "
+            f"dropped, {self.synthetic_skipped:,} <synthetic> errors skipped); "
+            f"{len(self.malformed):,} malformed lines skipped"
+        )
+        if self.outside_dates:
+            text += f"; {self.outside_dates:,} responses outside --since/--until"
+        return text + f"; {self.seconds:.2f} s."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "bytes": self.bytes,
+            "lines": self.lines,
+            "usageLines": self.usage_lines,
+            "responses": self.responses,
+            "duplicatesDropped": self.duplicates_dropped,
+            "replaysDropped": self.replays_dropped,
+            "syntheticSkipped": self.synthetic_skipped,
+            "outsideDates": self.outside_dates,
+            "malformed": [
+                {"path": s.path, "line": s.line, "reason": s.reason} for s in self.malformed
+            ],
+            "filesRead": self.files_read,
+            "filesFromCache": self.files_from_cache,
+            "seconds": round(self.seconds, 3),
+            "unknownModels": list(self.unknown_models),
+        }
+
+
+def _parse_day(value: str | _dt.date | None, name: str) -> _dt.date | None:
+    if value is None or isinstance(value, _dt.date):
+        return value
+    text = str(value).strip()
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return _dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            pass
+    from cachescope._errors import CachescopeError
+
+    raise CachescopeError(f"{name}={value!r} is not a date: write it as YYYY-MM-DD or YYYYMMDD.")
+
+
+def _scan_all(
+    sources: list[SourceFile], workers: int | None, progress: bool | None
+) -> list[FileResult]:
+    sizes = {}
+    for s in sources:
+        try:
+            sizes[s.path] = os.path.getsize(s.path)
+        except OSError:
+            sizes[s.path] = 0
+    total = sum(sizes.values())
+    workers = workers or os.cpu_count() or 1
+    show = (
+        progress if progress is not None else (total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
+    )
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total, unit="B", unit_scale=True, desc="reading logs", disable=not show, leave=False
+    )
+    try:
+        if workers <= 1 or total < POOL_MIN_BYTES or len(sources) < 2:
+            results = []
+            for source in sources:
+                results.append(scan_file(source))
+                bar.update(sizes[source.path])
+            return results
+        return _scan_in_pool(sources, sizes, workers, bar)
+    finally:
+        bar.close()
+
+
+def _scan_in_pool(
+    sources: list[SourceFile], sizes: dict[str, int], workers: int, bar: Any
+) -> list[FileResult]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # Batches of about equal bytes, biggest files first, several per worker so the pool balances.
+    order = sorted(range(len(sources)), key=lambda i: -sizes[sources[i].path])
+    target = max(1, sum(sizes.values()) // (workers * 8))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for i in order:
+        current.append(i)
+        current_bytes += sizes[sources[i].path]
+        if current_bytes >= target:
+            batches.append(current)
+            current, current_bytes = [], 0
+    if current:
+        batches.append(current)
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    results: list[FileResult | None] = [None] * len(sources)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(scan_many, [sources[i] for i in batch]): batch for batch in batches}
+        for future in as_completed(futures):
+            batch = futures[future]
+            for i, result in zip(batch, future.result()):
+                results[i] = result
+            bar.update(sum(sizes[sources[i].path] for i in batch))
+    return [r for r in results if r is not None]
+
+
+def _gather(
+    sources: list[SourceFile],
+    no_cache: bool,
+    workers: int | None,
+    progress: bool | None,
+    roots: list[str],
+) -> tuple[Batch, int]:
+    """The batch for `sources`, from the cache where (path, size, mtime) still match."""
+    cached = None if no_cache else read_cache(cache_path(roots))
+    index: dict[str, int] = {}
+    if cached is not None:
+        index = {f.source.path: i for i, f in enumerate(cached.files)}
+    fresh_sources: list[SourceFile] = []
+    reuse: dict[str, int] = {}
+    for source in sources:
+        i = index.get(source.path)
+        if i is not None and cached is not None:
+            try:
+                info = os.stat(source.path)
+            except OSError:
+                info = None
+            meta = cached.files[i]
+            if info is not None and info.st_size == meta.size and info.st_mtime_ns == meta.mtime_ns:
+                reuse[source.path] = i
+                continue
+        fresh_sources.append(source)
+    if cached is not None and not fresh_sources and len(reuse) == len(cached.files):
+        order = [reuse[s.path] for s in sources]
+        if order == list(range(len(cached.files))):
+            return cached, 0
+    scanned = {r.source.path: r for r in _scan_all(fresh_sources, workers, progress)}
+    results = []
+    for source in sources:
+        if source.path in reuse and cached is not None:
+            results.append(cached.result(reuse[source.path]))
+        else:
+            results.append(scanned[source.path])
+    batch = Batch.from_results(results)
+    if not no_cache:
+        try:
+            write_cache(cache_path(roots), batch)
+        except OSError as error:  # a read-only cache folder must not stop the report
+            warnings.warn(
+                f"cachescope could not write its log cache ({error}); the next run reads every file again.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return batch, len(fresh_sources)
+
+
+def _names(batch: Batch) -> dict[str, Any]:
+    """Per-row codes into global name tables (project, session, agent, model, file)."""
+    rows = batch.offsets[1:] - batch.offsets[:-1]
+    projects: dict[str, int] = {}
+    sessions: dict[str, int] = {}
+    agents: dict[str, int] = {"": 0}
+    models: dict[str, int] = {}
+    file_project = np.zeros(len(batch.files), dtype=np.int32)
+    file_agent = np.zeros(len(batch.files), dtype=np.int32)
+    session_codes = np.empty(len(batch.columns["session"]), dtype=np.int32)
+    model_codes = np.empty(len(batch.columns["model"]), dtype=np.int32)
+    for i, f in enumerate(batch.files):
+        src = f.source
+        file_project[i] = projects.setdefault(src.project, len(projects))
+        file_agent[i] = agents.setdefault(src.agent, len(agents))
+        start, stop = batch.offsets[i], batch.offsets[i + 1]
+        if start == stop:
+            continue
+        local = [src.session or f"{src.agent or 'unknown'}", *f.sessions[1:]]
+        smap = np.array(
+            [sessions.setdefault(name, len(sessions)) for name in local], dtype=np.int32
+        )
+        session_codes[start:stop] = smap[batch.columns["session"][start:stop]]
+        mmap = np.array([models.setdefault(name, len(models)) for name in f.models], dtype=np.int32)
+        model_codes[start:stop] = mmap[batch.columns["model"][start:stop]]
+    return {
+        "project": (np.repeat(file_project, rows), list(projects)),
+        "agent": (np.repeat(file_agent, rows), list(agents)),
+        "session": (session_codes, list(sessions)),
+        "model": (model_codes, list(models)),
+    }
+
+
+def deduplicate(columns: dict[str, np.ndarray[Any, Any]]) -> tuple[np.ndarray[Any, Any], int, int]:
+    """Indices of the rows to keep (in input order), duplicates dropped, replays dropped."""
+    n = len(columns["key"])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), 0, 0
+    order = np.arange(n)
+    total = (
+        columns["fresh"]
+        + columns["write_5m"]
+        + columns["write_1h"]
+        + columns["read"]
+        + columns["output"]
+    )
+    has_speed = (columns["flags"] & FLAG_HAS_SPEED) != 0
+    key = columns["key"]
+    idx = np.lexsort((order, ~has_speed, -total, key))
+    first = np.ones(n, dtype=bool)
+    first[1:] = key[idx][1:] != key[idx][:-1]
+    kept = idx[first]
+    duplicates = n - len(kept)
+    # Replays: the earliest response of a message id stands; later sidechain ones are copies.
+    message = columns["message"][kept]
+    by_message = np.lexsort((kept, columns["time"][kept], message))
+    primary = np.ones(len(kept), dtype=bool)
+    primary[1:] = message[by_message][1:] != message[by_message][:-1]
+    sidechain = (columns["flags"][kept][by_message] & FLAG_SIDECHAIN) != 0
+    replay = ~primary & sidechain
+    survivors = np.sort(kept[by_message][~replay])
+    return survivors, duplicates, int(replay.sum())
+
+
+def price_rows(
+    model_names: list[str],
+    model_codes: np.ndarray[Any, Any],
+    time_ms: np.ndarray[Any, Any],
+    counts: dict[str, np.ndarray[Any, Any]],
+    fast: np.ndarray[Any, Any],
+    table: ModelTable | None = None,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[str]]:
+    """Cost at list prices and cost of the same traffic without caching; NaN where unknown."""
+    table = table or default_table()
+    n = len(model_codes)
+    cost = np.full(n, np.nan)
+    uncached = np.full(n, np.nan)
+    unknown: list[str] = []
+    if n == 0:
+        return cost, uncached, unknown
+    day = time_ms // DAY_MS
+    combined = model_codes.astype(np.int64) * 1_000_000 + (day - day.min())
+    uniq, inverse = np.unique(combined, return_inverse=True)
+    base = day.min()
+    rate_names = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
+    std = np.full((len(uniq), 5), np.nan)
+    long = np.full((len(uniq), 5), np.nan)
+    threshold = np.full(len(uniq), np.iinfo(np.int64).max, dtype=np.int64)
+    multiplier = np.ones(len(uniq))
+    for j, value in enumerate(uniq.tolist()):
+        name = model_names[value // 1_000_000]
+        info = table.lookup(name)
+        when = _dt.date(1970, 1, 1) + _dt.timedelta(days=int(base + value % 1_000_000))
+        rates = info.rates_at(when) if info is not None else None
+        if info is None or rates is None:
+            if name not in unknown:
+                unknown.append(name)
+            continue
+        std[j] = [getattr(rates, r) for r in rate_names]
+        long[j] = std[j]
+        if info.long_context_threshold is not None:
+            threshold[j] = info.long_context_threshold
+            long_rates = info.rates_at(when, info.long_context_threshold + 1)
+            if long_rates is not None:
+                long[j] = [getattr(long_rates, r) for r in rate_names]
+        multiplier[j] = info.fast_multiplier or 1.0
+    tokens = np.stack(
+        [counts["fresh"], counts["write_5m"], counts["write_1h"], counts["read"], counts["output"]],
+        axis=1,
+    ).astype(np.float64)
+    prompt = counts["fresh"] + counts["write_5m"] + counts["write_1h"] + counts["read"]
+    row_rates = np.where((prompt > threshold[inverse])[:, None], long[inverse], std[inverse])
+    scale = np.where(fast, multiplier[inverse], 1.0) / 1e6
+    cost = (tokens * row_rates).sum(axis=1) * scale
+    uncached = (prompt * row_rates[:, 0] + counts["output"] * row_rates[:, 4]) * scale
+    return cost, uncached, unknown
+
+
+def load(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+    since: str | _dt.date | None = None,
+    until: str | _dt.date | None = None,
+    *,
+    no_cache: bool = False,
+    progress: bool | None = None,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """One row per API response from Claude Code transcripts and cachescope ledgers.
+
+    Parameters
+    ----------
+    paths:
+        Files or folders to read (a Claude folder, a `projects/` folder, a folder of transcripts, a
+        `.jsonl` transcript or ledger). Default: the folders Claude Code writes to
+        (`CLAUDE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/claude` and `~/.claude`).
+    since, until:
+        Keep responses from/through these UTC days (`YYYY-MM-DD` or `YYYYMMDD`, inclusive).
+        De-duplication happens before the filter, so a window never changes what counts as a copy.
+    no_cache:
+        Read every file again and leave the incremental cache alone.
+    progress:
+        Show a progress bar (default: on long loads when stderr is a terminal).
+    workers:
+        Worker processes for reading (default: one per core).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns `timestamp` (UTC), `project`, `session`, `agent` ("" for the main chain),
+        `sidechain`, `model`, `fresh`, `write_5m`, `write_1h`, `read`, `output`, `speed`, `cost`,
+        `cost_without_cache` (USD, NaN for a model without a known price) and `source`
+        ("claude-code" or "ledger"). `df.attrs["load_report"]` is the `LoadReport`.
+    """
+    import pandas as pd
+
+    started = _time.perf_counter()
+    if paths is None:
+        path_list: list[str | os.PathLike[str]] | None = None
+    elif isinstance(paths, (str, os.PathLike)):
+        path_list = [paths]
+    else:
+        path_list = list(paths)
+    first_day = _parse_day(since, "since")
+    last_day = _parse_day(until, "until")
+    sources = find_files(path_list)
+    if path_list is None:
+        roots = ["<default>", *(str(root) for root in default_roots())]
+    else:
+        roots = sorted({os.path.realpath(os.path.expanduser(os.fspath(p))) for p in path_list})
+    batch, files_read = _gather(sources, no_cache, workers, progress, roots)
+    columns = batch.columns
+    names = _names(batch)
+    keep, duplicates, replays = deduplicate(columns)
+    outside = 0
+    if first_day is not None or last_day is not None:
+        day = columns["time"][keep] // DAY_MS
+        epoch = _dt.date(1970, 1, 1)
+        inside = np.ones(len(keep), dtype=bool)
+        if first_day is not None:
+            inside &= day >= (first_day - epoch).days
+        if last_day is not None:
+            inside &= day <= (last_day - epoch).days
+        outside = int((~inside).sum())
+        keep = keep[inside]
+    flags = columns["flags"][keep]
+    times = columns["time"][keep]
+    order = np.argsort(times, kind="stable")
+    keep, flags, times = keep[order], flags[order], times[order]
+    counts = {
+        name: columns[name][keep] for name in ("fresh", "write_5m", "write_1h", "read", "output")
+    }
+    model_codes, model_names = names["model"][0][keep], names["model"][1]
+    fast = (flags & FLAG_FAST) != 0
+    cost, uncached, unknown = price_rows(model_names, model_codes, times, counts, fast)
+    if unknown:
+        warnings.warn(
+            UnknownModelWarning(
+                f"No price is known for {', '.join(repr(m) for m in unknown)}: the cost of those responses is "
+                "reported as unknown (NaN), not $0. Add the model to a prices file to price it."
+            ),
+            stacklevel=2,
+        )
+
+    def categorical(name: str) -> Any:
+        codes, labels = names[name]
+        used = codes[keep]
+        return pd.Categorical.from_codes(
+            used, categories=pd.Index(labels, dtype=object)
+        ).remove_unused_categories()
+
+    df = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(times, unit="ms", utc=True),
+            "project": categorical("project"),
+            "session": categorical("session"),
+            "agent": categorical("agent"),
+            "sidechain": (flags & FLAG_SIDECHAIN) != 0,
+            "model": categorical("model"),
+            **counts,
+            "speed": pd.Categorical.from_codes(
+                fast.astype(np.int8), categories=pd.Index(["standard", "fast"])
+            ),
+            "cost": cost,
+            "cost_without_cache": uncached,
+            "source": pd.Categorical.from_codes(
+                ((flags & FLAG_LEDGER) != 0).astype(np.int8),
+                categories=pd.Index(["claude-code", "ledger"]),
+            ),
+        }
+    )
+    malformed = tuple(
+        SkippedLine(f.source.path, line, reason)
+        for f in batch.files
+        for line, reason in f.malformed
+    )
+    compactions = tuple(
+        (f.source.session or f.source.agent, stamp) for f in batch.files for stamp in f.compactions
+    )
+    df.attrs["load_report"] = LoadReport(
+        files=len(batch.files),
+        bytes=sum(f.size for f in batch.files),
+        lines=sum(f.lines for f in batch.files),
+        usage_lines=sum(f.usage_lines for f in batch.files),
+        responses=len(df),
+        duplicates_dropped=duplicates,
+        replays_dropped=replays,
+        synthetic_skipped=sum(f.synthetic for f in batch.files),
+        outside_dates=outside,
+        malformed=malformed,
+        files_read=files_read,
+        files_from_cache=len(batch.files) - files_read,
+        seconds=_time.perf_counter() - started,
+        unknown_models=tuple(unknown),
+        compactions=compactions,
+    )
+    return cast("pd.DataFrame", df)

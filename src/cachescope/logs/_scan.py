@@ -1,0 +1,465 @@
+"""Reading one transcript or ledger file into columns: the hot path, run in worker processes.
+
+A file is read in 4 MiB blocks, never whole. Python only looks at lines that contain `"usage":{`,
+`"compact_boundary"` or `"cachescope.call"`, found with `bytes.find` over the block. A usage line
+takes a fast path when its layout is the usual one (flat envelope, `message.model` and `message.id`
+before `content`, `usage` closing `message`, one `timestamp`): the envelope strings are cut out by
+position and only the small `usage` object goes through orjson. Anything unusual goes through a full
+orjson parse, so odd layouts cost time, never correctness. A line that does not end in `}` is broken
+(a truncated write) and is reported; so are usage lines with broken JSON or bad counts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import xxhash
+
+from cachescope.logs._discover import SourceFile
+
+USAGE_MARK = b'"usage":{'
+COMPACT_MARK = b'"compact_boundary"'
+LEDGER_MARK = b'"cachescope.call"'
+BLOCK_SIZE = 1 << 22
+
+TS_KEY = b'"timestamp":"'
+MESSAGE_KEY = b'"message":{'
+CONTENT_KEY = b'"content":'
+MODEL_KEY = b'"model":"'
+ID_KEY = b'"id":"'
+REQUEST_KEY = b'"requestId":"'
+SIDECHAIN_KEY = b'"isSidechain":'
+ASSISTANT_KEY = b'"type":"assistant"'
+SESSION_KEY = b'"sessionId":"'
+
+# The usage object: flat, or with one level of nested objects (cache_creation, server_tool_use).
+_USAGE_OBJECT = re.compile(rb"\{(?:[^{}]+|\{[^{}]*\})*\}")
+
+FLAG_SIDECHAIN = 1
+FLAG_FAST = 2
+FLAG_HAS_SPEED = 4
+FLAG_LEDGER = 8
+
+COLUMNS = (
+    "time",
+    "fresh",
+    "write_5m",
+    "write_1h",
+    "read",
+    "output",
+    "model",
+    "session",
+    "flags",
+    "key",
+    "message",
+    "line",
+)
+INT_COLUMNS = ("time", "fresh", "write_5m", "write_1h", "read", "output", "line")
+
+_hash = xxhash.xxh3_64_intdigest
+SYNTHETIC_MODEL = "<synthetic>"
+
+
+@dataclass
+class FileResult:
+    """What one file holds, as columns (one row per usage line, before de-duplication)."""
+
+    source: SourceFile
+    size: int
+    mtime_ns: int
+    lines: int = 0
+    usage_lines: int = 0
+    synthetic: int = 0
+    columns: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
+    compactions: list[int] = field(default_factory=list)
+    malformed: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(self.columns["time"]) if self.columns else 0
+
+
+class BadCount(ValueError):
+    pass
+
+
+def _count(usage: dict[str, Any], name: str, required: bool = False) -> int:
+    value = usage.get(name)
+    if value is None:
+        if required:
+            raise BadCount(f"missing {name}")
+        return 0
+    if type(value) is not int:
+        raise BadCount(f"non-integer {name} ({value!r})")
+    if value < 0:
+        raise BadCount(f"negative {name} ({value})")
+    return value
+
+
+def usage_numbers(usage: dict[str, Any]) -> tuple[int, int, int, int, int]:
+    """(fresh, write_5m, write_1h, read, output) of a `usage` object; raises BadCount."""
+    fresh = _count(usage, "input_tokens", required=True)
+    output = _count(usage, "output_tokens", required=True)
+    read = _count(usage, "cache_read_input_tokens")
+    creation = _count(usage, "cache_creation_input_tokens")
+    breakdown = usage.get("cache_creation")
+    if isinstance(breakdown, dict) and (
+        "ephemeral_5m_input_tokens" in breakdown or "ephemeral_1h_input_tokens" in breakdown
+    ):
+        write_5m = _count(breakdown, "ephemeral_5m_input_tokens")
+        write_1h = _count(breakdown, "ephemeral_1h_input_tokens")
+    else:
+        write_5m, write_1h = creation, 0
+    return fresh, write_5m, write_1h, read, output
+
+
+def parse_times(stamps: list[bytes]) -> np.ndarray[Any, Any]:
+    """ISO-8601 stamps (UTC, `Z` or offset) to int64 milliseconds since the epoch."""
+    if not stamps:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        trimmed = np.array([t[:-1] if t.endswith(b"Z") else t + b"!" for t in stamps])
+        return trimmed.astype("U32").astype("datetime64[ms]").astype(np.int64)
+    except ValueError:
+        out = np.empty(len(stamps), dtype=np.int64)
+        for i, t in enumerate(stamps):
+            out[i] = _one_time(t)
+        return out
+
+
+def _one_time(stamp: bytes) -> int:
+    text = stamp.decode("utf-8", "replace")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    moment = _dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+class _Scanner:
+    def __init__(self, source: SourceFile) -> None:
+        self.source = source
+        self.want_session = not source.session
+        self.found_session = ""
+        self.malformed: list[tuple[int, str]] = []
+        self.bad_lines: set[int] = set()
+        self.compactions: list[bytes] = []
+        self.synthetic = 0
+        self.usage_lines = 0
+        self.models: dict[str, int] = {}
+        self.sessions: dict[str, int] = {"": 0}
+        self.time: list[bytes] = []
+        self.fresh: list[int] = []
+        self.write_5m: list[int] = []
+        self.write_1h: list[int] = []
+        self.read: list[int] = []
+        self.output: list[int] = []
+        self.model: list[int] = []
+        self.session: list[int] = []
+        self.flags: list[int] = []
+        self.key: list[int] = []
+        self.message: list[int] = []
+        self.line: list[int] = []
+
+    # -- one block of complete lines: buf[0:end], first line numbered line_base -----------------
+    def scan(self, buf: bytes, end: int, line_base: int) -> None:
+        if buf.count(b"}\n", 0, end) != buf.count(b"\n", 0, end):
+            self._check_line_ends(buf, end, line_base)
+        if self.want_session and not self.found_session:
+            at = buf.find(SESSION_KEY, 0, end)
+            if at != -1:
+                self.found_session = buf[at + 13 : buf.find(b'"', at + 13)].decode()
+        self._find_lines(buf, end, line_base, USAGE_MARK, self._usage_line)
+        if buf.find(COMPACT_MARK, 0, end) != -1:
+            self._find_lines(buf, end, line_base, COMPACT_MARK, self._compact_line)
+        if buf.find(LEDGER_MARK, 0, end) != -1:
+            self._find_lines(buf, end, line_base, LEDGER_MARK, self._ledger_line)
+
+    def _find_lines(self, buf: bytes, end: int, line_base: int, mark: bytes, handle: Any) -> None:
+        find, count = buf.find, buf.count
+        pos = find(mark, 0, end)
+        last_start, last_line = 0, line_base
+        while pos != -1:
+            start = buf.rfind(b"\n", 0, pos) + 1
+            stop = find(b"\n", pos, end)
+            last_line += count(b"\n", last_start, start)
+            last_start = start
+            if last_line not in self.bad_lines:
+                handle(buf, start, stop, pos, last_line)
+            pos = find(mark, stop, end)
+
+    def _check_line_ends(self, buf: bytes, end: int, line_base: int) -> None:
+        for offset, line in enumerate(buf[:end].split(b"\n")[:-1]):
+            line = line.rstrip(b"\r")
+            if line and not line.endswith(b"}"):
+                number = line_base + offset
+                self.bad_lines.add(number)
+                self.malformed.append((number, "broken JSON: the line is cut off"))
+
+    def _add(
+        self,
+        stamp: bytes,
+        numbers: tuple[int, int, int, int, int],
+        model: str,
+        session: int,
+        flags: int,
+        key: int,
+        message: int,
+        line: int,
+    ) -> None:
+        self.usage_lines += 1
+        if model == SYNTHETIC_MODEL:
+            self.synthetic += 1
+            return
+        code = self.models.get(model)
+        if code is None:
+            code = self.models[model] = len(self.models)
+        self.time.append(stamp)
+        self.fresh.append(numbers[0])
+        self.write_5m.append(numbers[1])
+        self.write_1h.append(numbers[2])
+        self.read.append(numbers[3])
+        self.output.append(numbers[4])
+        self.model.append(code)
+        self.session.append(session)
+        self.flags.append(flags)
+        self.key.append(key)
+        self.message.append(message)
+        self.line.append(line)
+
+    # -- usage lines ---------------------------------------------------------------------------------
+    def _usage_line(self, buf: bytes, start: int, stop: int, pos: int, line_no: int) -> None:
+        find = buf.find
+        end = stop - 1 if buf[stop - 1] == 13 else stop
+        if buf[end - 1] != 125:  # no closing brace: reported by _check_line_ends
+            return
+        if buf[start] != 123:
+            return self._full_line(buf, start, end, line_no)
+        t = find(TS_KEY, start, end)
+        m = find(MESSAGE_KEY, start, pos)
+        if t == -1 or m == -1 or find(TS_KEY, t + 13, end) != -1 or find(b"{", start + 1, m) != -1:
+            return self._full_line(buf, start, end, line_no)
+        c = find(CONTENT_KEY, m, pos)
+        if c == -1:
+            c = pos
+        mo = find(MODEL_KEY, m, c)
+        i = find(ID_KEY, m, c)
+        if mo == -1 or i == -1 or find(b"{", m + 11, c) != -1:
+            return self._full_line(buf, start, end, line_no)
+        matched = _USAGE_OBJECT.match(buf, pos + 8, end)
+        if matched is None:
+            return self._full_line(buf, start, end, line_no)
+        usage_end = matched.end()
+        if buf[usage_end] != 125 or find(USAGE_MARK, usage_end, end) != -1:
+            return self._full_line(buf, start, end, line_no)
+        if find(ASSISTANT_KEY, usage_end, end) == -1 and find(ASSISTANT_KEY, start, m) == -1:
+            return self._full_line(buf, start, end, line_no)
+        try:
+            usage = orjson.loads(matched.group())
+            numbers = usage_numbers(usage)
+        except orjson.JSONDecodeError:
+            return self._full_line(buf, start, end, line_no)
+        except BadCount as bad:
+            self.malformed.append((line_no, str(bad)))
+            return
+        flags = 0
+        sc = find(SIDECHAIN_KEY, start, m)
+        if sc == -1:
+            sc = find(SIDECHAIN_KEY, usage_end, end)
+        if sc != -1 and buf.startswith(b"true", sc + 14):
+            flags |= FLAG_SIDECHAIN
+        speed = usage.get("speed")
+        if speed is not None:
+            flags |= FLAG_HAS_SPEED
+            if speed == "fast":
+                flags |= FLAG_FAST
+        message_id = buf[i + 6 : find(b'"', i + 6)]
+        r = find(REQUEST_KEY, usage_end, end)
+        if r == -1:
+            r = find(REQUEST_KEY, start, m)
+        request = buf[r + 13 : find(b'"', r + 13)] if r != -1 else b""
+        model = buf[mo + 9 : find(b'"', mo + 9)].decode()
+        stamp = buf[t + 13 : find(b'"', t + 13)]
+        self._add(
+            stamp,
+            numbers,
+            model,
+            0,
+            flags,
+            _hash(message_id + b"\x00" + request) if request else _hash(message_id),
+            _hash(message_id),
+            line_no,
+        )
+
+    def _full_line(self, buf: bytes, start: int, end: int, line_no: int) -> None:
+        try:
+            record = orjson.loads(buf[start:end])
+        except orjson.JSONDecodeError:
+            self.malformed.append((line_no, "broken JSON"))
+            return
+        if not isinstance(record, dict):
+            self.malformed.append((line_no, "not a JSON object"))
+            return
+        message = record.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("usage"), dict):
+            return  # no top-level message.usage: not an API response (a tool result, progress, ...)
+        try:
+            numbers = usage_numbers(message["usage"])
+        except BadCount as bad:
+            self.malformed.append((line_no, str(bad)))
+            return
+        stamp = record.get("timestamp")
+        if not isinstance(stamp, str):
+            self.malformed.append((line_no, "missing timestamp"))
+            return
+        flags = FLAG_SIDECHAIN if record.get("isSidechain") is True else 0
+        speed = message["usage"].get("speed")
+        if speed is not None:
+            flags |= FLAG_HAS_SPEED | (FLAG_FAST if speed == "fast" else 0)
+        model = message.get("model")
+        message_id = message.get("id")
+        request = record.get("requestId")
+        if isinstance(message_id, str):
+            mid = message_id.encode()
+            key = (
+                _hash(mid + b"\x00" + request.encode()) if isinstance(request, str) else _hash(mid)
+            )
+            msg = _hash(mid)
+        else:  # nothing to de-duplicate by: the line is its own response
+            key = msg = _hash(f"{self.source.path}\x00{line_no}".encode())
+        self._add(
+            stamp.encode(),
+            numbers,
+            model if isinstance(model, str) else "unknown",
+            0,
+            flags,
+            key,
+            msg,
+            line_no,
+        )
+
+    # -- compactions and ledgers -------------------------------------------------------------------
+    def _compact_line(self, buf: bytes, start: int, stop: int, pos: int, line_no: int) -> None:
+        try:
+            record = orjson.loads(buf[start:stop])
+        except orjson.JSONDecodeError:
+            return  # reported by the line-end check or the usage path
+        if isinstance(record, dict) and record.get("subtype") == "compact_boundary":
+            stamp = record.get("timestamp")
+            if isinstance(stamp, str):
+                self.compactions.append(stamp.encode())
+
+    def _ledger_line(self, buf: bytes, start: int, stop: int, pos: int, line_no: int) -> None:
+        try:
+            record = orjson.loads(buf[start:stop])
+        except orjson.JSONDecodeError:
+            self.malformed.append((line_no, "broken JSON"))
+            return
+        if not isinstance(record, dict) or record.get("type") != "cachescope.call":
+            return
+        try:
+            numbers = usage_numbers(record)
+        except BadCount as bad:
+            self.malformed.append((line_no, str(bad)))
+            return
+        stamp = record.get("time")
+        if not isinstance(stamp, str):
+            self.malformed.append((line_no, "missing time"))
+            return
+        session_name = record.get("session")
+        session = 0
+        if isinstance(session_name, str) and session_name:
+            session = self.sessions.setdefault(session_name, len(self.sessions))
+        message_id = record.get("message_id")
+        if isinstance(message_id, str) and message_id:
+            key = msg = _hash(message_id.encode())
+        else:
+            key = msg = _hash(f"{self.source.path}\x00{line_no}".encode())
+        model = record.get("model")
+        self._add(
+            stamp.encode(),
+            numbers,
+            model if isinstance(model, str) else "unknown",
+            session,
+            FLAG_LEDGER,
+            key,
+            msg,
+            line_no,
+        )
+
+    def result(self, size: int, mtime_ns: int, lines: int) -> FileResult:
+        source = self.source
+        if self.want_session and self.found_session:
+            source = SourceFile(source.path, source.project, self.found_session, source.agent)
+        columns: dict[str, np.ndarray[Any, Any]] = {
+            "time": parse_times(self.time),
+            "fresh": np.array(self.fresh, dtype=np.int64),
+            "write_5m": np.array(self.write_5m, dtype=np.int64),
+            "write_1h": np.array(self.write_1h, dtype=np.int64),
+            "read": np.array(self.read, dtype=np.int64),
+            "output": np.array(self.output, dtype=np.int64),
+            "model": np.array(self.model, dtype=np.int32),
+            "session": np.array(self.session, dtype=np.int32),
+            "flags": np.array(self.flags, dtype=np.uint8),
+            "key": np.array(self.key, dtype=np.uint64),
+            "message": np.array(self.message, dtype=np.uint64),
+            "line": np.array(self.line, dtype=np.int64),
+        }
+        return FileResult(
+            source=source,
+            size=size,
+            mtime_ns=mtime_ns,
+            lines=lines,
+            usage_lines=self.usage_lines,
+            synthetic=self.synthetic,
+            columns=columns,
+            models=list(self.models),
+            sessions=list(self.sessions),
+            compactions=parse_times(self.compactions).tolist(),
+            malformed=sorted(self.malformed),
+        )
+
+
+def scan_file(source: SourceFile) -> FileResult:
+    """Read one file into columns. Errors reading the file itself (gone, unreadable) propagate."""
+    info = os.stat(source.path)
+    scanner = _Scanner(source)
+    pending: list[bytes] = []
+    line_base = 1
+    with open(source.path, "rb", buffering=0) as fh:
+        while True:
+            block = fh.read(BLOCK_SIZE)
+            if not block:
+                break
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                pending.append(block)
+                continue
+            if pending:
+                pending.append(block)
+                block = b"".join(pending)
+                cut = block.rfind(b"\n") + 1
+                pending = []
+            scanner.scan(block, cut, line_base)
+            line_base += block.count(b"\n", 0, cut)
+            if cut < len(block):
+                pending.append(block[cut:])
+    tail = b"".join(pending)
+    if tail.strip():
+        scanner.scan(tail + b"\n", len(tail) + 1, line_base)
+        line_base += 1
+    return scanner.result(info.st_size, info.st_mtime_ns, line_base - 1)
+
+
+def scan_many(sources: list[SourceFile]) -> list[FileResult]:
+    """`scan_file` over a batch (one task for a worker process)."""
+    return [scan_file(source) for source in sources]
