@@ -1,0 +1,553 @@
+"""The simulator core: Anthropic's prompt cache as spec §8 models it, without any HTTP.
+
+`Simulator.handle_messages(body, api_key)` answers a Messages request as the API would (the
+Message JSON, or `APIErrorResponse`); `count_tokens` and `predict` share the same walk, so
+`input + cache_creation + cache_read == count_tokens` holds on every response. The transports in
+`_transport.py` put this behind the real `anthropic` SDK.
+
+The rules, in the order they run (spec §1.5, §1.6, §3.4):
+1. Each breakpoint opens a window of `lookback` positions, itself first; entries are looked up by
+   cumulative prefix key. The longest live, available hit over all windows is A.
+2. Every breakpoint beyond A whose prefix reaches the model's minimum writes one entry
+   (expires at request start + TTL; readable once the response has started). The hit is
+   refreshed: its expiry moves to this request's start + its TTL.
+3. Usage: read = A; 1h write = B − A (B: last written 1h breakpoint); 5m write = C − B (C: last
+   written breakpoint); input = total − max(A, C).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cachescope._modeldata import ModelInfo, ModelTable, default_table
+from cachescope._tokens import counter_for
+from cachescope.sim._clock import Clock, RealClock, VirtualClock, is_virtual, today_of
+from cachescope.sim._errors import APIErrorResponse, invalid
+from cachescope.sim._faults import Fault, FaultPlan
+from cachescope.sim._plan import Memo, Plan, plan
+from cachescope.sim._responder import (
+    Reply,
+    Responder,
+    TextReply,
+    ToolUseReply,
+    as_reply,
+    default_reply,
+    estimated_output_tokens,
+)
+from cachescope.sim._settings import SimSettings
+
+_instances = itertools.count(1)
+
+
+class _Entry:
+    """One cache entry: the prefix ending at a breakpoint of an earlier request."""
+
+    __slots__ = ("available_at", "expires_at", "tokens", "ttl")
+
+    def __init__(self, tokens: int, expires_at: float, available_at: float, ttl: float) -> None:
+        self.tokens = tokens
+        self.expires_at = expires_at
+        self.available_at = available_at
+        self.ttl = ttl
+
+
+@dataclass(slots=True)
+class _Record:
+    """What diagnostics needs to remember about an answered message."""
+
+    model: str
+    plan: Plan
+    cached_position: int  # last position this request left in the cache (-1: none)
+    cached_tokens: int
+
+
+class _Workspace:
+    """The cache of one API key (the API isolates caches per workspace, spec §1.8)."""
+
+    __slots__ = ("entries", "records")
+
+    def __init__(self) -> None:
+        self.entries: dict[int, _Entry] = {}
+        self.records: OrderedDict[str, _Record] = OrderedDict()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A handled Messages request: the Message JSON and its simulated timing."""
+
+    message: dict[str, Any]
+    ttft_ms: float
+    total_ms: float
+
+
+@dataclass(slots=True)
+class _Usage:
+    input_tokens: int
+    read: int
+    write_5m: int
+    write_1h: int
+    hit_position: int
+    writes: list[tuple[int, float]]  # (position, ttl seconds)
+    last_cached_position: int
+
+
+class Simulator:
+    """An offline Messages API with Anthropic's prompt cache, for the real `anthropic` SDK.
+
+    Parameters
+    ----------
+    clock:
+        A `VirtualClock` (or anything with `now()`); by default the real clock.
+    models:
+        The model table (`cachescope._modeldata.ModelTable`): known IDs and aliases, minimum
+        cacheable lengths, tokenizer generations and retirement dates. Default: the shipped table.
+    faults:
+        A `Fault` or a list of them, injected by the HTTP transport.
+    responder:
+        A callable scripting replies (see `ScriptedResponder`); default: deterministic text.
+    **settings:
+        Any field of `SimSettings` (lookback, ttl_grace_seconds, cross_ttl_reads, ...).
+
+    Examples
+    --------
+    >>> import anthropic
+    >>> sim = Simulator(clock=VirtualClock())
+    >>> client = anthropic.Anthropic(api_key="sim", http_client=sim.http_client())
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        models: ModelTable | None = None,
+        faults: Iterable[Fault] | Fault | None = None,
+        responder: Responder | None = None,
+        **settings: Any,
+    ) -> None:
+        self.clock: Clock = clock if clock is not None else RealClock()
+        self.models = models if models is not None else default_table()
+        self.settings = SimSettings.from_kwargs(settings)
+        self.responder = responder
+        self.faults = FaultPlan(faults, self.settings.fault_seed)
+        self._lock = threading.RLock()
+        self._workspaces: dict[str, _Workspace] = {}
+        self._memos: dict[str, Memo] = {}
+        self._instance = next(_instances)
+        self._ids = itertools.count(1)
+        self._concurrent_depth = 0
+        self._concurrent_longest = 0.0
+        self._virtual = is_virtual(self.clock)
+        availability = self.settings.availability
+        if availability == "auto":
+            availability = "ttft" if (self._virtual or self.settings.sleep) else "immediate"
+        self._delay_availability = availability == "ttft"
+        self.requests = 0
+
+    # ---- public helpers --------------------------------------------------------------------
+
+    def http_client(self, **kwargs: Any) -> Any:
+        """An `httpx2.Client` (the client type the installed SDK accepts) on this simulator."""
+        from cachescope.sim._transport import make_client
+
+        return make_client(self, **kwargs)
+
+    def async_http_client(self, **kwargs: Any) -> Any:
+        """An `httpx2.AsyncClient` on this simulator."""
+        from cachescope.sim._transport import make_async_client
+
+        return make_async_client(self, **kwargs)
+
+    @contextlib.contextmanager
+    def concurrently(self) -> Iterator[None]:
+        """Requests sent inside start at the same instant (a parallel fan-out).
+
+        On a `VirtualClock` the clock does not move between them, so none can read what another
+        writes (entries are readable only once the writing response has started); on leaving,
+        the clock moves by the slowest response's time.
+        """
+        with self._lock:
+            self._concurrent_depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._concurrent_depth -= 1
+                if self._concurrent_depth == 0:
+                    longest, self._concurrent_longest = self._concurrent_longest, 0.0
+                    if self._virtual and self.settings.auto_advance and longest > 0:
+                        self._advance(longest / 1000.0)
+
+    def reset(self) -> None:
+        """Forget every cache entry and remembered message (all workspaces)."""
+        with self._lock:
+            self._workspaces.clear()
+
+    def cache_entries(self, api_key: str = "sim") -> int:
+        """Number of live entries in a workspace's cache (for tests and notebooks)."""
+        now = self.clock.now()
+        grace = self.settings.ttl_grace_seconds
+        workspace = self._workspaces.get(api_key)
+        if workspace is None:
+            return 0
+        return sum(1 for e in workspace.entries.values() if now < e.expires_at + grace)
+
+    # ---- the endpoints ---------------------------------------------------------------------
+
+    def handle_messages(self, body: Mapping[str, Any], api_key: str = "sim") -> dict[str, Any]:
+        """Answer `POST /v1/messages` (non-streaming form); raises `APIErrorResponse`."""
+        return self.process(body, api_key).message
+
+    def count_tokens(self, body: Mapping[str, Any], api_key: str = "sim") -> dict[str, Any]:
+        """Answer `POST /v1/messages/count_tokens`: `{"input_tokens": n}`, no caching."""
+        if not isinstance(body, Mapping):
+            raise invalid("Request body must be a JSON object")
+        model_id, info = self._model(body)
+        request_plan = self._plan(body, model_id, info)
+        return {"input_tokens": request_plan.total}
+
+    def predict(self, body: Mapping[str, Any], api_key: str = "sim") -> dict[str, Any]:
+        """The `usage` this request would get now (output tokens excluded), changing nothing."""
+        with self._lock:
+            model_id, info = self._model(body)
+            self._check_message_params(body)
+            request_plan = self._plan(body, model_id, info)
+            workspace = self._workspaces.get(api_key) or _Workspace()
+            usage = self._evaluate(request_plan, info, workspace, self.clock.now())
+            return self._usage_json(usage, 0)
+
+    def process(self, body: Mapping[str, Any], api_key: str = "sim") -> Outcome:
+        """Handle a Messages request and return the Message JSON with its simulated timing."""
+        if not isinstance(body, Mapping):
+            raise invalid("Request body must be a JSON object")
+        with self._lock:
+            self.requests += 1
+            start = self.clock.now()
+            model_id, info = self._model(body)
+            max_tokens = self._check_message_params(body)
+            request_plan = self._plan(body, model_id, info)
+            workspace = self._workspaces.get(api_key)
+            if workspace is None:
+                workspace = self._workspaces[api_key] = _Workspace()
+            usage = self._evaluate(request_plan, info, workspace, start)
+
+            # The reply (needed before the timing: output tokens feed the total time).
+            reply_content, output_tokens, stop_reason = self._reply(body, request_plan, max_tokens)
+            settings = self.settings
+            uncached = usage.input_tokens + usage.write_5m + usage.write_1h
+            ttft_ms = (
+                settings.latency_base_ms
+                + uncached * settings.latency_ms_per_uncached_token
+                + usage.read * settings.latency_ms_per_cached_token
+            )
+            total_ms = ttft_ms + output_tokens * settings.latency_ms_per_output_token
+
+            # Commit: writes, refresh.
+            entries = workspace.entries
+            if usage.hit_position >= 0:
+                hit = entries[request_plan.key(usage.hit_position)]
+                expires = start + hit.ttl
+                if expires > hit.expires_at:
+                    hit.expires_at = expires
+            if usage.writes:
+                available_at = start + ttft_ms / 1000.0 if self._delay_availability else start
+                cum = request_plan.cum
+                for position, ttl in usage.writes:
+                    key = request_plan.key(position)
+                    old = entries.get(key)
+                    if old is not None and start < old.expires_at:
+                        old.expires_at = max(old.expires_at, start + ttl)
+                        old.ttl = max(old.ttl, ttl)
+                    else:
+                        entries[key] = _Entry(cum[position], start + ttl, available_at, ttl)
+
+            message_id = f"msg_01Sim{self._instance:04d}{next(self._ids):014d}"
+            usage_json = self._usage_json(usage, output_tokens)
+            message: dict[str, Any] = {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model_id,
+                "content": reply_content,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": usage_json,
+            }
+            diagnostics = body.get("diagnostics")
+            if isinstance(diagnostics, Mapping) and "previous_message_id" in diagnostics:
+                message["diagnostics"] = self._diagnose(
+                    workspace, diagnostics.get("previous_message_id"), request_plan, usage
+                )
+            self._remember(workspace, message_id, request_plan, usage)
+            self._after(total_ms)
+            return Outcome(message, ttft_ms, total_ms)
+
+    # ---- pieces ----------------------------------------------------------------------------
+
+    def _after(self, total_ms: float) -> None:
+        if self._concurrent_depth:
+            self._concurrent_longest = max(self._concurrent_longest, total_ms)
+            return
+        if self._virtual:
+            if self.settings.auto_advance:
+                self._advance(total_ms / 1000.0)
+        elif self.settings.sleep:
+            time.sleep(total_ms / 1000.0)
+
+    def _advance(self, seconds: float) -> None:
+        clock = self.clock
+        if isinstance(clock, VirtualClock):
+            clock.advance(seconds)
+        else:
+            advance = getattr(clock, "advance", None)
+            if callable(advance):
+                advance(seconds)
+
+    def _model(self, body: Mapping[str, Any]) -> tuple[str, ModelInfo]:
+        model = body.get("model")
+        if model is None:
+            raise invalid("model: Field required")
+        if not isinstance(model, str):
+            raise invalid("model: Input should be a valid string")
+        info = self.models.lookup(model)
+        if info is None:
+            raise APIErrorResponse(404, f"model: {model}", "not_found_error")
+        if (
+            info.retired is not None
+            and self.settings.retired_models == "not_found"
+            and today_of(self.clock) >= info.retired
+        ):
+            raise APIErrorResponse(404, f"model: {model}", "not_found_error")
+        return info.id, info
+
+    def _check_message_params(self, body: Mapping[str, Any]) -> int:
+        if "max_tokens" not in body:
+            raise invalid("max_tokens: Field required")
+        max_tokens = body["max_tokens"]
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise invalid("max_tokens: Input should be a valid integer")
+        if max_tokens < 0:
+            raise invalid("max_tokens: Input should be greater than or equal to 0")
+        if max_tokens == 0:
+            # Pre-warming (spec §1.9) refuses these combinations.
+            if body.get("stream"):
+                raise invalid("max_tokens: 0 (cache pre-warming) cannot be used with stream: true")
+            thinking = body.get("thinking")
+            if isinstance(thinking, Mapping) and thinking.get("type") == "enabled":
+                raise invalid(
+                    "max_tokens: 0 (cache pre-warming) cannot be used with thinking enabled"
+                )
+            output_config = body.get("output_config")
+            if isinstance(output_config, Mapping) and output_config.get("format") is not None:
+                raise invalid(
+                    "max_tokens: 0 (cache pre-warming) cannot be used with output_config.format"
+                )
+            tool_choice = body.get("tool_choice")
+            if isinstance(tool_choice, Mapping) and tool_choice.get("type") in ("any", "tool"):
+                raise invalid(
+                    "max_tokens: 0 (cache pre-warming) cannot be used with tool_choice "
+                    f"type '{tool_choice.get('type')}'"
+                )
+        return max_tokens
+
+    def _plan(self, body: Mapping[str, Any], model_id: str, info: ModelInfo) -> Plan:
+        counter = self.settings.counter
+        tokenizer = "custom" if counter is not None else info.tokenizer
+        memo = self._memos.get(tokenizer)
+        if memo is None:
+            memo = self._memos[tokenizer] = Memo(counter or counter_for(info.tokenizer))
+        before = self.settings.settings_before_tools
+        return plan(
+            body,
+            memo,
+            model_id,
+            settings_before_tools=before if isinstance(before, bool) else model_id in before,
+            count_messages_as_units=self.settings.lookback_unit == "message",
+        )
+
+    def _minimum(self, info: ModelInfo) -> int:
+        override = self.settings.min_cacheable_tokens
+        if override is None:
+            return info.min_cacheable_tokens
+        if isinstance(override, int):
+            return override
+        return int(override.get(info.id, info.min_cacheable_tokens))
+
+    def _evaluate(
+        self, request_plan: Plan, info: ModelInfo, workspace: _Workspace, now: float
+    ) -> _Usage:
+        settings = self.settings
+        key = request_plan.key
+        cum = request_plan.cum
+        breakpoints = request_plan.breakpoints
+        entries = workspace.entries
+        grace = settings.ttl_grace_seconds
+        lookback = settings.lookback
+        units = request_plan.message_units
+        same_ttl_only = not settings.cross_ttl_reads
+
+        # 1. Reads: one window per breakpoint, the last breakpoint first; longest hit wins.
+        best = -1
+        if entries:
+            for position, ttl, _name in reversed(breakpoints):
+                if position <= best:
+                    break
+                top_unit = units[position] if units is not None else position
+                p = position
+                while p > best:
+                    if units is not None and top_unit - units[p] >= lookback:
+                        break
+                    if units is None and position - p >= lookback:
+                        break
+                    entry = entries.get(key(p))
+                    if (
+                        entry is not None
+                        and entry.available_at <= now
+                        and now < entry.expires_at + grace
+                        and (not same_ttl_only or entry.ttl == ttl)
+                    ):
+                        best = p
+                        break
+                    p -= 1
+        read = cum[best] if best >= 0 else 0
+
+        # 2. Writes: breakpoints beyond the hit, at or above the minimum.
+        minimum = self._minimum(info)
+        segment = settings.minimum_applies_to == "segment"
+        writes: list[tuple[int, float]] = []
+        b_tokens = c_tokens = read
+        previous_tokens = 0
+        for position, ttl, name in breakpoints:
+            tokens = cum[position]
+            length = tokens - previous_tokens if segment else tokens
+            previous_tokens = tokens
+            if position <= best or length < minimum or tokens <= 0:
+                continue
+            writes.append((position, ttl))
+            c_tokens = tokens
+            if name == "1h":
+                b_tokens = tokens
+        # TTL order is validated (1h before 5m), so B ≤ C.
+        cached_to = max(read, c_tokens)
+        last_cached = writes[-1][0] if writes else best
+        return _Usage(
+            input_tokens=request_plan.total - cached_to,
+            read=read,
+            write_5m=c_tokens - b_tokens,
+            write_1h=b_tokens - read,
+            hit_position=best,
+            writes=writes,
+            last_cached_position=last_cached,
+        )
+
+    @staticmethod
+    def _usage_json(usage: _Usage, output_tokens: int) -> dict[str, Any]:
+        return {
+            "input_tokens": usage.input_tokens,
+            "cache_creation_input_tokens": usage.write_5m + usage.write_1h,
+            "cache_read_input_tokens": usage.read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": usage.write_5m,
+                "ephemeral_1h_input_tokens": usage.write_1h,
+            },
+            "output_tokens": output_tokens,
+            "service_tier": "standard",
+        }
+
+    def _reply(
+        self, body: Mapping[str, Any], request_plan: Plan, max_tokens: int
+    ) -> tuple[list[dict[str, Any]], int, str]:
+        if max_tokens == 0:
+            return [], 0, "max_tokens"
+        if self.responder is None:
+            seed = request_plan.key(len(request_plan.digests) - 1) if request_plan.digests else 0
+            text, tokens = default_reply(seed)
+            if tokens > max_tokens:
+                return [{"type": "text", "text": text}], max_tokens, "max_tokens"
+            return [{"type": "text", "text": text}], tokens, "end_turn"
+        reply: Reply = as_reply(self.responder(body))
+        content: list[dict[str, Any]] = []
+        has_tool = False
+        for block in reply.content:
+            if isinstance(block, TextReply):
+                content.append({"type": "text", "text": block.text})
+            elif isinstance(block, ToolUseReply):
+                has_tool = True
+                tool_id = block.id or f"toolu_01Sim{self._instance:04d}{next(self._ids):014d}"
+                content.append(
+                    {
+                        "type": "tool_use",
+                        "id": tool_id,
+                        "name": block.name,
+                        "input": dict(block.input),
+                    }
+                )
+        tokens = estimated_output_tokens(reply)
+        stop_reason = reply.stop_reason or ("tool_use" if has_tool else "end_turn")
+        if tokens > max_tokens:
+            return content, max_tokens, "max_tokens"
+        return content, tokens, stop_reason
+
+    def _remember(
+        self, workspace: _Workspace, message_id: str, request_plan: Plan, usage: _Usage
+    ) -> None:
+        position = usage.last_cached_position
+        tokens = request_plan.cum[position] if position >= 0 else 0
+        records = workspace.records
+        records[message_id] = _Record(request_plan.model, request_plan, position, tokens)
+        if len(records) > self.settings.diagnostics_history:
+            records.popitem(last=False)
+
+    def _diagnose(
+        self,
+        workspace: _Workspace,
+        previous_id: Any,
+        request_plan: Plan,
+        usage: _Usage,
+    ) -> dict[str, Any] | None:
+        """`diagnostics` for a response (spec §1.9 / CD): why the previous prefix was not reused."""
+        if previous_id is None:
+            return None
+        record = workspace.records.get(str(previous_id))
+        if record is None:
+            return {"cache_miss_reason": {"type": "previous_message_not_found"}}
+        missed = max(0, record.cached_tokens - usage.read)
+        if missed == 0:
+            return None
+        if record.model != request_plan.model:
+            return _reason("model_changed", missed)
+        old = record.plan
+        new = request_plan
+        level_names = ("tools_changed", "system_changed", "messages_changed")
+        start_old = start_new = 0
+        for level in range(3):
+            end_old = old.level_ends[level]
+            end_new = new.level_ends[level]
+            if start_old > record.cached_position:
+                break
+            if old.level_seeds[level] != new.level_seeds[level]:
+                # A request-level setting changed: tools/system settings show as that level;
+                # messages-level settings (tool_choice, thinking, ...) are "unavailable" (CD).
+                if level == 2:
+                    return {"cache_miss_reason": {"type": "unavailable"}}
+                return _reason(level_names[level], missed)
+            a = old.digests[start_old:end_old]
+            b = new.digests[start_new:end_new]
+            if level < 2:
+                if a != b:
+                    return _reason(level_names[level], missed)
+            else:
+                cached_here = record.cached_position - start_old + 1
+                if b[:cached_here] != a[:cached_here]:
+                    return _reason(level_names[level], missed)
+            start_old, start_new = end_old, end_new
+        return {"cache_miss_reason": {"type": "unavailable"}}
+
+
+def _reason(kind: str, missed: int) -> dict[str, Any]:
+    return {"cache_miss_reason": {"type": kind, "cache_missed_input_tokens": missed}}
