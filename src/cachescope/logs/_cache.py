@@ -21,7 +21,7 @@ import xxhash
 from cachescope.logs._scan import COLUMNS, FileResult
 
 # Bump when the scanner's output changes meaning.
-CACHE_VERSION = "cachescope.logs.cache/1"
+CACHE_VERSION = "cachescope.logs.cache/2"
 
 
 @dataclass

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +37,6 @@ SIDECHAIN_KEY = b'"isSidechain":'
 ASSISTANT_KEY = b'"type":"assistant"'
 SESSION_KEY = b'"sessionId":"'
 
-# The usage object: flat, or with one level of nested objects (cache_creation, server_tool_use).
-_USAGE_OBJECT = re.compile(rb"\{(?:[^{}]+|\{[^{}]*\})*\}")
 
 FLAG_SIDECHAIN = 1
 FLAG_FAST = 2
@@ -60,10 +57,11 @@ COLUMNS = (
     "message",
     "line",
 )
-INT_COLUMNS = ("time", "fresh", "write_5m", "write_1h", "read", "output", "line")
+COLUMN_TYPES: dict[str, Any] = {"model": np.int32, "session": np.int32, "flags": np.uint8}
 
 _hash = xxhash.xxh3_64_intdigest
-SYNTHETIC_MODEL = "<synthetic>"
+SYNTHETIC_MODEL = b"<synthetic>"
+_SIGN = 1 << 63  # xxh3 digests are unsigned; stored shifted into int64
 
 
 @dataclass
@@ -155,20 +153,10 @@ class _Scanner:
         self.compactions: list[bytes] = []
         self.synthetic = 0
         self.usage_lines = 0
-        self.models: dict[str, int] = {}
+        self.models: dict[bytes, int] = {}
         self.sessions: dict[str, int] = {"": 0}
         self.time: list[bytes] = []
-        self.fresh: list[int] = []
-        self.write_5m: list[int] = []
-        self.write_1h: list[int] = []
-        self.read: list[int] = []
-        self.output: list[int] = []
-        self.model: list[int] = []
-        self.session: list[int] = []
-        self.flags: list[int] = []
-        self.key: list[int] = []
-        self.message: list[int] = []
-        self.line: list[int] = []
+        self.rows: list[tuple[int, ...]] = []  # one tuple per row, in COLUMNS order after time
 
     # -- one block of complete lines: buf[0:end], first line numbered line_base -----------------
     def scan(self, buf: bytes, end: int, line_base: int) -> None:
@@ -209,13 +197,14 @@ class _Scanner:
         self,
         stamp: bytes,
         numbers: tuple[int, int, int, int, int],
-        model: str,
+        model: bytes,
         session: int,
         flags: int,
         key: int,
         message: int,
         line: int,
     ) -> None:
+        """One row (the slow paths; the fast path inlines this)."""
         self.usage_lines += 1
         if model == SYNTHETIC_MODEL:
             self.synthetic += 1
@@ -224,80 +213,111 @@ class _Scanner:
         if code is None:
             code = self.models[model] = len(self.models)
         self.time.append(stamp)
-        self.fresh.append(numbers[0])
-        self.write_5m.append(numbers[1])
-        self.write_1h.append(numbers[2])
-        self.read.append(numbers[3])
-        self.output.append(numbers[4])
-        self.model.append(code)
-        self.session.append(session)
-        self.flags.append(flags)
-        self.key.append(key)
-        self.message.append(message)
-        self.line.append(line)
+        self.rows.append((*numbers, code, session, flags, key - _SIGN, message - _SIGN, line))
 
     # -- usage lines ---------------------------------------------------------------------------------
     def _usage_line(self, buf: bytes, start: int, stop: int, pos: int, line_no: int) -> None:
+        # Positions: start [envelope] m "message":{ [model, id] c "content": ... pos "usage":{...}
+        # u_end }} [tail: requestId, type, timestamp] end. Every check failing -> full parse.
         find = buf.find
         end = stop - 1 if buf[stop - 1] == 13 else stop
         if buf[end - 1] != 125:  # no closing brace: reported by _check_line_ends
             return
-        if buf[start] != 123:
-            return self._full_line(buf, start, end, line_no)
-        t = find(TS_KEY, start, end)
         m = find(MESSAGE_KEY, start, pos)
-        if t == -1 or m == -1 or find(TS_KEY, t + 13, end) != -1 or find(b"{", start + 1, m) != -1:
+        if buf[start] != 123 or m == -1 or find(b"{", start + 1, m) != -1:
             return self._full_line(buf, start, end, line_no)
         c = find(CONTENT_KEY, m, pos)
         if c == -1:
             c = pos
         mo = find(MODEL_KEY, m, c)
         i = find(ID_KEY, m, c)
-        if mo == -1 or i == -1 or find(b"{", m + 11, c) != -1:
+        # usage is the last key of message: it ends right before the message's closing brace
+        u_end = find(b'}},"', pos, end) + 1
+        if (
+            mo == -1
+            or i == -1
+            or u_end == 0
+            or find(b"{", m + 11, c) != -1
+            or find(USAGE_MARK, u_end, end) != -1
+        ):
             return self._full_line(buf, start, end, line_no)
-        matched = _USAGE_OBJECT.match(buf, pos + 8, end)
-        if matched is None:
-            return self._full_line(buf, start, end, line_no)
-        usage_end = matched.end()
-        if buf[usage_end] != 125 or find(USAGE_MARK, usage_end, end) != -1:
-            return self._full_line(buf, start, end, line_no)
-        if find(ASSISTANT_KEY, usage_end, end) == -1 and find(ASSISTANT_KEY, start, m) == -1:
+        t = find(TS_KEY, u_end, end)
+        if t == -1 or find(ASSISTANT_KEY, u_end, end) == -1:
             return self._full_line(buf, start, end, line_no)
         try:
-            usage = orjson.loads(matched.group())
-            numbers = usage_numbers(usage)
+            usage = orjson.loads(buf[pos + 8 : u_end])
         except orjson.JSONDecodeError:
             return self._full_line(buf, start, end, line_no)
-        except BadCount as bad:
-            self.malformed.append((line_no, str(bad)))
-            return
+        get = usage.get
+        fresh = get("input_tokens")
+        output = get("output_tokens")
+        read = get("cache_read_input_tokens", 0)
+        breakdown = get("cache_creation")
+        if type(breakdown) is dict and (
+            "ephemeral_5m_input_tokens" in breakdown or "ephemeral_1h_input_tokens" in breakdown
+        ):
+            w5 = breakdown.get("ephemeral_5m_input_tokens", 0)
+            w1 = breakdown.get("ephemeral_1h_input_tokens", 0)
+        else:
+            w5, w1 = get("cache_creation_input_tokens", 0), 0
+        if not (
+            type(fresh) is int
+            and type(output) is int
+            and type(read) is int
+            and type(w5) is int
+            and type(w1) is int
+            and fresh >= 0
+            and output >= 0
+            and read >= 0
+            and w5 >= 0
+            and w1 >= 0
+            and type(get("cache_creation_input_tokens", 0)) is int
+        ):
+            try:
+                fresh, w5, w1, read, output = usage_numbers(usage)
+            except BadCount as bad:
+                self.malformed.append((line_no, str(bad)))
+                return
         flags = 0
         sc = find(SIDECHAIN_KEY, start, m)
-        if sc == -1:
-            sc = find(SIDECHAIN_KEY, usage_end, end)
-        if sc != -1 and buf.startswith(b"true", sc + 14):
-            flags |= FLAG_SIDECHAIN
-        speed = usage.get("speed")
+        if sc != -1 and buf[sc + 14] == 116:  # t(rue)
+            flags = FLAG_SIDECHAIN
+        speed = get("speed")
         if speed is not None:
-            flags |= FLAG_HAS_SPEED
-            if speed == "fast":
-                flags |= FLAG_FAST
+            flags |= (FLAG_HAS_SPEED | FLAG_FAST) if speed == "fast" else FLAG_HAS_SPEED
         message_id = buf[i + 6 : find(b'"', i + 6)]
-        r = find(REQUEST_KEY, usage_end, end)
+        r = find(REQUEST_KEY, u_end, end)
         if r == -1:
             r = find(REQUEST_KEY, start, m)
-        request = buf[r + 13 : find(b'"', r + 13)] if r != -1 else b""
-        model = buf[mo + 9 : find(b'"', mo + 9)].decode()
-        stamp = buf[t + 13 : find(b'"', t + 13)]
-        self._add(
-            stamp,
-            numbers,
-            model,
-            0,
-            flags,
-            _hash(message_id + b"\x00" + request) if request else _hash(message_id),
-            _hash(message_id),
-            line_no,
+        model = buf[mo + 9 : find(b'"', mo + 9)]
+        self.usage_lines += 1
+        code = self.models.get(model)
+        if code is None:
+            if model == SYNTHETIC_MODEL:
+                self.synthetic += 1
+                return
+            code = self.models[model] = len(self.models)
+        message = _hash(message_id)
+        self.time.append(buf[t + 13 : find(b'"', t + 13)])
+        self.rows.append(
+            (
+                fresh,
+                w5,
+                w1,
+                read,
+                output,
+                code,
+                0,
+                flags,
+                (
+                    _hash(message_id + b"\x00" + buf[r + 13 : find(b'"', r + 13)])
+                    if r != -1
+                    else message
+                )
+                - _SIGN,
+                message - _SIGN,
+                line_no,
+            )
         )
 
     def _full_line(self, buf: bytes, start: int, end: int, line_no: int) -> None:
@@ -339,7 +359,7 @@ class _Scanner:
         self._add(
             stamp.encode(),
             numbers,
-            model if isinstance(model, str) else "unknown",
+            model.encode() if isinstance(model, str) else b"unknown",
             0,
             flags,
             key,
@@ -388,7 +408,7 @@ class _Scanner:
         self._add(
             stamp.encode(),
             numbers,
-            model if isinstance(model, str) else "unknown",
+            model.encode() if isinstance(model, str) else b"unknown",
             session,
             FLAG_LEDGER,
             key,
@@ -400,20 +420,12 @@ class _Scanner:
         source = self.source
         if self.want_session and self.found_session:
             source = SourceFile(source.path, source.project, self.found_session, source.agent)
-        columns: dict[str, np.ndarray[Any, Any]] = {
-            "time": parse_times(self.time),
-            "fresh": np.array(self.fresh, dtype=np.int64),
-            "write_5m": np.array(self.write_5m, dtype=np.int64),
-            "write_1h": np.array(self.write_1h, dtype=np.int64),
-            "read": np.array(self.read, dtype=np.int64),
-            "output": np.array(self.output, dtype=np.int64),
-            "model": np.array(self.model, dtype=np.int32),
-            "session": np.array(self.session, dtype=np.int32),
-            "flags": np.array(self.flags, dtype=np.uint8),
-            "key": np.array(self.key, dtype=np.uint64),
-            "message": np.array(self.message, dtype=np.uint64),
-            "line": np.array(self.line, dtype=np.int64),
-        }
+        table = np.array(self.rows, dtype=np.int64).reshape(-1, len(COLUMNS) - 1)
+        columns: dict[str, np.ndarray[Any, Any]] = {"time": parse_times(self.time)}
+        for index, name in enumerate(COLUMNS[1:]):
+            columns[name] = np.ascontiguousarray(
+                table[:, index], dtype=COLUMN_TYPES.get(name, np.int64)
+            )
         return FileResult(
             source=source,
             size=size,
@@ -422,7 +434,7 @@ class _Scanner:
             usage_lines=self.usage_lines,
             synthetic=self.synthetic,
             columns=columns,
-            models=list(self.models),
+            models=[m.decode("utf-8", "replace") for m in self.models],
             sessions=list(self.sessions),
             compactions=parse_times(self.compactions).tolist(),
             malformed=sorted(self.malformed),
