@@ -123,6 +123,7 @@ class CallRecord:
     cache_missed_input_tokens: int | None = None
     previous_message_id: str | None = None
     error_type: str | None = None
+    api_error_type: str | None = None
     error_status: int | None = None
     error_message: str | None = None
     retries: int = 0

@@ -1,0 +1,276 @@
+"""Turning one API call into a `CallRecord`: the per-call probe, the fingerprint and the numbers.
+
+The probe is a context variable set around each logical call. SDK middleware (which the SDK runs
+once per HTTP attempt, inside its retry loop) counts attempts on it and keeps the last response's
+headers, so retries and the simulator's latency headers reach the record without touching the
+transport. Nothing here reads or keeps request headers, so API keys never reach a record.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from anthropic import Omit
+from anthropic._middleware import AsyncCallNext, CallNext, Middleware
+from anthropic._request import APIRequest
+from anthropic._types import NotGiven
+
+from cachescope import pricing
+from cachescope._blocks import flatten, prefix_keys
+from cachescope.ledger import CallRecord, format_time
+
+TTFT_HEADER = "x-cachescope-ttft-ms"
+TOTAL_HEADER = "x-cachescope-total-ms"
+SIM_HEADER = "x-cachescope-simulator"
+
+# Beyond this many remembered block token counts the memo is cleared (bounded memory).
+TOKEN_CACHE_LIMIT = 200_000
+# Error messages are kept for the reader, cut so a pathological one cannot bloat the ledger.
+ERROR_MESSAGE_LIMIT = 2_000
+
+
+@dataclass
+class Probe:
+    """What the middleware sees of one logical call (all its attempts)."""
+
+    attempts: int = 0
+    headers: Mapping[str, str] | None = None
+    status: int | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+current_probe: contextvars.ContextVar[Probe | None] = contextvars.ContextVar(
+    "cachescope_probe", default=None
+)
+
+
+class ProbeMiddleware(Middleware):
+    """Counts HTTP attempts and keeps the last response's headers on the current `Probe`."""
+
+    def handle(self, request: APIRequest, call_next: CallNext) -> Any:
+        probe = current_probe.get()
+        if probe is None:
+            return call_next(request)
+        probe.attempts += 1
+        response = call_next(request)
+        http = response.http_response
+        probe.headers, probe.status = http.headers, http.status_code
+        return response
+
+    async def handle_async(self, request: APIRequest, call_next: AsyncCallNext) -> Any:
+        probe = current_probe.get()
+        if probe is None:
+            return await call_next(request)
+        probe.attempts += 1
+        response = await call_next(request)
+        http = response.http_response
+        probe.headers, probe.status = http.headers, http.status_code
+        return response
+
+
+def clean_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request body without the SDK's "not given" markers, iterables made lists (once)."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if isinstance(value, (Omit, NotGiven)):
+            continue
+        out[key] = value
+    return out
+
+
+def materialize(body: dict[str, Any]) -> None:
+    """Turn one-shot iterables (generators) of messages/system/tools into lists, in place, so
+    fingerprinting does not consume what the SDK must send."""
+    for key in ("messages", "system", "tools"):
+        value = body.get(key)
+        if value is not None and not isinstance(value, (list, tuple, str, Mapping, Omit, NotGiven)):
+            body[key] = list(value)
+
+
+def fingerprint_blocks(
+    body: Mapping[str, Any], token_cache: dict[int, int], store_text: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """Per-position fingerprint of a request (hash, cumulative prefix hash, layer, tokens,
+    breakpoint TTL, level; text only with `store_text`) and the estimated prompt tokens."""
+    if len(token_cache) > TOKEN_CACHE_LIMIT:
+        token_cache.clear()
+    flat = flatten(body, token_cache=token_cache)
+    keys = prefix_keys(flat.blocks, flat.settings)
+    blocks: list[dict[str, Any]] = []
+    total = 0
+    for block, key in zip(flat.blocks, keys):
+        total += block.tokens
+        entry: dict[str, Any] = {
+            "hash": f"{block.hash:016x}",
+            "prefix": f"{key:016x}",
+            "level": block.level,
+            "layer": block.layer,
+            "tokens": block.tokens,
+            "breakpoint": block.ttl,
+        }
+        if store_text:
+            entry["text"] = block.text
+        blocks.append(entry)
+    return blocks, total
+
+
+def _float_header(headers: Mapping[str, str] | None, name: str) -> float | None:
+    if headers is None:
+        return None
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def new_record(
+    *,
+    now: float,
+    model: str,
+    backend: str,
+    session: str | None,
+    stream: bool,
+    previous_message_id: str | None,
+    blocks: list[dict[str, Any]],
+    prompt_tokens: int,
+) -> CallRecord:
+    return CallRecord(
+        time=format_time(now),
+        model=model,
+        backend=backend,
+        session=session,
+        stream=stream,
+        previous_message_id=previous_message_id,
+        blocks=blocks,
+        prompt_tokens_estimate=prompt_tokens,
+    )
+
+
+def _get(source: Any, name: str) -> Any:
+    if source is None:
+        return None
+    if isinstance(source, Mapping):
+        return source.get(name)
+    return getattr(source, name, None)
+
+
+def fill_usage(record: CallRecord, usage: Any) -> None:
+    """Copy every usage field (5m/1h split included) and the costs onto the record."""
+    if usage is None:
+        return
+    counts = pricing.usage_counts(usage)
+    record.input_tokens = counts.input_tokens
+    record.cache_read_input_tokens = counts.cache_read_tokens
+    record.output_tokens = counts.output_tokens
+    record.ephemeral_5m_input_tokens = counts.cache_write_5m_tokens
+    record.ephemeral_1h_input_tokens = counts.cache_write_1h_tokens
+    record.cache_creation_input_tokens = int(
+        _get(usage, "cache_creation_input_tokens") or counts.cache_write_tokens
+    )
+    record.service_tier = counts.service_tier
+    record.speed = counts.speed
+    record.inference_geo = counts.inference_geo
+    server_tools = _get(usage, "server_tool_use")
+    for name in ("web_search_requests", "web_fetch_requests"):
+        value = _get(server_tools, name)
+        if value:
+            record.extra[name] = int(value)
+    record.cost = pricing.cost(counts, record.model, when=record.time)
+    record.cost_without_cache = pricing.cost_without_cache(counts, record.model, when=record.time)
+    if record.cost is not None and record.cost_without_cache is not None:
+        record.savings = record.cost_without_cache - record.cost
+
+
+def fill_message(record: CallRecord, message: Any) -> None:
+    """Usage, id, stop reason and the server's cache diagnosis from an SDK `Message`."""
+    record.message = message
+    record.message_id = _get(message, "id")
+    record.stop_reason = _get(message, "stop_reason")
+    fill_usage(record, _get(message, "usage"))
+    reason = _get(_get(message, "diagnostics"), "cache_miss_reason")
+    if reason is not None:
+        record.cache_miss_reason = _get(reason, "type")
+        missed = _get(reason, "cache_missed_input_tokens")
+        record.cache_missed_input_tokens = int(missed) if missed is not None else None
+
+
+def fill_timing(record: CallRecord, probe: Probe, first_token: float | None, end: float) -> None:
+    """Latency from the simulator's headers when present, else measured around the call."""
+    headers = probe.headers
+    record.retries = max(0, probe.attempts - 1)
+    if headers is not None:
+        record.request_id = headers.get("request-id")
+    ttft = _float_header(headers, TTFT_HEADER)
+    total = _float_header(headers, TOTAL_HEADER)
+    if ttft is not None or total is not None:
+        record.ttft_ms, record.latency_ms = ttft, total
+        record.latency_source = "simulator"
+        return
+    record.latency_ms = (end - probe.started) * 1000.0
+    record.ttft_ms = (first_token - probe.started) * 1000.0 if first_token is not None else None
+    record.latency_source = "measured"
+
+
+def fill_error(record: CallRecord, error: BaseException) -> None:
+    record.ok = False
+    record.error_type = type(error).__name__
+    status = getattr(error, "status_code", None)
+    record.error_status = int(status) if isinstance(status, int) else None
+    record.error_message = str(error)[:ERROR_MESSAGE_LIMIT]
+    body = getattr(error, "body", None)
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        kind = inner.get("type") if isinstance(inner, Mapping) else body.get("type")
+        record.api_error_type = str(kind) if kind else None
+    request_id = getattr(error, "request_id", None)
+    if request_id and not record.request_id:
+        record.request_id = str(request_id)
+
+
+class StreamWatcher:
+    """Follows a raw SSE event stream to build the record when it ends (or breaks)."""
+
+    def __init__(self) -> None:
+        self.first_token: float | None = None
+        self.message: Any = None
+        self.usage: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+
+    def see(self, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self.message = event.message
+            usage = getattr(event.message, "usage", None)
+            if usage is not None:
+                self.usage = usage.to_dict() if hasattr(usage, "to_dict") else dict(usage)
+        elif kind == "content_block_start" or kind == "content_block_delta":
+            if self.first_token is None:
+                self.first_token = time.perf_counter()
+        elif kind == "message_delta":
+            usage = getattr(event, "usage", None)
+            if usage is not None:
+                # Counts in message_delta are cumulative and overwrite when present (spec §3.3).
+                for key, value in usage.to_dict().items():
+                    if value is not None:
+                        self.usage[key] = value
+            delta = getattr(event, "delta", None)
+            self.stop_reason = getattr(delta, "stop_reason", None) or self.stop_reason
+
+    def fill(self, record: CallRecord) -> None:
+        if self.message is not None:
+            record.message_id = getattr(self.message, "id", None)
+            reason = _get(getattr(self.message, "diagnostics", None), "cache_miss_reason")
+            if reason is not None:
+                record.cache_miss_reason = _get(reason, "type")
+                missed = _get(reason, "cache_missed_input_tokens")
+                record.cache_missed_input_tokens = int(missed) if missed is not None else None
+        record.stop_reason = self.stop_reason
+        if self.usage:
+            fill_usage(record, self.usage)
