@@ -30,7 +30,6 @@ from anthropic.resources.messages import AsyncMessages, Messages
 
 from cachescope._client_record import (
     Probe,
-    ProbeMiddleware,
     StreamWatcher,
     clean_body,
     current_probe,
@@ -38,6 +37,7 @@ from cachescope._client_record import (
     fill_message,
     fill_timing,
     fingerprint_blocks,
+    install_probe_hooks,
     materialize,
     new_record,
 )
@@ -360,10 +360,14 @@ class CachingClient(_ClientBase):
         **sdk_kwargs: Any,
     ) -> None:
         key = self._setup(backend, api_key, simulator, ledger, clock, diagnostics, store_text)
-        middleware = [ProbeMiddleware(), *sdk_kwargs.pop("middleware", ())]
-        if self.simulator is not None and "http_client" not in sdk_kwargs:
-            sdk_kwargs["http_client"] = self.simulator.http_client()
-        self.sdk = anthropic.Anthropic(api_key=key, middleware=middleware, **sdk_kwargs)
+        if "http_client" not in sdk_kwargs:
+            sdk_kwargs["http_client"] = (
+                self.simulator.http_client()
+                if self.simulator is not None
+                else anthropic.DefaultHttpxClient()
+            )
+        install_probe_hooks(sdk_kwargs["http_client"], is_async=False)
+        self.sdk = anthropic.Anthropic(api_key=key, **sdk_kwargs)
         self.messages = CachingMessages(self.sdk, self)
 
     def session(self, name: str, prompt: Any = None) -> Session:
@@ -470,10 +474,14 @@ class AsyncCachingClient(_ClientBase):
         **sdk_kwargs: Any,
     ) -> None:
         key = self._setup(backend, api_key, simulator, ledger, clock, diagnostics, store_text)
-        middleware = [ProbeMiddleware(), *sdk_kwargs.pop("middleware", ())]
-        if self.simulator is not None and "http_client" not in sdk_kwargs:
-            sdk_kwargs["http_client"] = self.simulator.async_http_client()
-        self.sdk = anthropic.AsyncAnthropic(api_key=key, middleware=middleware, **sdk_kwargs)
+        if "http_client" not in sdk_kwargs:
+            sdk_kwargs["http_client"] = (
+                self.simulator.async_http_client()
+                if self.simulator is not None
+                else anthropic.DefaultAsyncHttpxClient()
+            )
+        install_probe_hooks(sdk_kwargs["http_client"], is_async=True)
+        self.sdk = anthropic.AsyncAnthropic(api_key=key, **sdk_kwargs)
         self.messages = AsyncCachingMessages(self.sdk, self)
 
     def session(self, name: str, prompt: Any = None) -> AsyncSession:

@@ -1,0 +1,168 @@
+"""Client overhead: `CachingClient.messages.create` vs the bare `anthropic` SDK, same simulator.
+
+The prompt is about 100K tokens: 8 tool definitions, a 3-block system prompt (1h and 5m
+breakpoints) and a 40-turn conversation with a rolling breakpoint on the newest user turn, which
+changes on every call (as in a chat). The peer is `anthropic.Anthropic(api_key="sim",
+http_client=sim.http_client())` — the bare SDK on the same simulator transport, in the same run. The
+two are timed in alternation, each call on its own warmed simulator (so both read the cache), and
+the figure is the ratio of medians.
+
+Scenarios for the caching client (all with an in-memory ledger unless said):
+
+* recording only — `diagnostics=False`, so both send byte-identical requests: pure overhead of
+  fingerprinting, recording and pricing;
+* default — diagnostics chained; the peer sends the same `diagnostics` field by hand, so the
+  simulator's extra diagnosis work is on both sides;
+* on-disk ledger — default, plus the record appended to a JSONL file with flush + fsync.
+
+Run: `.venv/bin/python -m benchmarks.bench_client`
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anthropic
+
+from cachescope import CachingClient
+from cachescope._tokens import estimate_tokens
+from cachescope.ledger import Ledger
+from cachescope.sim import Simulator, VirtualClock
+
+MODEL = "claude-sonnet-4-6"
+TARGET_TOKENS = 100_000
+ROUNDS = 40
+
+_PARAGRAPH = (
+    "The handbook says every refund above the threshold needs a second approver, and that the "
+    "approver must be in a different team from the requester. Exceptions are logged weekly.\n"
+)
+
+
+def build_params(turn: int) -> dict[str, Any]:
+    tools = [
+        {
+            "name": f"tool_{i}",
+            "description": f"Tool number {i}. " + _PARAGRAPH * 4,
+            "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+        }
+        for i in range(8)
+    ]
+    system = [
+        {"type": "text", "text": "You are Aura.\n" + _PARAGRAPH * 200, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": "Reference documents:\n" + _PARAGRAPH * 1_100},
+        {"type": "text", "text": "Memories:\n" + _PARAGRAPH * 300, "cache_control": {"type": "ephemeral"}},
+    ]  # fmt: skip
+    messages: list[dict[str, Any]] = []
+    for t in range(40):
+        messages.append(
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": f"Question {t}. " + _PARAGRAPH * 3}],
+            }
+        )
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": f"Answer {t}. " + _PARAGRAPH * 3}]})  # fmt: skip
+    messages.append(
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "text",
+                    "text": f"New question {turn}?",
+                    "cache_control": {"type": "ephemeral"},
+                }
+            ],
+        }
+    )
+    return {
+        "model": MODEL,
+        "max_tokens": 16,
+        "tools": tools,
+        "system": system,
+        "messages": messages,
+    }
+
+
+def prompt_tokens(params: dict[str, Any]) -> int:
+    import orjson
+
+    return estimate_tokens(orjson.dumps(params).decode())
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000.0
+
+
+def run_pair(
+    make_ours: Callable[[Simulator], Any], peer_diagnostics: bool, rounds: int = ROUNDS
+) -> tuple[float, float]:
+    """(ours, peer) median milliseconds per create, timed in alternation."""
+    sim_ours = Simulator(clock=VirtualClock())
+    sim_peer = Simulator(clock=VirtualClock())
+    ours = make_ours(sim_ours)
+    peer = anthropic.Anthropic(api_key="sim", http_client=sim_peer.http_client())
+    previous: str | None = None
+    ours_times: list[float] = []
+    peer_times: list[float] = []
+    for turn in range(rounds + 3):
+        params = build_params(turn)
+        started = time.perf_counter()
+        ours.messages.create(**params)
+        ours_elapsed = time.perf_counter() - started
+
+        params = build_params(turn)
+        extra = {"diagnostics": {"previous_message_id": previous}} if peer_diagnostics else {}
+        headers = {"anthropic-beta": "cache-diagnosis-2026-04-07"} if peer_diagnostics else None
+        started = time.perf_counter()
+        message = peer.messages.create(**params, **extra, extra_headers=headers)
+        peer_elapsed = time.perf_counter() - started
+        previous = message.id
+        if turn >= 3:  # the first calls write the cache and warm up both paths
+            ours_times.append(ours_elapsed)
+            peer_times.append(peer_elapsed)
+    return _median_ms(ours_times), _median_ms(peer_times)
+
+
+def main() -> None:
+    tokens = prompt_tokens(build_params(0))
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
+        f"anthropic {anthropic.__version__}; prompt ≈ {tokens:,} tokens; {ROUNDS} calls each"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "calls.jsonl")
+        scenarios: list[tuple[str, Callable[[Simulator], Any], bool]] = [
+            (
+                "recording only (diagnostics off)",
+                lambda sim: CachingClient(backend="sim", simulator=sim, diagnostics=False),
+                False,
+            ),
+            (
+                "default (diagnostics chained)",
+                lambda sim: CachingClient(backend="sim", simulator=sim),
+                True,
+            ),
+            (
+                "default + on-disk ledger (fsync)",
+                lambda sim: CachingClient(backend="sim", simulator=sim, ledger=Ledger(path)),
+                True,
+            ),
+        ]
+        for name, factory, diagnostics in scenarios:
+            ours, peer = run_pair(factory, diagnostics)
+            print(
+                f"{name:<34} CachingClient {ours:8.2f} ms   bare SDK {peer:8.2f} ms   "
+                f"ratio {ours / peer:5.3f}x"
+            )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
