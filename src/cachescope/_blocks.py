@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -140,6 +141,52 @@ def _layer_names(value: Any) -> list[str | None] | None:
     return list(names) if names is not None else None
 
 
+# ---- memos that keep an unchanged block from being re-hashed or re-counted ---------------------
+#
+# A session re-renders the same history on every call: the dicts are new but the strings inside
+# are the same objects. Digests are memoized by the identity of the text (the memo holds the string,
+# so its id cannot be reused while the entry lives) and token counts by digest. Both are bounded.
+
+_SEEDS: dict[tuple[str, str | None, str], int] = {}
+_TEXT_MEMO: dict[tuple[int, int], tuple[str, int]] = {}
+_TEXT_MEMO_CHARS = 0
+_TEXT_MEMO_LIMIT_CHARS = 64 * 1024 * 1024
+_TOKEN_MEMO: dict[int, int] = {}
+_TOKEN_MEMO_LIMIT = 200_000
+
+
+def _seed(level: str, role: str | None, kind: str) -> int:
+    key = (level, role, kind)
+    seed = _SEEDS.get(key)
+    if seed is None:
+        seed = _SEEDS[key] = _xxh64(f"{level}\x1f{role or ''}\x1f{kind}\x1f".encode())
+    return seed
+
+
+def _digest(text: str, seed: int) -> int:
+    global _TEXT_MEMO_CHARS
+    key = (id(text), seed)
+    hit = _TEXT_MEMO.get(key)
+    if hit is not None and hit[0] is text:
+        return hit[1]
+    digest = _xxh64(text.encode("utf-8", "surrogatepass"), seed=seed)
+    if len(text) > 256:  # short texts are cheaper to hash than to remember
+        if _TEXT_MEMO_CHARS > _TEXT_MEMO_LIMIT_CHARS:
+            _TEXT_MEMO.clear()
+            _TEXT_MEMO_CHARS = 0
+        _TEXT_MEMO[key] = (text, digest)
+        _TEXT_MEMO_CHARS += len(text)
+    return digest
+
+
+@lru_cache(maxsize=256)
+def _counter_for_model(model: str) -> EstimatingCounter:
+    from cachescope._modeldata import default_table
+
+    info = default_table().lookup(model)
+    return counter_for(info.tokenizer if info else "classic")
+
+
 def flatten(
     params: Mapping[str, Any],
     counter: EstimatingCounter | None = None,
@@ -154,45 +201,57 @@ def flatten(
     counter:
         Token estimator; by default the one for the model's tokenizer generation.
     token_cache:
-        Optional memo of block hash → token count, so an unchanged block is never re-counted.
+        Memo of block hash → token count, so an unchanged block is never re-counted. By default a
+        bounded module-level memo per tokenizer generation is used.
     """
     model = str(params.get("model", ""))
     if counter is None:
-        from cachescope._modeldata import default_table
-
-        info = default_table().lookup(model)
-        counter = counter_for(info.tokenizer if info else "classic")
+        counter = _counter_for_model(model)
+    if token_cache is None:
+        token_cache = _TOKEN_MEMO
+        if len(token_cache) > _TOKEN_MEMO_LIMIT:
+            token_cache.clear()
+        factor_seed = 0 if counter.factor == 1.0 else int(counter.factor * 1000)
+    else:
+        factor_seed = 0
     blocks: list[Block] = []
+    append = blocks.append
+    count = counter.count
     has_images = False
+    citations = False
     toggles: list[str] = []
 
     def add(
-        level: str, path: str, kind: str, role: str | None, text: str, raw: Any, layer: str | None
+        level: str,
+        path: str,
+        kind: str,
+        role: str | None,
+        text: str,
+        cache_control: Any,
+        layer: str | None,
     ) -> None:
-        seed_text = f"{level}\x1f{role or ''}\x1f{kind}\x1f"
-        digest = _xxh64(text.encode("utf-8", "surrogatepass"), seed=_xxh64(seed_text.encode()))
+        digest = _digest(text, _seed(level, role, kind))
         if kind == "image":
             tokens = IMAGE_TOKENS
-        elif token_cache is not None:
-            cached = token_cache.get(digest)
-            if cached is None:
-                cached = token_cache[digest] = counter.count(text)
-            tokens = cached
         else:
-            tokens = counter.count(text)
-        cache_control = raw.get("cache_control") if isinstance(raw, Mapping) else None
-        blocks.append(
+            memo_key = digest ^ factor_seed
+            tokens = token_cache.get(memo_key)  # type: ignore[assignment]
+            if tokens is None:
+                tokens = token_cache[memo_key] = count(text)
+        append(
             Block(
-                index=len(blocks),
-                level=level,
-                path=path,
-                kind=kind,
-                role=role,
-                hash=digest,
-                tokens=tokens,
-                text=text,
-                cache_control=dict(cache_control) if isinstance(cache_control, Mapping) else None,
-                layer=layer,
+                len(blocks),
+                level,
+                path,
+                kind,
+                role,
+                digest,
+                tokens,
+                text,
+                dict(cache_control)
+                if cache_control is not None and isinstance(cache_control, Mapping)
+                else None,
+                layer,
             )
         )
 
@@ -202,9 +261,13 @@ def flatten(
         if _is_system_toggle_tool(tool):
             toggles.append(str(tool.get("type")))
             continue
-        text = _dumps(_without_cache_control(tool)) if isinstance(tool, Mapping) else _dumps(tool)
+        if isinstance(tool, Mapping):
+            text = _dumps(_without_cache_control(tool))
+            cache_control = tool.get("cache_control")
+        else:
+            text, cache_control = _dumps(tool), None
         layer = tool_layers[i] if tool_layers and i < len(tool_layers) else "tools"
-        add("tools", f"tools.{i}", "tool", None, text, tool, layer)
+        add("tools", f"tools.{i}", "tool", None, text, cache_control, layer)
 
     system = params.get("system")
     if isinstance(system, str):
@@ -214,7 +277,16 @@ def flatten(
         names = _layer_names(system)
         for i, item in enumerate(system):
             kind, text = _block_text(item)
-            add("system", f"system.{i}", kind, None, text, item, names[i] if names else None)
+            cache_control = item.get("cache_control") if isinstance(item, Mapping) else None
+            add(
+                "system",
+                f"system.{i}",
+                kind,
+                None,
+                text,
+                cache_control,
+                names[i] if names else None,
+            )
 
     for m, message in enumerate(params.get("messages") or []):
         if not isinstance(message, Mapping):
@@ -227,12 +299,37 @@ def flatten(
             continue
         names = _layer_names(content)
         for c, item in enumerate(content or []):
+            cache_control = None
+            if type(item) is dict:
+                cache_control = item.get("cache_control")
+                kind = item.get("type")
+                text = item.get("text")
+                # The common case: a plain text block, optionally with cache_control.
+                if (
+                    kind == "text"
+                    and type(text) is str
+                    and len(item) == 2 + (cache_control is not None)
+                ):
+                    add(
+                        "messages",
+                        f"messages.{m}.content.{c}",
+                        "text",
+                        role,
+                        text,
+                        cache_control,
+                        names[c] if names else None,
+                    )
+                    continue
             kind, text = _block_text(item)
-            has_images = has_images or _contains_image(item)
+            if isinstance(item, Mapping):
+                cache_control = item.get("cache_control")
+                has_images = has_images or _contains_image(item)
+                cited = item.get("citations")
+                citations = citations or (isinstance(cited, Mapping) and bool(cited.get("enabled")))
             layer = names[c] if names else None
-            add("messages", f"messages.{m}.content.{c}", kind, role, text, item, layer)
+            add("messages", f"messages.{m}.content.{c}", kind, role, text, cache_control, layer)
 
-    settings = request_settings(params, has_images=has_images, toggles=toggles)
+    settings = request_settings(params, has_images=has_images, toggles=toggles, citations=citations)
     top = params.get("cache_control")
     return FlatRequest(
         model=model,
@@ -242,18 +339,8 @@ def flatten(
     )
 
 
-def request_settings(
-    params: Mapping[str, Any], *, has_images: bool = False, toggles: Sequence[str] = ()
-) -> dict[str, dict[str, Any]]:
-    """Request-level settings the API mixes into the prefix, by the level where they take effect.
-
-    Spec §2 / §8: the model at every level (it starts the chain); web search, web fetch,
-    citations and speed from the system level on; tool_choice (with disable_parallel_tool_use),
-    images present, thinking and effort at the messages level.
-    """
-    output_config = params.get("output_config")
-    effort = output_config.get("effort") if isinstance(output_config, Mapping) else None
-    citations = any(
+def _has_citations(params: Mapping[str, Any]) -> bool:
+    return any(
         isinstance(block, Mapping)
         and isinstance(block.get("citations"), Mapping)
         and block["citations"].get("enabled")
@@ -261,6 +348,26 @@ def request_settings(
         if isinstance(message, Mapping) and isinstance(message.get("content"), list)
         for block in message["content"]
     )
+
+
+def request_settings(
+    params: Mapping[str, Any],
+    *,
+    has_images: bool = False,
+    toggles: Sequence[str] = (),
+    citations: bool | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Request-level settings the API mixes into the prefix, by the level where they take effect.
+
+    Spec §2 / §8: the model at every level (it starts the chain); web search, web fetch,
+    citations and speed from the system level on; tool_choice (with disable_parallel_tool_use),
+    images present, thinking and effort at the messages level. `citations=None` scans the
+    messages for document blocks with citations enabled.
+    """
+    output_config = params.get("output_config")
+    effort = output_config.get("effort") if isinstance(output_config, Mapping) else None
+    if citations is None:
+        citations = _has_citations(params)
     system_level: dict[str, Any] = {}
     if toggles:
         system_level["server_tools"] = sorted(set(toggles))
