@@ -1,0 +1,648 @@
+"""Lint: cache-busters in the cached part of a prompt, found before any call is made.
+
+Everything up to and including the last breakpoint is read from cache only when it is byte-for-byte
+the same on every call (spec §1.1, §2). `lint` looks there for text that is likely to change between
+calls — dates and times, weekday phrases, unix epochs, UUIDs, request and trace IDs, random-looking
+numbers, counters, "current time" labels — and, given the `previous` render, for JSON whose key
+order changed, re-ordered tools and breakpoints on blocks that changed. It also checks the layout:
+a cached prefix below the model's minimum, more than 20 blocks between breakpoints, a dynamic layer
+in the system prompt ahead of cached history, and a 1h breakpoint after a 5m one.
+
+Each `Finding` names the rule, the layer, the line and column span inside the block and the fix in
+one sentence. `lint` never raises on odd input: what it cannot read it skips.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from cachescope.stability import LOOKBACK, _model_facts, _Side, compare
+
+__all__ = ["Finding", "Findings", "lint"]
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One likely cache-buster or layout mistake.
+
+    Attributes
+    ----------
+    rule:
+        Rule id, e.g. `timestamp`, `uuid`, `below_minimum`.
+    severity:
+        "error" (changes on every call or breaks caching outright) or "warning" (likely to).
+    layer:
+        The prompt layer (or "tools" / "history" / the block path when no layer is known).
+    line, column, end_column:
+        1-based line and column span of the match inside its block (0 for layout findings).
+    text:
+        The matched text (clipped to 80 characters).
+    fix:
+        How to fix it, in one sentence.
+    path:
+        Where the block sits in the request (`system.0`, `messages.3.content.1`).
+    """
+
+    rule: str
+    severity: str
+    layer: str | None
+    line: int
+    column: int
+    end_column: int
+    text: str
+    fix: str
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = self.layer or self.path or "request"
+        at = f":{self.line}:{self.column}" if self.line else ""
+        shown = f" {self.text!r}" if self.text else ""
+        return f"{where}{at} {self.severity} [{self.rule}]{shown} — {self.fix}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Findings(list[Finding]):
+    """The findings of one `lint` run; renders as text and as an escaped HTML table."""
+
+    def __str__(self) -> str:
+        if not self:
+            return "No cache-busters found."
+        return "\n".join(str(finding) for finding in self)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        if not self:
+            return "<p>No cache-busters found.</p>"
+        rows = "".join(
+            "<tr>"
+            f"<td>{esc(f.severity)}</td><td><code>{esc(f.rule)}</code></td>"
+            f"<td>{esc(f.layer or f.path or '')}</td>"
+            f"<td>{f.line}:{f.column}-{f.end_column}</td>"
+            f"<td><code>{esc(f.text)}</code></td><td>{esc(f.fix)}</td>"
+            "</tr>"
+            for f in self
+        )
+        head = "<tr><th>severity</th><th>rule</th><th>layer</th><th>where</th><th>text</th><th>fix</th></tr>"
+        return f'<table class="cachescope-lint">{head}{rows}</table>'
+
+    def _repr_mimebundle_(
+        self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
+    ) -> dict[str, str]:
+        bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
+        if include is not None:
+            bundle = {k: v for k, v in bundle.items() if k in set(include)}
+        if exclude is not None:
+            bundle = {k: v for k, v in bundle.items() if k not in set(exclude)}
+        return bundle
+
+    def rules(self) -> list[str]:
+        return [finding.rule for finding in self]
+
+
+# --------------------------------------------------------------------------------------------
+# text rules: (rule id, severity, pattern, fix)
+
+_MONTHS = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+_DAYS = r"(?:Mon|Tues?|Wed(?:nes)?|Thu(?:rs)?|Fri|Sat(?:ur)?|Sun)(?:day)?"
+_MOVE = "move it to the dynamic layer (after the last breakpoint)"
+
+_TEXT_RULES: list[tuple[str, str, str, str]] = [
+    (
+        "timestamp",
+        ERROR,
+        r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?",
+        f"A timestamp changes on every call: {_MOVE}.",
+    ),
+    (
+        "date",
+        WARNING,
+        r"\b(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])\b",
+        f"A date in the cached prefix changes daily: {_MOVE}.",
+    ),
+    (
+        "date",
+        WARNING,
+        rf"\b(?:{_DAYS},? )?{_MONTHS}\.? \d{{1,2}}(?:st|nd|rd|th)?,? (?:19|20)\d{{2}}\b"
+        rf"|\b\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTHS},? (?:19|20)\d{{2}}\b"
+        r"|\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b",
+        f"A written date in the cached prefix changes daily: {_MOVE}.",
+    ),
+    (
+        "time",
+        ERROR,
+        r"\b(?:[01]?\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?\b(?: ?(?:[AaPp]\.?[Mm]\.?|UTC|GMT|[A-Z]{3,4}\b))?"
+        r"|\b(?:1[0-2]|0?[1-9])(?::[0-5]\d)? ?[AaPp]\.?[Mm]\.?(?= |$|[.,;)])",
+        f"A clock time changes on every call: {_MOVE}.",
+    ),
+    (
+        "weekday",
+        ERROR,
+        rf"(?i:\b(?:today|tonight|it|now)(?:'s| is)(?: a)? {_DAYS}\b)|\b{_DAYS},? (?:the )?\d{{1,2}}(?:st|nd|rd|th)\b",
+        f"A weekday phrase changes daily: {_MOVE}.",
+    ),
+    (
+        "current_time_label",
+        ERROR,
+        r"(?i:\b(?:current|today'?s|local|server|request|now)[ _-]?(?:date|time|datetime|timestamp|day)"
+        r"(?: is)?\s*[:=]\s*\S+)",
+        "A 'current time' value is different on every call: move the whole line to the dynamic layer.",
+    ),
+    (
+        "epoch",
+        WARNING,
+        r"(?<![\w.\-/])1[5-9]\d{8}(?:\d{3})?(?![\w.\-/])",
+        f"This looks like a unix epoch time, which changes on every call: {_MOVE}.",
+    ),
+    (
+        "uuid",
+        ERROR,
+        r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
+        f"A UUID is usually unique per request or session: {_MOVE}.",
+    ),
+    (
+        "request_id",
+        ERROR,
+        r"\b(?:req|msg|toolu|trace|span|run|sess|evt|chatcmpl|call)_[A-Za-z0-9]{8,}\b"
+        r"|(?i:\b(?:request|trace|span|correlation|session|run)[ _-]?id\s*[:=]\s*[\"']?)[A-Za-z0-9][A-Za-z0-9_\-]{7,}",
+        f"A request or trace ID is new on every call: {_MOVE}.",
+    ),
+    (
+        "hex_id",
+        WARNING,
+        r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{16,}\b",
+        f"A long hex string looks like a per-call ID or nonce: {_MOVE}.",
+    ),
+    (
+        "random_number",
+        WARNING,
+        r"(?<![\w.])0\.\d{7,}\b"
+        r"|(?i:\b(?:seed|nonce|random|rand|salt|token|otp)\w*\s*[:=]\s*)\d{4,}\b",
+        f"A random-looking number will differ between calls: {_MOVE}.",
+    ),
+    (
+        "counter",
+        WARNING,
+        r"(?i:\b(?:request|call|turn|message|attempt|iteration|retry|visit|session|conversation)"
+        r"\s*(?:#|no\.|number|count)\s*:?\s*\d+\b)"
+        r"|(?i:\b(?:this is (?:your|the) )(?:\d+(?:st|nd|rd|th)) (?:request|call|visit|message|turn|attempt)\b)"
+        r"|(?i:\b(?:calls?|requests?|messages?|turns?|visits?|attempts?) (?:so far|made|sent|remaining)\s*[:=]\s*\d+)",
+        f"A counter goes up on every call: {_MOVE}.",
+    ),
+]
+
+# Where each rule can possibly match, as literals found with C-speed `str.find` in a "shape" of
+# the text: `low` is lower-cased with every digit turned into 0, `hex` has every hex digit turned
+# into h. Only the few windows around those anchors are handed to the rule's regex, so a 5 MB
+# prompt lints in a fraction of a second.
+_MONTH_ANCHORS = (
+    "/0000",
+    *("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+)
+_ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
+    "timestamp": (("low", "0000-00-00"),),
+    "date": (("low", "0000-00-00"), *(("low", a) for a in _MONTH_ANCHORS)),
+    "time": (
+        ("low", "0:00:00"),
+        *(("low", f"0{gap}{half}") for gap in ("", " ") for half in ("am", "pm", "a.m", "p.m")),
+    ),
+    "weekday": (
+        *(
+            ("low", f"{day}day")
+            for day in ("mon", "tues", "wednes", "thurs", "fri", "satur", "sun")
+        ),
+        *(("low", f"0{suffix}") for suffix in ("th", "st", "nd", "rd")),
+    ),
+    "current_time_label": (("low", "date"), ("low", "time"), ("low", "day")),
+    "epoch": (("low", "0000000000"),),
+    "uuid": (("hex", "hhhhhhhh-hhhh-hhhh"),),
+    "request_id": tuple(
+        ("low", a)
+        for a in (
+            "req_",
+            "msg_",
+            "toolu_",
+            "trace_",
+            "span_",
+            "run_",
+            "sess_",
+            "evt_",
+            "chatcmpl",
+            "call_",
+            "id:",
+            "id=",
+            "id =",
+            "id :",
+        )
+    ),
+    "hex_id": (("hex", "hhhhhhhhhhhhhhhh"),),
+    "random_number": (
+        ("low", "0.0000000"),
+        *(("low", a) for a in ("seed", "nonce", "rand", "salt", "token", "otp")),
+    ),
+    "counter": tuple(
+        ("low", a)
+        for a in (
+            "#",
+            "no.",
+            "number",
+            "count",
+            "so far",
+            " made",
+            " sent",
+            "remaining",
+            "this is ",
+        )
+    ),
+}
+
+
+def _positions(shape: str, anchor: str) -> list[int]:
+    """Every start of `anchor` in `shape`, found in one C-speed pass."""
+    if anchor not in shape:
+        return []
+    pieces = shape.split(anchor)
+    positions: list[int] = []
+    at = 0
+    step = len(anchor)
+    for piece in pieces[:-1]:
+        at += len(piece)
+        positions.append(at)
+        at += step
+    return positions
+
+
+def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
+    """A cheap look around an anchor before the rule's regex runs there."""
+    if rule == "date" and anchor in _MONTH_ANCHORS:
+        if anchor == "/0000":
+            return low[max(0, position - 6) : position].count("/") == 1
+        # a month name starting a word, followed by a day number
+        return (position == 0 or not low[position - 1].isalpha()) and "0" in low[
+            position : position + 16
+        ]
+    if rule == "current_time_label":
+        after = low[position : position + 24]
+        return ":" in after or "=" in after
+    if rule == "counter":
+        return "0" in low[position : position + 16]
+    if rule == "random_number" and not anchor.startswith("0"):
+        return "0000" in low[position : position + 28]
+    return True
+
+
+_LOW = str.maketrans(
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0" * 10 + "abcdefghijklmnopqrstuvwxyz"
+)
+_HEX = str.maketrans("0123456789abcdefABCDEF", "h" * 22)
+_BEFORE, _AFTER = 48, 64
+
+_COMPILED = [
+    (rule, severity, re.compile(pattern), fix) for rule, severity, pattern, fix in _TEXT_RULES
+]
+
+
+def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> None:
+    """Run the text rules over one block, only in windows around their anchors."""
+    if not text:
+        return
+    shapes = {"low": text.translate(_LOW)}
+    taken: set[int] = set()
+    found: list[tuple[int, int, str, str, str]] = []
+    size = len(text)
+    for rule, severity, pattern, fix in _COMPILED:
+        for shape_name, anchor in _ANCHORS[rule]:
+            shape = shapes.get(shape_name)
+            if shape is None:
+                shape = shapes[shape_name] = text.translate(_HEX)
+            covered = -1
+            for position in _positions(shape, anchor):
+                if position >= covered and _gate(rule, shapes["low"], position, anchor):
+                    lo = max(0, position - _BEFORE)
+                    hi = min(size, position + len(anchor) + _AFTER)
+                    for match in pattern.finditer(text, lo, hi):
+                        start, end = match.span()
+                        covered = max(covered, end)
+                        if start == end or start in taken or (end - 1) in taken:
+                            continue
+                        taken.update(range(start, end))
+                        found.append((start, end, rule, severity, fix))
+    if not found:
+        return
+    found.sort()
+    line, counted_to = 1, 0
+    for start, end, rule, severity, fix in found:
+        line += text.count("\n", counted_to, start)
+        counted_to = start
+        line_start = text.rfind("\n", 0, start) + 1
+        out.append(
+            Finding(
+                rule=rule,
+                severity=severity,
+                layer=layer,
+                line=line,
+                column=start - line_start + 1,
+                end_column=end - line_start + 1,
+                text=text[start:end][:80],
+                fix=fix,
+                path=path,
+            )
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# structural rules
+
+
+def _finding(
+    rule: str, severity: str, layer: str | None, path: str, text: str, fix: str
+) -> Finding:
+    return Finding(rule, severity, layer, 0, 0, 0, text, fix, path)
+
+
+def _layer_name(side: _Side, i: int) -> str | None:
+    return side.layers[i] or side.paths[i]
+
+
+def _structure(side: _Side, model: str, points: list[tuple[int, str]], out: list[Finding]) -> None:
+    # 1h after 5m (spec §1.6)
+    seen_5m: int | None = None
+    for index, ttl in points:
+        if ttl == "5m" and seen_5m is None:
+            seen_5m = index
+        elif ttl == "1h" and seen_5m is not None:
+            out.append(
+                _finding(
+                    "ttl_order",
+                    ERROR,
+                    _layer_name(side, index),
+                    side.paths[index],
+                    f"1h breakpoint after the 5m one at {side.paths[seen_5m]}",
+                    "Give the earlier layer ttl='1h' or this one ttl='5m': the API rejects a 1h "
+                    "breakpoint after a 5m one.",
+                )
+            )
+    # more than 20 positions between breakpoints (spec §1.5)
+    previous = -1
+    for index, _ in points:
+        if previous >= 0 and index - previous > LOOKBACK:
+            out.append(
+                _finding(
+                    "lookback",
+                    WARNING,
+                    _layer_name(side, index),
+                    side.paths[index],
+                    f"{index - previous} blocks since the breakpoint at {side.paths[previous]}",
+                    "Add a breakpoint in between: the cache looks back only 20 blocks from each "
+                    "breakpoint.",
+                )
+            )
+        previous = index
+    # the first cached prefix below the model's minimum (spec §1.7)
+    _, minimum = _model_facts(model)
+    if minimum is None or not points:
+        return
+    cumulative, done = 0, -1
+    for index, _ in points:
+        for i in range(done + 1, index + 1):
+            cumulative += side.tokens(i)
+        done = index
+        if cumulative >= minimum:
+            return
+        out.append(
+            _finding(
+                "below_minimum",
+                WARNING,
+                _layer_name(side, index),
+                side.paths[index],
+                f"{cumulative:,} tokens up to here; {model} caches from {minimum:,}",
+                "Grow the cached prefix past the minimum or drop this breakpoint: below it "
+                "nothing is cached.",
+            )
+        )
+
+
+def _tool_names(side: _Side) -> list[str]:
+    names: list[str] = []
+    assert side.texts is not None
+    for i, level in enumerate(side.levels):
+        if level != "tools":
+            continue
+        try:
+            tool = orjson.loads(side.texts[i])
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+            names.append(tool["name"])
+    return names
+
+
+def _json_value(text: str) -> Any:
+    stripped = text.lstrip()
+    if not stripped or stripped[0] not in "{[":
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _against_previous(side: _Side, old: _Side, scope: int, out: list[Finding]) -> None:
+    assert side.texts is not None
+    assert old.texts is not None
+    new_tools, old_tools = _tool_names(side), _tool_names(old)
+    if new_tools != old_tools and sorted(new_tools) == sorted(old_tools):
+        out.append(
+            _finding(
+                "tool_order",
+                ERROR,
+                "tools",
+                "tools",
+                ", ".join(new_tools)[:80],
+                "Keep the tools in one fixed order (e.g. sorted by name): a new order breaks the "
+                "whole cache.",
+            )
+        )
+    marks = {index for index, _ in side.breakpoints()}
+    for i in range(min(scope + 1, len(side), len(old))):
+        new, prev = side.texts[i], old.texts[i]
+        if new is prev or new == prev or side.levels[i] != old.levels[i]:
+            continue
+        value = _json_value(new)
+        if value is not None and value == _json_value(prev):
+            out.append(
+                _finding(
+                    "json_key_order",
+                    ERROR,
+                    _layer_name(side, i),
+                    side.paths[i],
+                    new[:80],
+                    "Serialize this JSON with a fixed key order (e.g. sort_keys=True): the same "
+                    "object in another order is a different prefix.",
+                )
+            )
+        elif i in marks:
+            out.append(
+                _finding(
+                    "changing_breakpoint",
+                    WARNING,
+                    _layer_name(side, i),
+                    side.paths[i],
+                    new[:80],
+                    "Put the breakpoint on the last block that stays the same: a breakpoint on a "
+                    "changing block writes on every call and never reads.",
+                )
+            )
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _strings(value: Any, path: str, depth: int) -> Iterable[tuple[str, str]]:
+    if depth > 20:
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}.{i}", depth + 1)
+
+
+def _params_of(value: Any) -> tuple[Mapping[str, Any] | None, Any]:
+    """(params, prompt or None) for a Prompt, params dict, or anything else (None, None)."""
+    render = getattr(value, "render", None)
+    if callable(render) and hasattr(value, "layers"):
+        try:
+            return render(user="."), value
+        except Exception:  # a Prompt that cannot render: lint what its layers say
+            return None, value
+    if isinstance(value, Mapping):
+        return value, None
+    return None, None
+
+
+def lint(
+    prompt_or_params: Any,
+    *,
+    previous: Any = None,
+    model: str | None = None,
+) -> Findings:
+    """Likely cache-busters and layout mistakes in the cached part of a prompt.
+
+    Parameters
+    ----------
+    prompt_or_params:
+        A `cachescope.Prompt`, request params (`messages.create` kwargs), or a plain string (read
+        as a cached system prompt).
+    previous:
+        The previous render of the same prompt (params or Prompt). With it, `lint` also reports
+        JSON whose key order changed, re-ordered tools and breakpoints on blocks that changed.
+    model:
+        Model ID for the minimum-length check; by default the request's model.
+
+    Only what is read from cache is checked: everything up to the last breakpoint (tools and
+    system when there is none). Returns a `Findings` list, empty when all is well.
+    """
+    out = Findings()
+    try:
+        _lint_into(prompt_or_params, previous, model, out)
+    except RecursionError:  # absurdly nested input: report what was found so far
+        pass
+    return out
+
+
+def _lint_into(value: Any, previous: Any, model: str | None, out: list[Finding]) -> None:
+    if isinstance(value, str):
+        value = {"model": model or "", "system": [{"type": "text", "text": value}]}
+    params, prompt = _params_of(value)
+    if params is None:
+        if prompt is not None:
+            for layer in getattr(prompt, "layers", ()):
+                text = getattr(layer, "text", "")
+                if isinstance(text, str) and getattr(layer, "ttl", None):
+                    _scan_text(text, getattr(layer, "name", None), "system", out)
+        return
+    try:
+        side = _Side.from_params(params)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        # not a request the API would accept: still look at whatever text it holds
+        for path, text in _strings(params, "request", 0):
+            _scan_text(text, None, path, out)
+        return
+    assert side.texts is not None
+    model = model or side.model
+    points = side.breakpoints()
+    if points:
+        scope = points[-1][0]
+    else:
+        scope = max((i for i, level in enumerate(side.levels) if level != "messages"), default=-1)
+    for i in range(scope + 1):
+        layer = side.layers[i]
+        if layer == "dynamic":
+            continue
+        _scan_text(side.texts[i], layer or side.paths[i], side.paths[i], out)
+    _structure(side, model, points, out)
+    if prompt is not None and getattr(prompt, "dynamic_placement", "user") == "system":
+        try:
+            dynamic = prompt.layer("dynamic")
+        except KeyError:
+            dynamic = None
+        resolve = getattr(prompt, "resolved_history_ttl", None)
+        history = resolve() if callable(resolve) else None
+        if dynamic is not None and str(getattr(dynamic, "text", None) or "") and history:
+            out.append(
+                _finding(
+                    "dynamic_in_system",
+                    ERROR,
+                    "dynamic",
+                    "system",
+                    "dynamic layer in the system prompt, ahead of the cached history",
+                    'Use Prompt(dynamic_placement="user"): in the system prompt the dynamic layer '
+                    "changes the prefix of the whole conversation on every call.",
+                )
+            )
+    if previous is not None:
+        old_params, _ = _params_of(previous)
+        if old_params is not None:
+            try:
+                old = _Side.from_params(old_params)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+                return
+            _against_previous(side, old, scope, out)
+            try:
+                diff = compare(old_params, params)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+                return
+            if diff.broken and diff.index is not None and diff.cause not in ("expired",):
+                known = {(f.path, f.rule) for f in out}
+                if (diff.path, "json_key_order") not in known and diff.setting is None:
+                    out.append(
+                        Finding(
+                            "prefix_changed",
+                            WARNING,
+                            diff.layer or diff.path,
+                            diff.line or 0,
+                            diff.column or 0,
+                            (diff.column or 0) + 1,
+                            (diff.new_window or "")[:80],
+                            "This block differs from the previous render: keep the cached layers "
+                            "byte-for-byte identical between calls.",
+                            diff.path or "",
+                        )
+                    )
