@@ -302,12 +302,11 @@ def flatten(
             cache_control = None
             if type(item) is dict:
                 cache_control = item.get("cache_control")
-                kind = item.get("type")
-                text = item.get("text")
+                item_text = item.get("text")
                 # The common case: a plain text block, optionally with cache_control.
                 if (
-                    kind == "text"
-                    and type(text) is str
+                    item.get("type") == "text"
+                    and type(item_text) is str
                     and len(item) == 2 + (cache_control is not None)
                 ):
                     add(
@@ -315,7 +314,7 @@ def flatten(
                         f"messages.{m}.content.{c}",
                         "text",
                         role,
-                        text,
+                        item_text,
                         cache_control,
                         names[c] if names else None,
                     )

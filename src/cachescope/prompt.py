@@ -272,8 +272,8 @@ class Prompt:
     def resolved_history_ttl(self) -> str | None:
         if self.history_ttl != "auto":
             return self.history_ttl
-        ttls = [layer.ttl for layer in self.system_layers() if layer.ttl] or [self.tools_ttl]
-        return ttls[-1] or "5m"
+        ttls = [layer.ttl for layer in self.system_layers() if layer.ttl]
+        return ttls[-1] if ttls else (self.tools_ttl or "5m")
 
     def breakpoints(self) -> list[Breakpoint]:
         """The breakpoints `render` will place, in request order (validated against the API)."""
