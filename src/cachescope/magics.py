@@ -202,6 +202,11 @@ class CachedPrompt(Magics):
         if client is None:
             try:
                 if wanted == "anthropic":
+                    if not os.environ.get("ANTHROPIC_API_KEY"):
+                        raise UsageError(
+                            "--backend anthropic needs ANTHROPIC_API_KEY in the environment; "
+                            "use --backend sim for the offline simulator."
+                        )
                     client = CachingClient(backend="anthropic", ledger=ledger)
                 else:
                     client = CachingClient(backend=wanted, ledger=ledger)  # type: ignore[arg-type]
@@ -678,7 +683,8 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = CachedPrompt(shell=ipython)
     ipython.register_magics(magics)
     ipython.events.register("post_run_cell", magics.refresh_static_charts)
-    ipython.configurables.append(magics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
     _LOADED[id(ipython)] = magics
 
 
@@ -696,6 +702,5 @@ def unload_ipython_extension(ipython: Any) -> None:
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop(type(magics).__name__, None)
-    if magics in ipython.configurables:
-        ipython.configurables.remove(magics)
+    ipython.configurables[:] = [c for c in ipython.configurables if c is not magics]
     magics.close()
