@@ -153,6 +153,19 @@ _TEXT_MEMO_CHARS = 0
 _TEXT_MEMO_LIMIT_CHARS = 64 * 1024 * 1024
 _TOKEN_MEMO: dict[int, int] = {}
 _TOKEN_MEMO_LIMIT = 200_000
+# Whole units (tool list, system prompt, one message) → their blocks; Blocks are never mutated.
+_SEGMENT_MEMO: dict[tuple[Any, ...], tuple[tuple[Block, ...], bool, bool, tuple[str, ...]]] = {}
+_SEGMENT_MEMO_LIMIT = 20_000
+
+
+def _layer_tuple(value: Any) -> tuple[Any, ...] | None:
+    """Layer names that travel with a unit (not part of its JSON), for the memo key."""
+    if type(value) is dict or isinstance(value, Mapping):
+        value = value.get("content")
+    if type(value) is list or type(value) is str:
+        return None
+    names = getattr(value, "layer_names", None)
+    return tuple(names) if names is not None else None
 
 
 def _seed(level: str, role: str | None, kind: str) -> int:
@@ -215,13 +228,11 @@ def flatten(
     else:
         factor_seed = 0
     blocks: list[Block] = []
-    append = blocks.append
-    count = counter.count
-    has_images = False
-    citations = False
     toggles: list[str] = []
+    flags = [False, False]  # images present, citations on
 
     def add(
+        target: list[Block],
         level: str,
         path: str,
         kind: str,
@@ -237,10 +248,10 @@ def flatten(
             memo_key = digest ^ factor_seed
             tokens = token_cache.get(memo_key)  # type: ignore[assignment]
             if tokens is None:
-                tokens = token_cache[memo_key] = count(text)
-        append(
+                tokens = token_cache[memo_key] = counter.count(text)
+        target.append(
             Block(
-                len(blocks),
+                len(blocks) + len(target),
                 level,
                 path,
                 kind,
@@ -255,50 +266,49 @@ def flatten(
             )
         )
 
-    tools = params.get("tools") or []
-    tool_layers = _layer_names(tools)
-    for i, tool in enumerate(tools):
-        if _is_system_toggle_tool(tool):
-            toggles.append(str(tool.get("type")))
-            continue
-        if isinstance(tool, Mapping):
-            text = _dumps(_without_cache_control(tool))
-            cache_control = tool.get("cache_control")
-        else:
-            text, cache_control = _dumps(tool), None
-        layer = tool_layers[i] if tool_layers and i < len(tool_layers) else "tools"
-        add("tools", f"tools.{i}", "tool", None, text, cache_control, layer)
+    def tools_segment(target: list[Block], tools: Any) -> tuple[bool, bool, tuple[str, ...]]:
+        tool_layers = _layer_names(tools)
+        found: list[str] = []
+        for i, tool in enumerate(tools):
+            if _is_system_toggle_tool(tool):
+                found.append(str(tool.get("type")))
+                continue
+            if isinstance(tool, Mapping):
+                text = _dumps(_without_cache_control(tool))
+                cache_control = tool.get("cache_control")
+            else:
+                text, cache_control = _dumps(tool), None
+            layer = tool_layers[i] if tool_layers and i < len(tool_layers) else "tools"
+            add(target, "tools", f"tools.{i}", "tool", None, text, cache_control, layer)
+        return False, False, tuple(found)
 
-    system = params.get("system")
-    if isinstance(system, str):
-        if system:
-            add("system", "system", "text", None, system, None, None)
-    elif system:
+    def system_segment(target: list[Block], system: Any) -> tuple[bool, bool, tuple[str, ...]]:
+        if isinstance(system, str):
+            add(target, "system", "system", "text", None, system, None, None)
+            return False, False, ()
         names = _layer_names(system)
         for i, item in enumerate(system):
             kind, text = _block_text(item)
             cache_control = item.get("cache_control") if isinstance(item, Mapping) else None
-            add(
-                "system",
-                f"system.{i}",
-                kind,
-                None,
-                text,
-                cache_control,
-                names[i] if names else None,
-            )
+            layer = names[i] if names else None
+            add(target, "system", f"system.{i}", kind, None, text, cache_control, layer)
+        return False, False, ()
 
-    for m, message in enumerate(params.get("messages") or []):
+    def message_segment(
+        target: list[Block], message: Any, m: int
+    ) -> tuple[bool, bool, tuple[str, ...]]:
         if not isinstance(message, Mapping):
-            add("messages", f"messages.{m}", "unknown", None, _dumps(message), None, None)
-            continue
+            add(target, "messages", f"messages.{m}", "unknown", None, _dumps(message), None, None)
+            return False, False, ()
         role = str(message.get("role", ""))
         content = message.get("content")
         if isinstance(content, str):
-            add("messages", f"messages.{m}.content", "text", role, content, None, None)
-            continue
+            add(target, "messages", f"messages.{m}.content", "text", role, content, None, None)
+            return False, False, ()
         names = _layer_names(content)
+        images = citations = False
         for c, item in enumerate(content or []):
+            layer = names[c] if names else None
             cache_control = None
             if type(item) is dict:
                 cache_control = item.get("cache_control")
@@ -309,24 +319,64 @@ def flatten(
                     and type(item_text) is str
                     and len(item) == 2 + (cache_control is not None)
                 ):
-                    add(
-                        "messages",
-                        f"messages.{m}.content.{c}",
-                        "text",
-                        role,
-                        item_text,
-                        cache_control,
-                        names[c] if names else None,
-                    )
+                    path = f"messages.{m}.content.{c}"
+                    add(target, "messages", path, "text", role, item_text, cache_control, layer)
                     continue
             kind, text = _block_text(item)
             if isinstance(item, Mapping):
                 cache_control = item.get("cache_control")
-                has_images = has_images or _contains_image(item)
+                images = images or _contains_image(item)
                 cited = item.get("citations")
                 citations = citations or (isinstance(cited, Mapping) and bool(cited.get("enabled")))
-            layer = names[c] if names else None
-            add("messages", f"messages.{m}.content.{c}", kind, role, text, cache_control, layer)
+            add(
+                target,
+                "messages",
+                f"messages.{m}.content.{c}",
+                kind,
+                role,
+                text,
+                cache_control,
+                layer,
+            )
+        return images, citations, ()
+
+    def segment(tag: int, value: Any, builder: Any, *args: Any) -> None:
+        """Blocks of one unit (the tool list, the system prompt, one message), memoized by the
+        xxh3 of its JSON plus where it starts, so an unchanged unit costs one dumps + lookup."""
+        key: tuple[Any, ...] | None = None
+        try:
+            digest = _xxh64(orjson.dumps(value))
+        except TypeError:  # not plain JSON (e.g. SDK objects): build it without the memo
+            pass
+        else:
+            key = (tag, digest, len(blocks), counter, _layer_tuple(value))
+            hit = _SEGMENT_MEMO.get(key)
+            if hit is not None:
+                blocks.extend(hit[0])
+                flags[0] = flags[0] or hit[1]
+                flags[1] = flags[1] or hit[2]
+                toggles.extend(hit[3])
+                return
+        built: list[Block] = []
+        images, citations, found = builder(built, value, *args)
+        if key is not None:
+            if len(_SEGMENT_MEMO) > _SEGMENT_MEMO_LIMIT:
+                _SEGMENT_MEMO.clear()
+            _SEGMENT_MEMO[key] = (tuple(built), images, citations, found)
+        blocks.extend(built)
+        flags[0] = flags[0] or images
+        flags[1] = flags[1] or citations
+        toggles.extend(found)
+
+    tools = params.get("tools")
+    if tools:
+        segment(-2, tools, tools_segment)
+    system = params.get("system")
+    if system:
+        segment(-1, system, system_segment)
+    for m, message in enumerate(params.get("messages") or []):
+        segment(m, message, message_segment, m)
+    has_images, citations = flags
 
     settings = request_settings(params, has_images=has_images, toggles=toggles, citations=citations)
     top = params.get("cache_control")

@@ -95,6 +95,10 @@ def materialize(body: dict[str, Any]) -> None:
             body[key] = list(value)
 
 
+# Per-Block fingerprint entries (without the prefix key), keyed by the Block's identity.
+_ENTRY_MEMO: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
 def fingerprint_blocks(
     body: Mapping[str, Any], token_cache: dict[int, int], store_text: bool
 ) -> tuple[list[dict[str, Any]], int]:
@@ -106,16 +110,27 @@ def fingerprint_blocks(
     keys = prefix_keys(flat.blocks, flat.settings)
     blocks: list[dict[str, Any]] = []
     total = 0
+    memo = _ENTRY_MEMO
+    if len(memo) > TOKEN_CACHE_LIMIT:
+        memo.clear()
     for block, key in zip(flat.blocks, keys):
         total += block.tokens
-        entry: dict[str, Any] = {
-            "hash": f"{block.hash:016x}",
-            "prefix": f"{key:016x}",
-            "level": block.level,
-            "layer": block.layer,
-            "tokens": block.tokens,
-            "breakpoint": block.ttl,
-        }
+        # flatten reuses Block objects for unchanged messages, so their entries are reused too.
+        cached = memo.get(id(block))
+        if cached is None or cached[0] is not block:
+            cached = memo[id(block)] = (
+                block,
+                {
+                    "hash": f"{block.hash:016x}",
+                    "prefix": "",
+                    "level": block.level,
+                    "layer": block.layer,
+                    "tokens": block.tokens,
+                    "breakpoint": block.ttl,
+                },
+            )
+        entry = cached[1].copy()
+        entry["prefix"] = f"{key:016x}"
         if store_text:
             entry["text"] = block.text
         blocks.append(entry)

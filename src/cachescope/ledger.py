@@ -1,8 +1,9 @@
 """The call ledger: one `CallRecord` per API call, in memory or as append-only JSONL on disk.
 
 Durability guarantee: when `Ledger.append` returns (and so before `CachingClient.messages.create`
-returns) the record's line has been written with `os.write`, and `os.fsync` has been called on the
-file (and on its directory when the file was created). A crash after that cannot lose the record. A
+returns) the record's line has been written with `os.write`, and `os.fdatasync` (`os.fsync` where
+there is none) has been called on the file — it flushes the data and the file size, which is all an
+append needs — and `os.fsync` on its directory when the file was created. A crash after that cannot lose the record. A
 process killed *during* a write can leave a torn last line; loading skips it and reports it
 (`Ledger.skipped_lines` and a `LedgerWarning`), and the next append starts on a fresh line so later
 records are never glued to it.
@@ -449,7 +450,7 @@ class Ledger:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            _sync(fd)
         finally:
             os.close(fd)
         if created:
@@ -494,6 +495,10 @@ class Ledger:
     def __repr__(self) -> str:
         where = self.path if self.path is not None else "memory"
         return f"Ledger({where!s}, {len(self):,} records)"
+
+
+# fdatasync persists the appended bytes and the new size without the inode's timestamps.
+_sync = getattr(os, "fdatasync", os.fsync)
 
 
 def _fsync_dir(directory: str) -> None:

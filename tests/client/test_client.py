@@ -298,8 +298,8 @@ def test_eight_threads_of_250_calls_give_exactly_2000_records(tmp_path: Path) ->
 def test_model_without_a_price_records_an_unknown_cost_not_zero() -> None:
     pricing.reset_prices()
     client = make_client()
-    with pytest.warns(UnknownModelWarning, match="claude-mythos-preview"):
-        client.messages.create(**params(model="claude-mythos-preview"))
+    with pytest.warns(UnknownModelWarning, match="claude-mythos-5-2"):
+        client.messages.create(**params(model="claude-mythos-5-2"))
     record = client.ledger.records[0]
     assert record.cost is None
     assert record.savings is None

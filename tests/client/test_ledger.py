@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+import cachescope.ledger as ledger_module
 from cachescope.ledger import (
     CallRecord,
     Ledger,
@@ -143,7 +144,9 @@ def test_disk_write_failure_carries_the_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger = Ledger(tmp_path / "calls.jsonl")
-    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(5, "I/O error")))
+    monkeypatch.setattr(
+        ledger_module, "_sync", lambda fd: (_ for _ in ()).throw(OSError(5, "I/O error"))
+    )
     with pytest.raises(LedgerWriteError) as info:
         ledger.append(record(2, message="the SDK message"))
     assert info.value.message == "the SDK message"
