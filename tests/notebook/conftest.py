@@ -30,6 +30,14 @@ def ip() -> InteractiveShell:
     return InteractiveShell.instance()
 
 
+@pytest.fixture(autouse=True)
+def fresh_config(ip: InteractiveShell) -> Iterator[None]:
+    """`%config CachedPrompt.*` lives in the shell's config: start and end each test without it."""
+    ip.config.pop("CachedPrompt", None)
+    yield
+    ip.config.pop("CachedPrompt", None)
+
+
 @pytest.fixture
 def magics(ip: InteractiveShell) -> Iterator[Any]:
     """The extension loaded on a fresh simulator with a virtual clock; unloaded afterwards."""
