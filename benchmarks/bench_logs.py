@@ -32,7 +32,7 @@ PARAMS = {
     "days": 55,
     "turns": [17, 70],
     "subagent_rate": 0.42,
-    "padding": 540,
+    "padding": 800,
 }
 RUNS = 3
 KEYS = ("inputTokens", "outputTokens", "cacheCreationTokens", "cacheReadTokens", "totalTokens")
@@ -83,6 +83,7 @@ def ensure_ccusage() -> Path:
             cwd=CCUSAGE_DIR,
             check=True,
         )
+    CCUSAGE.chmod(0o755)  # the package ships the binary without its execute bit
     return CCUSAGE
 
 
