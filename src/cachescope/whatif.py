@@ -79,13 +79,14 @@ class RecordedCall:
     cost: float | None = None
     ttft_ms: float | None = None
 
-    @property
-    def prompt_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.cache_write_5m_tokens
-            + self.cache_write_1h_tokens
-            + self.cache_read_tokens
+    def counts(self) -> pricing.UsageCounts:
+        """The recorded usage, in the form `pricing` bills."""
+        return pricing.UsageCounts(
+            self.input_tokens,
+            self.cache_write_5m_tokens,
+            self.cache_write_1h_tokens,
+            self.cache_read_tokens,
+            self.output_tokens,
         )
 
 
@@ -579,30 +580,18 @@ def _send(sim: Any, call: RecordedCall, kind: str, *, max_tokens: int) -> CallRe
         cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
         output_tokens=int(usage.get("output_tokens") or 0),
     )
-    row.cost = pricing.cost(row.usage(), call.model, when=row.time)
-    row.cost_without_cache = pricing.cost_without_cache(row.usage(), call.model, when=row.time)
+    row.cost = pricing.cost(row.counts(), call.model, when=row.time)
+    row.cost_without_cache = pricing.cost_without_cache(row.counts(), call.model, when=row.time)
     row.ttft_ms = outcome.ttft_ms
     return row
 
 
 def _cost_of(call: RecordedCall, model: str) -> float | None:
-    return pricing.cost(_usage_of(call), model, when=call.time)
+    return pricing.cost(call.counts(), model, when=call.time)
 
 
 def _cost_without(call: RecordedCall, model: str) -> float | None:
-    return pricing.cost_without_cache(_usage_of(call), model, when=call.time)
-
-
-def _usage_of(call: RecordedCall) -> dict[str, Any]:
-    return {
-        "input_tokens": call.input_tokens,
-        "output_tokens": call.output_tokens,
-        "cache_read_input_tokens": call.cache_read_tokens,
-        "cache_creation": {
-            "ephemeral_5m_input_tokens": call.cache_write_5m_tokens,
-            "ephemeral_1h_input_tokens": call.cache_write_1h_tokens,
-        },
-    }
+    return pricing.cost_without_cache(call.counts(), model, when=call.time)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -625,24 +614,23 @@ class CallResult:
     cost_without_cache: float | None = None
     ttft_ms: float | None = None
 
+    def counts(self) -> pricing.UsageCounts:
+        """This request's usage, in the form `pricing` bills."""
+        return pricing.UsageCounts(
+            self.input_tokens,
+            self.cache_write_5m_tokens,
+            self.cache_write_1h_tokens,
+            self.cache_read_tokens,
+            self.output_tokens,
+        )
+
     @property
     def cache_write_tokens(self) -> int:
-        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+        return self.counts().cache_write_tokens
 
     @property
     def prompt_tokens(self) -> int:
-        return self.input_tokens + self.cache_write_tokens + self.cache_read_tokens
-
-    def usage(self) -> dict[str, Any]:
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_read_input_tokens": self.cache_read_tokens,
-            "cache_creation": {
-                "ephemeral_5m_input_tokens": self.cache_write_5m_tokens,
-                "ephemeral_1h_input_tokens": self.cache_write_1h_tokens,
-            },
-        }
+        return self.counts().prompt_tokens
 
 
 def _sum_or_none(values: Iterable[float | None]) -> float | None:
