@@ -38,10 +38,38 @@ BLOCKS = 500
 TARGET_BYTES = 820_000
 CHANGED_BLOCK = 250
 
-_WORDS = (
-    "the request cache prompt model token system tool result value user file line error test "
-    "return config path data index layer block read write time first last next build check"
-).split()
+_WORDS = [
+    "the",
+    "request",
+    "cache",
+    "prompt",
+    "model",
+    "token",
+    "system",
+    "tool",
+    "result",
+    "value",
+    "user",
+    "file",
+    "line",
+    "error",
+    "test",
+    "return",
+    "config",
+    "path",
+    "data",
+    "index",
+    "layer",
+    "block",
+    "read",
+    "write",
+    "time",
+    "first",
+    "last",
+    "next",
+    "build",
+    "check",
+]
 
 
 def _code(rng: random.Random, size: int) -> str:
@@ -115,7 +143,11 @@ def build_request(seed: int = 5) -> dict[str, Any]:
     tools[-1]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
     system = [
         {"type": "text", "text": _prose(rng, per_block * 4)},
-        {"type": "text", "text": _prose(rng, per_block * 4), "cache_control": {"type": "ephemeral"}},
+        {
+            "type": "text",
+            "text": _prose(rng, per_block * 4),
+            "cache_control": {"type": "ephemeral"},
+        },
     ]
     messages: list[dict[str, Any]] = []
     count = len(tools) + len(system)
@@ -142,7 +174,13 @@ def build_request(seed: int = 5) -> dict[str, Any]:
     messages[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
     if messages[-1]["role"] != "user":
         messages[-1]["role"] = "user"
-    return {"model": "claude-sonnet-5", "max_tokens": 1024, "tools": tools, "system": system, "messages": messages}
+    return {
+        "model": "claude-sonnet-5",
+        "max_tokens": 1024,
+        "tools": tools,
+        "system": system,
+        "messages": messages,
+    }
 
 
 def _message_of_block(params: dict[str, Any], index: int) -> int:
@@ -209,7 +247,8 @@ def main() -> None:
         next((i for i, (x, y) in enumerate(zip(ha, hb)) if x != y), None)
 
     diff = compare(a, b)
-    assert diff.cause == "messages_changed" and diff.index == CHANGED_BLOCK, diff
+    assert diff.cause == "messages_changed", diff
+    assert diff.index == CHANGED_BLOCK, diff
     assert compare(a, b_copy).to_dict() == diff.to_dict()
 
     def session() -> None:
@@ -236,11 +275,17 @@ def main() -> None:
     t_stored = best_of(stored, 5)
     _ = run_blake2b
 
-    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {platform.platform()}")
-    print(f"request: {size / 1e6:.2f} MB of JSON, {blocks} positions, {lines:,} prompt lines; one byte changed in block {CHANGED_BLOCK}")
+    print(
+        f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {platform.platform()}"
+    )
+    print(
+        f"request: {size / 1e6:.2f} MB of JSON, {blocks} positions, {lines:,} prompt lines; one byte changed in block {CHANGED_BLOCK}"
+    )
     print(f"  found: {diff.summary()}")
     print(f"difflib.unified_diff over prompt lines : {t_difflib * 1e3:9.2f} ms")
-    print(f"blake2b per block, both + scan          : {t_blake * 1e3:9.3f} ms  ({t_difflib / t_blake:7.0f}x)")
+    print(
+        f"blake2b per block, both + scan          : {t_blake * 1e3:9.3f} ms  ({t_difflib / t_blake:7.0f}x)"
+    )
     for name, t in (
         ("compare, session (a fingerprinted)", t_session),
         ("compare, fresh copy of b", t_fresh),

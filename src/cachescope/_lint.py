@@ -271,17 +271,13 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def _positions(shape: str, anchor: str) -> list[int]:
-    """Every start of `anchor` in `shape`, found in one C-speed pass."""
-    if anchor not in shape:
-        return []
-    pieces = shape.split(anchor)
+    """Every start of `anchor` in `shape`, by C-speed searches."""
     positions: list[int] = []
-    at = 0
-    step = len(anchor)
-    for piece in pieces[:-1]:
-        at += len(piece)
+    find = shape.find
+    at = find(anchor)
+    while at != -1:
         positions.append(at)
-        at += step
+        at = find(anchor, at + 1)
     return positions
 
 
@@ -308,7 +304,7 @@ _LOW = str.maketrans(
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0" * 10 + "abcdefghijklmnopqrstuvwxyz"
 )
 _HEX = str.maketrans("0123456789abcdefABCDEF", "h" * 22)
-_BEFORE, _AFTER = 48, 64
+_BEFORE, _AFTER = 40, 48
 
 _COMPILED = [
     (rule, severity, re.compile(pattern), fix) for rule, severity, pattern, fix in _TEXT_RULES
@@ -319,7 +315,10 @@ def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> N
     """Run the text rules over one block, only in windows around their anchors."""
     if not text:
         return
-    shapes = {"low": text.translate(_LOW)}
+    # Shapes are built on a one-byte copy (non-ASCII characters become "?", one for one, so
+    # positions stay the same): str.translate is fast only on ASCII strings.
+    ascii_text = text if text.isascii() else text.encode("ascii", "replace").decode("ascii")
+    shapes = {"low": ascii_text.translate(_LOW)}
     taken: set[int] = set()
     found: list[tuple[int, int, str, str, str]] = []
     size = len(text)
@@ -327,7 +326,7 @@ def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> N
         for shape_name, anchor in _ANCHORS[rule]:
             shape = shapes.get(shape_name)
             if shape is None:
-                shape = shapes[shape_name] = text.translate(_HEX)
+                shape = shapes[shape_name] = ascii_text.translate(_HEX)
             covered = -1
             for position in _positions(shape, anchor):
                 if position >= covered and _gate(rule, shapes["low"], position, anchor):
