@@ -579,6 +579,7 @@ def _lint_into(value: Any, previous: Any, model: str | None, out: list[Finding])
         return
     try:
         side = _Side.from_params(params)
+        side.texts = list(side.texts or ())  # serialize every block here, where errors are caught
     except (TypeError, ValueError, AttributeError, KeyError, IndexError):
         # not a request the API would accept: still look at whatever text it holds
         for path, text in _strings(params, "request", 0):
@@ -621,6 +622,7 @@ def _lint_into(value: Any, previous: Any, model: str | None, out: list[Finding])
         if old_params is not None:
             try:
                 old = _Side.from_params(old_params)
+                old.texts = list(old.texts or ())
             except (TypeError, ValueError, AttributeError, KeyError, IndexError):
                 return
             _against_previous(side, old, scope, out)

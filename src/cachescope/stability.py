@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,7 +167,7 @@ class Fingerprint:
         return _effective_breakpoints(
             [b.breakpoint for b in self.blocks],
             [b.kind for b in self.blocks],
-            [b.text != "" for b in self.blocks],
+            lambda i: self.blocks[i].text != "",
             self.automatic_ttl,
         )
 
@@ -342,14 +342,14 @@ def fingerprint(params: Mapping[str, Any], *, keep_text: bool = False) -> Finger
 def _effective_breakpoints(
     marks: Sequence[str | None],
     kinds: Sequence[str],
-    nonempty: Sequence[bool],
+    nonempty: Callable[[int], bool],
     automatic_ttl: str | None,
 ) -> list[tuple[int, str]]:
     points = [(i, mark) for i, mark in enumerate(marks) if mark]
     if automatic_ttl:
         # Automatic caching marks the last block that can carry cache_control (spec §1.2).
         for i in range(len(marks) - 1, -1, -1):
-            if kinds[i] not in ("thinking", "redacted_thinking") and nonempty[i]:
+            if kinds[i] not in ("thinking", "redacted_thinking") and nonempty(i):
                 if not points or points[-1][0] != i:
                     points.append((i, automatic_ttl))
                     points.sort()
@@ -359,6 +359,64 @@ def _effective_breakpoints(
 
 # --------------------------------------------------------------------------------------------
 # one side of a comparison: params, a fingerprint, or a ledger record
+
+
+_TOOL, _CONTENT = 1, 2
+
+
+class _Texts:
+    """Block texts made on first use: a tool or a non-text block is serialized only if needed.
+
+    `raw(i)` is the object the text comes from, so two requests that share a block object (as
+    consecutive renders of a `Prompt` and a session's history do) compare it without reading it.
+    """
+
+    __slots__ = ("_makers", "_raws", "_texts")
+
+    def __init__(self) -> None:
+        self._raws: list[Any] = []
+        self._makers: list[int] = []
+        self._texts: list[str | None] = []
+
+    def add(self, text: str) -> None:
+        self._raws.append(text)
+        self._makers.append(0)
+        self._texts.append(text)
+
+    def add_later(self, raw: Any, maker: int) -> None:
+        self._raws.append(raw)
+        self._makers.append(maker)
+        self._texts.append(None)
+
+    def raw(self, i: int) -> Any:
+        return self._raws[i]
+
+    def __len__(self) -> int:
+        return len(self._raws)
+
+    def __getitem__(self, i: int) -> str:
+        text = self._texts[i]
+        if text is None:
+            raw = self._raws[i]
+            if self._makers[i] == _TOOL:
+                text = _dumps(_without_cache_control(raw) if isinstance(raw, Mapping) else raw)
+            else:
+                text = _block_text(raw)[1]
+            self._texts[i] = text
+        return text
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(len(self._raws)))
+
+
+def _kind_of(item: Any) -> str:
+    if type(item) is dict:
+        return str(item.get("type", "unknown"))
+    if isinstance(item, str):
+        return "text"
+    if isinstance(item, Mapping):
+        return str(item.get("type", "unknown"))
+    return "unknown"
 
 
 class _Side:
@@ -392,7 +450,7 @@ class _Side:
         self.paths: list[str] = []
         self.layers: list[str | None] = []
         self.marks: list[str | None] = []
-        self.texts: list[str] | None = None
+        self.texts: _Texts | list[str] | None = None
         self._hashes: list[int | None] = []
         self._tokens: list[int | None] = []
         self.prefixes: list[int] | None = None
@@ -431,11 +489,11 @@ class _Side:
         return value
 
     def breakpoints(self) -> list[tuple[int, str]]:
-        nonempty = (
-            [t != "" for t in self.texts]
-            if self.texts is not None
-            else [tok != 0 for tok in self._tokens]
-        )
+        texts, tokens = self.texts, self._tokens
+
+        def nonempty(i: int) -> bool:
+            return texts[i] != "" if texts is not None else tokens[i] != 0
+
         return _effective_breakpoints(self.marks, self.kinds, nonempty, self.automatic_ttl)
 
     @classmethod
@@ -443,7 +501,7 @@ class _Side:
         side = cls()
         side.model = str(params.get("model", ""))
         side.tokenizer = _model_facts(side.model)[0]
-        texts: list[str] = []
+        texts = _Texts()
         levels, kinds, roles, paths, layers, marks = (
             side.levels,
             side.kinds,
@@ -454,9 +512,12 @@ class _Side:
         )
         toggles: list[str] = []
         has_images = False
+        citations = False
 
         def mark_of(raw: Any) -> str | None:
-            if isinstance(raw, Mapping):
+            if type(raw) is str:
+                return None
+            if type(raw) is dict or isinstance(raw, Mapping):
                 control = raw.get("cache_control")
                 if isinstance(control, Mapping):
                     return str(control.get("ttl") or "5m")
@@ -468,8 +529,7 @@ class _Side:
             if _is_system_toggle_tool(tool):
                 toggles.append(str(tool.get("type")))
                 continue
-            raw = _without_cache_control(tool) if isinstance(tool, Mapping) else tool
-            texts.append(_dumps(raw))
+            texts.add_later(tool, _TOOL)
             levels.append("tools")
             kinds.append("tool")
             roles.append(None)
@@ -480,7 +540,7 @@ class _Side:
         system = params.get("system")
         if isinstance(system, str):
             if system:
-                texts.append(system)
+                texts.add(system)
                 levels.append("system")
                 kinds.append("text")
                 roles.append(None)
@@ -490,8 +550,8 @@ class _Side:
         elif system:
             names = _layer_names(system)
             for i, item in enumerate(system):
-                kind, text = _block_text(item)
-                texts.append(text)
+                kind = _kind_of(item)
+                texts.add_later(item, _CONTENT)
                 levels.append("system")
                 kinds.append(kind)
                 roles.append(None)
@@ -501,7 +561,7 @@ class _Side:
 
         for m, message in enumerate(params.get("messages") or []):
             if not isinstance(message, Mapping):
-                texts.append(_dumps(message))
+                texts.add_later(message, _CONTENT)
                 levels.append("messages")
                 kinds.append("unknown")
                 roles.append(None)
@@ -512,7 +572,7 @@ class _Side:
             role = str(message.get("role", ""))
             content = message.get("content")
             if isinstance(content, str):
-                texts.append(content)
+                texts.add(content)
                 levels.append("messages")
                 kinds.append("text")
                 roles.append(role)
@@ -522,9 +582,13 @@ class _Side:
                 continue
             names = _layer_names(content)
             for c, item in enumerate(content or []):
-                kind, text = _block_text(item)
-                has_images = has_images or _contains_image(item)
-                texts.append(text)
+                kind = _kind_of(item)
+                if type(item) is not str and not has_images:
+                    has_images = _contains_image(item)
+                if not citations and type(item) is dict and item.get("citations"):
+                    control = item["citations"]
+                    citations = isinstance(control, Mapping) and bool(control.get("enabled"))
+                texts.add_later(item, _CONTENT)
                 levels.append("messages")
                 kinds.append(kind)
                 roles.append(role)
@@ -535,7 +599,15 @@ class _Side:
         side.texts = texts
         side._hashes = [None] * len(texts)
         side._tokens = [None] * len(texts)
-        side.settings = request_settings(params, has_images=has_images, toggles=toggles)
+        # citations were found in the loop above; the rest of the settings come from `_blocks`
+        settings = request_settings(
+            {k: v for k, v in params.items() if k != "messages"},
+            has_images=has_images,
+            toggles=toggles,
+        )
+        if citations:
+            settings["system"]["citations"] = True
+        side.settings = settings
         top = params.get("cache_control")
         side.automatic_ttl = str(top.get("ttl") or "5m") if isinstance(top, Mapping) else None
         return side
@@ -887,14 +959,17 @@ def _first_divergence(a: _Side, b: _Side) -> int | None:
     ra, rb = a.roles, b.roles
     if a.texts is not None and b.texts is not None:
         ta, tb = a.texts, b.texts
-        if la[:n] == lb[:n] and ka[:n] == kb[:n] and ra[:n] == rb[:n]:
-            # list equality compares item by item with identity first and memcmp after
-            if ta[:n] == tb[:n]:
-                return None
+        same_shape = la[:n] == lb[:n] and ka[:n] == kb[:n] and ra[:n] == rb[:n]
+        if isinstance(ta, _Texts) and isinstance(tb, _Texts):
+            raw_a, raw_b = ta.raw, tb.raw
             for i in range(n):
-                x, y = ta[i], tb[i]
-                if x is not y and x != y:
+                if not same_shape and (la[i] != lb[i] or ka[i] != kb[i] or ra[i] != rb[i]):
                     return i
+                if raw_a(i) is not raw_b(i):
+                    x, y = ta[i], tb[i]
+                    if x is not y and x != y:
+                        return i
+            return None
         for i in range(n):
             if la[i] != lb[i] or ka[i] != kb[i] or ra[i] != rb[i] or ta[i] != tb[i]:
                 return i
