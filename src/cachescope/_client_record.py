@@ -102,8 +102,9 @@ _ENTRY_MEMO: dict[int, tuple[Any, dict[str, Any]]] = {}
 def fingerprint_blocks(
     body: Mapping[str, Any], token_cache: dict[int, int], store_text: bool
 ) -> tuple[list[dict[str, Any]], int]:
-    """Per-position fingerprint of a request (hash, cumulative prefix hash, layer, tokens,
-    breakpoint TTL, level; text only with `store_text`) and the estimated prompt tokens."""
+    """Per-position fingerprint of a request (hash, cumulative prefix hash, level, path, kind,
+    role, layer, tokens, breakpoint TTL — the keys of `Fingerprint.to_dict()`; text only with
+    `store_text`) and the estimated prompt tokens."""
     if len(token_cache) > TOKEN_CACHE_LIMIT:
         token_cache.clear()
     flat = flatten(body, token_cache=token_cache)
@@ -124,6 +125,9 @@ def fingerprint_blocks(
                     "hash": f"{block.hash:016x}",
                     "prefix": "",
                     "level": block.level,
+                    "path": block.path,
+                    "kind": block.kind,
+                    "role": block.role,
                     "layer": block.layer,
                     "tokens": block.tokens,
                     "breakpoint": block.ttl,
