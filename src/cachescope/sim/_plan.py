@@ -5,19 +5,31 @@ digest (the same xxh3 digest `cachescope._blocks.flatten` gives, so fingerprints
 count, the cumulative count, the breakpoints, and — on demand — the cumulative prefix key with the
 request-level settings folded in where their level starts (spec §2, §8).
 
-Incremental: the tools list, the system prompt and each message are *segments*, memoized by their
-serialized JSON. An unchanged message costs one `orjson.dumps` and one dict look-up; its blocks
-are neither re-hashed nor re-counted. Prefix keys are computed lazily, only at the positions the
-lookback visits, as one xxh3 over the packed digests (C speed).
+Incremental, in three layers, so that the common case (a conversation that grew by a turn) costs
+one `orjson.dumps` of `messages` plus a few byte comparisons:
+
+- *Snapshots*: the serialized `messages` of recent requests with, per message, the state after it.
+  A request whose serialized `messages` starts with the same bytes as a snapshot up to the end of
+  message k reuses messages 0..k wholesale (byte-identical JSON is an identical prefix): digests,
+  token counts, packed digests, breakpoints, flags — list and bytes slices, no Python per block.
+- *Segments*: the tools list, the system prompt and each message are memoized by their serialized
+  JSON, with everything their own validation found (breakpoint TTL verdicts included); an
+  unchanged segment costs one `orjson.dumps` and one dict look-up.
+- *Blocks*: digest and token count per block text, so a block seen in another message (a
+  breakpoint moved off it) is neither re-hashed nor re-counted.
+
+Prefix keys are computed lazily, only at the positions the lookback visits, as one xxh3 over the
+packed digests (C speed). Error paths (`messages.3.content.1...`) are formatted only on error.
 
 Validation happens in the same walk and raises `APIErrorResponse` with the API's texts (spec §6.2).
 """
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Mapping
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any
 
 import orjson
@@ -29,33 +41,100 @@ from cachescope.sim._errors import invalid
 
 _xxh64 = xxhash.xxh3_64_intdigest
 _dumps = orjson.dumps
+_BYTEORDER = sys.byteorder  # `array("Q")` packs digests in native order; seeds must match
 
 MAX_BREAKPOINTS = 4
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 _NOT_CACHEABLE_KINDS = frozenset({"thinking", "redacted_thinking"})
 _SYSTEM_TOGGLE_PREFIXES = ("web_search", "web_fetch")
 _EMPTY_SETTINGS = 0x5EED
+_SNAPSHOTS = 8
+
+# A breakpoint's verdict, found once when its segment is built: (ttl seconds, ttl name), or the
+# tail of the error message ("cache_control.type: Input should be 'ephemeral'") to raise, after
+# the breakpoint count, with the block's path in front.
+Verdict = tuple[float, str] | str
+# A breakpoint inside a segment: (offset, cache_control, path within the segment, verdict).
+SegmentMark = tuple[int, Any, str, Verdict]
+# A breakpoint of a request: (position, cache_control, message index or -1, path, verdict); the
+# full path is "messages.{m}.{path}" for messages, `path` for tools and system.
+Mark = tuple[int, Any, int, str, Verdict]
+# The last block that can take the automatic breakpoint, in the same (position, cc, m, path) form.
+Eligible = tuple[int, Any, int, str]
 
 
-class Segment:
-    """The cache positions of one unit of a request: the tool list, the system prompt, a message."""
+def _is_mapping(value: Any) -> bool:
+    return value.__class__ is dict or isinstance(value, Mapping)
 
-    __slots__ = ("citations", "digests", "eligible", "images", "marks", "toggles", "tokens")
 
-    def __init__(self) -> None:
-        self.digests: list[int] = []
-        self.tokens: list[int] = []
-        # (offset, cache_control, path suffix)
-        self.marks: list[tuple[int, Any, str]] = []
-        # the last block that can take the automatic breakpoint: (offset, cache_control, suffix)
-        self.eligible: tuple[int, Any, str] | None = None
-        self.images = False
-        self.citations = False
-        self.toggles: tuple[str, ...] = ()
+def _verdict(cc: Any) -> Verdict:
+    if not _is_mapping(cc):
+        return "cache_control: Input should be a valid dictionary"
+    if cc.get("type") != "ephemeral":
+        return "cache_control.type: Input should be 'ephemeral'"
+    ttl = cc.get("ttl") or "5m"
+    try:
+        seconds = TTL_SECONDS.get(ttl)
+    except TypeError:  # unhashable ttl
+        seconds = None
+    if seconds is None:
+        return "cache_control.ttl: Input should be '5m' or '1h'"
+    return (seconds, ttl)
+
+
+def _full_path(m: int, path: str) -> str:
+    return path if m < 0 else f"messages.{m}.{path}"
+
+
+# A segment: the cache positions of one unit of a request (the tool list, the system prompt, a
+# message), memoized by its JSON and shared between requests. A plain tuple of atoms and tuples,
+# so that the garbage collector stops tracking it (most segments hold no dict), as:
+#   (digests, tokens, packed digests (native 64-bit words), breakpoints, eligible,
+#    has images, has citations, server-tool toggles)
+# where eligible is the last block that can take the automatic breakpoint: (offset, cc, path).
+Segment = tuple[
+    tuple[int, ...],
+    tuple[int, ...],
+    bytes,
+    tuple[SegmentMark, ...],
+    tuple[int, Any, str] | None,
+    bool,
+    bool,
+    tuple[str, ...],
+]
+
+
+def _segment_of(
+    digests: list[int],
+    tokens: list[int],
+    marks: list[SegmentMark],
+    eligible: tuple[int, Any, str] | None,
+    images: bool = False,
+    citations: bool = False,
+    toggles: tuple[str, ...] = (),
+) -> Segment:
+    packed = array("Q", digests).tobytes()
+    return (
+        tuple(digests),
+        tuple(tokens),
+        packed,
+        tuple(marks),
+        eligible,
+        images,
+        citations,
+        toggles,
+    )
+
+
+def _single(digest: int, tokens: int, cc: Any, path: str) -> Segment:
+    """The segment of one cacheable block (`cc`: its cache_control or None)."""
+    marks: tuple[SegmentMark, ...] = () if cc is None else ((0, cc, path, _verdict(cc)),)
+    packed = digest.to_bytes(8, _BYTEORDER)
+    return ((digest,), (tokens,), packed, marks, (0, cc, path), False, False, ())
 
 
 class Memo:
-    """Memo of segments and block digests/token counts for one token counter.
+    """Memo of snapshots, segments and block digests/token counts for one token counter.
 
     Parameters
     ----------
@@ -65,15 +144,27 @@ class Memo:
         Entries kept before a memo table is cleared (bounds memory on endless new text).
     """
 
-    __slots__ = ("blocks", "counter", "max_entries", "seeds", "segments", "settings", "snapshots")
+    __slots__ = (
+        "blocks",
+        "counter",
+        "max_entries",
+        "messages",
+        "seeds",
+        "settings",
+        "snapshots",
+        "systems",
+        "tools",
+    )
 
     def __init__(self, counter: TokenCounter, max_entries: int = 100_000) -> None:
         self.counter = counter
         self.max_entries = max_entries
         self.seeds: dict[tuple[str, str | None, str], int] = {}
         self.blocks: dict[tuple[int, str], tuple[int, int]] = {}
-        self.segments: dict[bytes, Segment] = {}
-        self.settings: dict[bytes, int] = {}
+        self.tools: dict[bytes, Segment] = {}
+        self.systems: dict[bytes, Segment] = {}
+        self.messages: dict[bytes, Segment] = {}
+        self.settings: dict[Any, int] = {}
         self.snapshots: list[_Snapshot] = []
 
     def block(self, level: str, role: str | None, kind: str, text: str) -> tuple[int, int]:
@@ -91,10 +182,10 @@ class Memo:
             found = self.blocks[(seed, text)] = (digest, tokens)
         return found
 
-    def remember(self, key: bytes, segment: Segment) -> Segment:
-        if len(self.segments) >= self.max_entries:
-            self.segments.clear()
-        self.segments[key] = segment
+    def remember(self, table: dict[bytes, Segment], key: bytes, segment: Segment) -> Segment:
+        if len(table) >= self.max_entries:
+            table.clear()
+        table[key] = segment
         return segment
 
     def settings_hash(self, settings: Mapping[str, Any]) -> int:
@@ -108,25 +199,32 @@ class Memo:
             found = self.settings[raw] = _xxh64(raw)
         return found
 
+    def model_hash(self, model_id: str) -> int:
+        """`settings_hash({"model": model_id})`, without serializing each time."""
+        found = self.settings.get(model_id)
+        if found is None:
+            found = self.settings[model_id] = self.settings_hash({"model": model_id})
+        return found
+
 
 class Plan:
-    """A request as cache positions (parallel lists indexed by position)."""
+    """A request as cache positions: cumulative tokens, breakpoints, packed digests, lazy keys."""
 
     __slots__ = (
-        "_packed",
+        "_keyed",
+        "_keys",
         "breakpoints",
         "cum",
-        "digests",
         "level_ends",
         "level_seeds",
         "message_units",
         "model",
+        "packed",
         "total",
     )
 
     def __init__(self) -> None:
         self.model = ""
-        self.digests: list[int] = []
         self.cum: list[int] = []
         # (position, ttl seconds, ttl name) in render order
         self.breakpoints: list[tuple[int, float, str]] = []
@@ -137,28 +235,43 @@ class Plan:
         # per position, the index of its lookback unit (only when counting whole messages)
         self.message_units: list[int] | None = None
         self.total = 0
-        self._packed: memoryview | None = None
+        # the digests of tools, system and messages, each as native 64-bit words
+        self.packed: tuple[bytes, bytes, bytes] = (b"", b"", b"")
+        self._keyed: bytes | None = None  # the same with each level's settings hash in front
+        self._keys: dict[int, int] = {}
+
+    @property
+    def digests(self) -> list[int]:
+        """The content digest of every position, in cache order."""
+        return array("Q", b"".join(self.packed)).tolist()
 
     def key(self, position: int) -> int:
         """Cumulative prefix key at `position`: every digest up to it plus the level settings."""
-        packed = self._packed
-        if packed is None:
-            tools_end, system_end, _ = self.level_ends
-            digests = self.digests
-            words = array("Q", (self.level_seeds[0],))
-            words.extend(digests[:tools_end])
-            words.append(self.level_seeds[1])
-            words.extend(digests[tools_end:system_end])
-            words.append(self.level_seeds[2])
-            words.extend(digests[system_end:])
-            packed = self._packed = memoryview(words).cast("B")
+        found = self._keys.get(position)
+        if found is not None:
+            return found
+        keyed = self._keyed
+        if keyed is None:
+            seeds = self.level_seeds
+            tools, system, messages = self.packed
+            keyed = self._keyed = b"".join(
+                (
+                    seeds[0].to_bytes(8, _BYTEORDER),
+                    tools,
+                    seeds[1].to_bytes(8, _BYTEORDER),
+                    system,
+                    seeds[2].to_bytes(8, _BYTEORDER),
+                    messages,
+                )
+            )
         tools_end, system_end, _ = self.level_ends
         index = position + 2 + (position >= tools_end) + (position >= system_end)
-        return _xxh64(packed[: index * 8])
+        found = self._keys[position] = _xxh64(keyed[: index * 8])
+        return found
 
     def keys(self) -> list[int]:
         """Every prefix key (for tests and tools; the simulator computes them on demand)."""
-        return [self.key(position) for position in range(len(self.digests))]
+        return [self.key(position) for position in range(self.level_ends[2])]
 
 
 class _Snapshot:
@@ -166,47 +279,44 @@ class _Snapshot:
 
     A new request whose serialized `messages` starts with the same bytes as this one up to the
     end of message k reuses messages 0..k wholesale (byte-identical JSON is an identical prefix).
+    Positions are relative to the first message.
     """
 
-    __slots__ = (
-        "citations",
-        "digests",
-        "eligible",
-        "ends",
-        "images",
-        "marks",
-        "position_ends",
-        "raw",
-        "tokens",
-    )
+    __slots__ = ("ends", "first", "marks", "packed", "raw", "states", "tokens")
 
     def __init__(self) -> None:
         self.raw = b""
+        self.first = b""  # raw up to the end of the first message
         self.ends: list[int] = []  # byte offset just after each message's JSON
-        self.position_ends: list[int] = []  # positions (relative to messages) after each message
-        self.digests: list[int] = []
+        # after each message: (positions so far, eligible, images so far, citations so far,
+        # breakpoints so far, whether this message has no positions)
+        self.states: list[tuple[int, Eligible | None, bool, bool, int, bool]] = []
+        self.marks: list[Mark] = []
         self.tokens: list[int] = []
-        self.marks: list[tuple[int, int, Any, str]] = []  # (message, relative position, cc, path)
-        self.eligible: list[tuple[int, Any, str] | None] = []  # after each message
-        self.images: list[bool] = []  # any image up to each message
-        self.citations: list[bool] = []
+        self.packed = b""  # the digests as native 64-bit words
 
     def common(self, raw: bytes) -> int:
         """How many leading messages `raw` shares byte for byte with this snapshot."""
+        if not raw.startswith(self.first):
+            return 0
         ends = self.ends
-        if not ends:
-            return 0
-        mine = self.raw
-        if raw.startswith(mine[: ends[-1]]):
-            return len(ends)
-        if not raw.startswith(mine[: ends[0]]):
-            return 0
-        low, high = 1, len(ends) - 1  # invariant: the first `low` messages are shared
+        count = len(ends)
+        view = memoryview(self.raw)
+        # The first message is shared; the others are compared piece by piece from a shared end
+        # (`startswith(piece, offset)`: no copies, each byte compared about once).
+        low_end = ends[0]
+        if raw.startswith(view[low_end : ends[-1]], low_end):
+            return count
+        if count < 3:
+            return 1
+        if raw.startswith(view[low_end : ends[-2]], low_end):
+            return count - 1
+        low, high = 1, count - 2  # invariant: the first `low` messages are shared
         while low < high:
             middle = (low + high + 1) // 2
             end = ends[middle - 1]
-            if raw[:end] == mine[:end]:
-                low = middle
+            if raw.startswith(view[low_end:end], low_end):
+                low, low_end = middle, end
             else:
                 high = middle - 1
         return low
@@ -218,11 +328,11 @@ def _without_cache_control(block: Mapping[str, Any]) -> dict[str, Any]:
 
 def _copy(cache_control: Any) -> Any:
     # Segments are shared between requests: keep a copy, not the caller's (mutable) dict.
-    return dict(cache_control) if isinstance(cache_control, Mapping) else cache_control
+    return dict(cache_control) if _is_mapping(cache_control) else cache_control
 
 
 def _contains_image(value: Any) -> bool:
-    if isinstance(value, Mapping):
+    if _is_mapping(value):
         if value.get("type") == "image":
             return True
         content = value.get("content")
@@ -234,45 +344,52 @@ def _contains_image(value: Any) -> bool:
 def _tools_segment(tools: Any, memo: Memo) -> Segment:
     if not isinstance(tools, list):
         raise invalid("tools: Input should be a valid list")
-    segment = Segment()
+    digests: list[int] = []
+    token_counts: list[int] = []
+    marks: list[SegmentMark] = []
+    eligible: tuple[int, Any, str] | None = None
     toggles: list[str] = []
     for i, tool in enumerate(tools):
-        if not isinstance(tool, Mapping):
+        if not _is_mapping(tool):
             raise invalid(f"tools.{i}: Input should be a valid dictionary")
         tool_type = tool.get("type")
         if isinstance(tool_type, str) and tool_type.startswith(_SYSTEM_TOGGLE_PREFIXES):
             toggles.append(tool_type)
             continue
-        cc = _copy(tool.get("cache_control"))
+        cc = tool.get("cache_control")
+        if cc is not None:
+            cc = _copy(cc)
         text = _dumps(_without_cache_control(tool) if cc is not None else tool).decode()
         digest, tokens = memo.block("tools", None, "tool", text)
-        offset = len(segment.digests)
-        segment.digests.append(digest)
-        segment.tokens.append(tokens)
+        offset = len(digests)
+        digests.append(digest)
+        token_counts.append(tokens)
         if cc is not None:
-            segment.marks.append((offset, cc, f"tools.{i}"))
-        segment.eligible = (offset, cc, f"tools.{i}")
-    segment.toggles = tuple(toggles)
-    return segment
+            marks.append((offset, cc, f"tools.{i}", _verdict(cc)))
+        eligible = (offset, cc, f"tools.{i}")
+    return _segment_of(digests, token_counts, marks, eligible, toggles=tuple(toggles))
 
 
 def _system_segment(system: Any, memo: Memo) -> Segment:
-    segment = Segment()
     if isinstance(system, str):
         if system:
             digest, tokens = memo.block("system", None, "text", system)
-            segment.digests.append(digest)
-            segment.tokens.append(tokens)
-            segment.eligible = (0, None, "system")
-        return segment
+            return _single(digest, tokens, None, "system")
+        return _segment_of([], [], [], None)
     if not isinstance(system, list):
         raise invalid("system: Input should be a valid string or list")
+    digests: list[int] = []
+    token_counts: list[int] = []
+    marks: list[SegmentMark] = []
+    eligible: tuple[int, Any, str] | None = None
     for i, item in enumerate(system):
-        if not isinstance(item, Mapping):
+        if not _is_mapping(item):
             raise invalid(f"system.{i}: Input should be a valid dictionary")
         if item.get("type") != "text":
             raise invalid(f"system.{i}.type: Input should be 'text'")
-        cc = _copy(item.get("cache_control"))
+        cc = item.get("cache_control")
+        if cc is not None:
+            cc = _copy(cc)
         text = item.get("text")
         if not isinstance(text, str):
             raise invalid(f"system.{i}.text: Field required")
@@ -283,40 +400,62 @@ def _system_segment(system: Any, memo: Memo) -> Segment:
         if len(item) > 2 + (cc is not None):
             text = _dumps(_without_cache_control(item)).decode()
         digest, tokens = memo.block("system", None, "text", text)
-        offset = len(segment.digests)
-        segment.digests.append(digest)
-        segment.tokens.append(tokens)
+        offset = len(digests)
+        digests.append(digest)
+        token_counts.append(tokens)
         if cc is not None:
-            segment.marks.append((offset, cc, f"system.{i}"))
-        segment.eligible = (offset, cc, f"system.{i}")
-    return segment
+            marks.append((offset, cc, f"system.{i}", _verdict(cc)))
+        eligible = (offset, cc, f"system.{i}")
+    return _segment_of(digests, token_counts, marks, eligible)
 
 
 def _message_segment(message: Any, m: int, memo: Memo) -> Segment:
     """A message's positions; `m` is used only in error messages (paths are stored relative)."""
-    if not isinstance(message, Mapping):
+    if message.__class__ is dict:
+        # Fast path: the common shapes (a string, or one plain text block), same rules as below.
+        role = message.get("role")
+        content = message.get("content")
+        if role == "user" or role == "assistant":
+            if content.__class__ is str and content:
+                digest, tokens = memo.block("messages", role, "text", content)
+                return _single(digest, tokens, None, "content")
+            if content.__class__ is list and len(content) == 1:
+                item = content[0]
+                if item.__class__ is dict and item.get("type") == "text":
+                    text = item.get("text")
+                    cc = item.get("cache_control")
+                    if text.__class__ is str and text and len(item) == 2 + (cc is not None):
+                        if cc is not None:
+                            cc = _copy(cc)
+                        digest, tokens = memo.block("messages", role, "text", text)
+                        return _single(digest, tokens, cc, "content.0")
+    if not _is_mapping(message):
         raise invalid(f"messages.{m}: Input should be a valid dictionary")
     role = message.get("role")
     if role not in ("user", "assistant"):
         raise invalid(f"messages.{m}.role: Input should be 'user' or 'assistant'")
     content = message.get("content")
-    segment = Segment()
     if isinstance(content, str):
         if content:
             digest, tokens = memo.block("messages", role, "text", content)
-            segment.digests.append(digest)
-            segment.tokens.append(tokens)
-            segment.eligible = (0, None, "content")
-        return segment
+            return _single(digest, tokens, None, "content")
+        return _segment_of([], [], [], None)
     if not isinstance(content, list):
         raise invalid(f"messages.{m}.content: Input should be a valid string or list")
+    digests: list[int] = []
+    token_counts: list[int] = []
+    marks: list[SegmentMark] = []
+    images = has_citations = False
+    eligible: tuple[int, Any, int] | None = None  # (offset, cache_control, content index)
     for c, item in enumerate(content):
-        if not isinstance(item, Mapping):
+        if not _is_mapping(item):
             raise invalid(f"messages.{m}.content.{c}: Input should be a valid dictionary")
         kind = item.get("type")
         if not isinstance(kind, str):
             raise invalid(f"messages.{m}.content.{c}.type: Field required")
-        cc = _copy(item.get("cache_control"))
+        cc = item.get("cache_control")
+        if cc is not None:
+            cc = _copy(cc)
         if kind == "text":
             text = item.get("text")
             if not isinstance(text, str):
@@ -327,7 +466,7 @@ def _message_segment(message: Any, m: int, memo: Memo) -> Segment:
                 raise invalid("messages: text content blocks must be non-empty")
             if len(item) > 2 + (cc is not None):
                 if item.get("citations"):
-                    segment.citations = True
+                    has_citations = True
                 text = _dumps(_without_cache_control(item)).decode()
         else:
             if cc is not None and kind in _NOT_CACHEABLE_KINDS:
@@ -336,66 +475,39 @@ def _message_segment(message: Any, m: int, memo: Memo) -> Segment:
                 )
             text = _dumps(_without_cache_control(item) if cc is not None else item).decode()
             if kind in ("image", "tool_result") and _contains_image(item):
-                segment.images = True
+                images = True
             if kind == "document":
                 citations = item.get("citations")
-                if isinstance(citations, Mapping) and citations.get("enabled"):
-                    segment.citations = True
+                if _is_mapping(citations) and citations.get("enabled"):
+                    has_citations = True
         digest, tokens = memo.block("messages", role, kind, text)
-        offset = len(segment.digests)
-        segment.digests.append(digest)
-        segment.tokens.append(tokens)
+        offset = len(digests)
+        digests.append(digest)
+        token_counts.append(tokens)
         if cc is not None:
-            segment.marks.append((offset, cc, f"content.{c}"))
+            marks.append((offset, cc, f"content.{c}", _verdict(cc)))
         if kind not in _NOT_CACHEABLE_KINDS:
-            segment.eligible = (offset, cc, f"content.{c}")
-    return segment
+            eligible = (offset, cc, c)
+    return _segment_of(
+        digests,
+        token_counts,
+        marks,
+        None if eligible is None else (eligible[0], eligible[1], f"content.{eligible[2]}"),
+        images,
+        has_citations,
+    )
 
 
-def _segment(kind: bytes, value: Any, m: int, memo: Memo) -> Segment:
-    """The memoized segment of a tools list (b"T"), system prompt (b"S") or message (b"M")."""
+def _segment(table: dict[bytes, Segment], value: Any, memo: Memo, build: Any) -> Segment:
+    """The memoized segment of a tools list or system prompt."""
     try:
         raw = _dumps(value)
     except TypeError:  # not JSON-serializable: compute without the memo
-        raw = b""
-    return _segment_from_raw(kind, raw, value, m, memo)
-
-
-def _segment_from_raw(kind: bytes, raw: bytes, value: Any, m: int, memo: Memo) -> Segment:
-    key = kind + raw if raw else b""
-    if key:
-        found = memo.segments.get(key)
-        if found is not None:
-            return found
-    if kind == b"M":
-        segment = _message_segment(value, m, memo)
-    elif kind == b"T":
-        segment = _tools_segment(value, memo)
-    else:
-        segment = _system_segment(value, memo)
-    return memo.remember(key, segment) if key else segment
-
-
-def _add_mark(
-    marks: list[tuple[int, float, str]], seen_5m: bool, position: int, cc: Any, path: str
-) -> bool:
-    """Validate one breakpoint and append it; returns whether a 5m breakpoint has been seen."""
-    if not isinstance(cc, Mapping):
-        raise invalid(f"{path}.cache_control: Input should be a valid dictionary")
-    if cc.get("type") != "ephemeral":
-        raise invalid(f"{path}.cache_control.type: Input should be 'ephemeral'")
-    ttl = cc.get("ttl") or "5m"
-    seconds = TTL_SECONDS.get(ttl)
-    if seconds is None:
-        raise invalid(f"{path}.cache_control.ttl: Input should be '5m' or '1h'")
-    if ttl == "1h" and seen_5m:
-        raise invalid(
-            f"{path}.cache_control.ttl: a ttl='1h' cache_control block must not come after a "
-            "ttl='5m' cache_control block. Note that blocks are processed in the following "
-            "order: `tools`, `system`, `messages`."
-        )
-    marks.append((position, seconds, ttl))
-    return seen_5m or ttl == "5m"
+        return build(value, memo)  # type: ignore[no-any-return]
+    found = table.get(raw)
+    if found is None:
+        found = memo.remember(table, raw, build(value, memo))
+    return found
 
 
 def plan(
@@ -407,44 +519,40 @@ def plan(
     count_messages_as_units: bool = False,
 ) -> Plan:
     """Flatten and validate a Messages request body (see module docstring)."""
-    result = Plan()
-    result.model = model_id
-    digests = result.digests
-    tokens: list[int] = []
-    # (position, cache_control, path) of each explicit breakpoint, in render order
-    raw_marks: list[tuple[int, Any, str]] = []
-    eligible: tuple[int, Any, str] | None = None
-    units: list[int] | None = [] if count_messages_as_units else None
+    get = body.get
+    tools_tokens: tuple[int, ...] = ()
+    system_tokens: tuple[int, ...] = ()
+    tools_packed = system_packed = b""
+    # explicit breakpoints in render order
+    raw_marks: list[Mark] = []
+    eligible: Eligible | None = None
 
     toggles: tuple[str, ...] = ()
-    tools = body.get("tools")
+    tools = get("tools")
     if tools:
-        segment = _segment(b"T", tools, 0, memo)
-        digests.extend(segment.digests)
-        tokens.extend(segment.tokens)
-        raw_marks.extend(segment.marks)
-        if segment.eligible is not None:
-            eligible = segment.eligible
-        toggles = segment.toggles
-        if units is not None:
-            units.extend(range(len(segment.digests)))
-    tools_end = len(digests)
+        _, tools_tokens, tools_packed, seg_marks, seg_eligible, _, _, toggles = _segment(
+            memo.tools, tools, memo, _tools_segment
+        )
+        for offset, cc, path, verdict in seg_marks:
+            raw_marks.append((offset, cc, -1, path, verdict))
+        if seg_eligible is not None:
+            offset, cc, path = seg_eligible
+            eligible = (offset, cc, -1, path)
+    tools_end = len(tools_tokens)
 
-    system = body.get("system")
+    system = get("system")
     if system:
-        segment = _segment(b"S", system, 0, memo)
-        digests.extend(segment.digests)
-        tokens.extend(segment.tokens)
-        for offset, cc, path in segment.marks:
-            raw_marks.append((tools_end + offset, cc, path))
-        if segment.eligible is not None:
-            offset, cc, path = segment.eligible
-            eligible = (tools_end + offset, cc, path)
-        if units is not None:
-            units.extend(range(tools_end, tools_end + len(segment.digests)))
-    system_end = len(digests)
+        _, system_tokens, system_packed, seg_marks, seg_eligible, _, _, _ = _segment(
+            memo.systems, system, memo, _system_segment
+        )
+        for offset, cc, path, verdict in seg_marks:
+            raw_marks.append((tools_end + offset, cc, -1, path, verdict))
+        if seg_eligible is not None:
+            offset, cc, path = seg_eligible
+            eligible = (tools_end + offset, cc, -1, path)
+    system_end = tools_end + len(system_tokens)
 
-    messages = body.get("messages")
+    messages = get("messages")
     if messages is None:
         raise invalid("messages: Field required")
     if not isinstance(messages, list):
@@ -453,92 +561,101 @@ def plan(
         raw = _dumps(messages)
     except TypeError:  # not JSON-serializable (e.g. SDK objects passed to the core): no reuse
         raw = b""
+
+    # ---- the longest shared prefix with a recent request ---------------------------------------
     reused = 0
     previous: _Snapshot | None = None
     if raw:
         for snapshot in memo.snapshots:
-            shared = snapshot.common(raw)
-            if shared > reused:
-                reused, previous = shared, snapshot
-    snap = _Snapshot() if raw else None
+            if len(snapshot.ends) > reused and raw.startswith(snapshot.first):
+                shared = snapshot.common(raw)
+                if shared > reused:
+                    reused, previous = shared, snapshot
     images = citations = False
-    if previous is not None and snap is not None:
-        upto = previous.position_ends[reused - 1]
-        digests.extend(previous.digests[:upto])
-        tokens.extend(previous.tokens[:upto])
-        for m, offset, cc, path in previous.marks:
-            if m >= reused:
-                break
-            raw_marks.append((system_end + offset, cc, path))
-            snap.marks.append((m, offset, cc, path))
-        kept = previous.eligible[reused - 1]
-        if kept is not None:
-            eligible = (system_end + kept[0], kept[1], kept[2])
-        images = previous.images[reused - 1]
-        citations = previous.citations[reused - 1]
-        snap.ends = previous.ends[:reused]
-        snap.position_ends = previous.position_ends[:reused]
-        snap.eligible = previous.eligible[:reused]
-        snap.images = previous.images[:reused]
-        snap.citations = previous.citations[:reused]
-    position_ends: list[int] = snap.position_ends if snap is not None else []
-    last = len(messages) - 1
-    byte_end = snap.ends[-1] if snap is not None and snap.ends else 0
-    for m in range(reused, len(messages)):
-        message = messages[m]
-        try:
-            raw_message = _dumps(message)
-        except TypeError:
-            raw_message = b""
-        segment = _segment_from_raw(b"M", raw_message, message, m, memo)
-        start = len(digests)
-        if not segment.digests and not (
-            m == last and isinstance(message, Mapping) and message.get("role") == "assistant"
-        ):
-            role = message.get("role") if isinstance(message, Mapping) else None
-            raise invalid(f"messages.{m}: {role} messages must have non-empty content")
-        digests.extend(segment.digests)
-        tokens.extend(segment.tokens)
-        if segment.marks:
-            for offset, cc, path in segment.marks:
-                full = f"messages.{m}.{path}"
-                raw_marks.append((start + offset, cc, full))
-                if snap is not None:
-                    snap.marks.append((m, start - system_end + offset, cc, full))
-        if segment.eligible is not None:
-            offset, cc, path = segment.eligible
-            eligible = (start + offset, cc, f"messages.{m}.{path}")
-        if segment.images:
-            images = True
-        if segment.citations:
-            citations = True
-        if snap is not None:
-            byte_end += len(raw_message) + 1  # "[" or "," before each message
-            snap.ends.append(byte_end)
-            snap.position_ends.append(len(digests) - system_end)
-            snap.eligible.append(
-                None
-                if eligible is None or eligible[0] < system_end
-                else (eligible[0] - system_end, eligible[1], eligible[2])
+    message_eligible: Eligible | None = None  # positions relative to the first message
+    count = len(messages)
+    if previous is not None:
+        positions, message_eligible, images, citations, mark_count, empty = previous.states[
+            reused - 1
+        ]
+        if empty and reused < count:
+            # an empty last assistant message (allowed) is no longer last
+            role = messages[reused - 1].get("role")
+            raise invalid(f"messages.{reused - 1}: {role} messages must have non-empty content")
+        tokens = previous.tokens[:positions]
+        marks = previous.marks[:mark_count]
+        states = previous.states[:reused]
+        packed = previous.packed[: positions * 8]
+    else:
+        tokens, marks, states, packed = [], [], [], b""
+        positions = 0
+
+    # ---- the other messages, segment by segment ------------------------------------------------
+    if reused < count:
+        table = memo.messages
+        last = count - 1
+        ends = previous.ends[:reused] if previous is not None else []
+        byte_end = ends[-1] if ends else 0
+        packed_parts = [packed]
+        for m in range(reused, count):
+            message = messages[m]
+            try:
+                raw_message = _dumps(message)
+            except TypeError:
+                raw_message = b""
+            segment = table.get(raw_message) if raw_message else None
+            if segment is None:
+                segment = _message_segment(message, m, memo)
+                if raw_message:
+                    memo.remember(table, raw_message, segment)
+            _, seg_tokens, seg_packed, seg_marks, seg_eligible, seg_images, seg_citations, _ = (
+                segment
             )
-            snap.images.append(images)
-            snap.citations.append(citations)
-        else:
-            position_ends.append(len(digests) - system_end)
-    if snap is not None and len(messages) > reused:
-        snap.raw = raw
-        snap.digests = digests[system_end:]
-        snap.tokens = tokens[system_end:]
-        memo.snapshots.insert(0, snap)
-        del memo.snapshots[8:]
-    if units is not None:
-        done = 0
-        for m, end in enumerate(position_ends):
-            units.extend([system_end + m] * (end - done))
-            done = end
+            empty = not seg_tokens
+            if empty and not (
+                m == last and _is_mapping(message) and message.get("role") == "assistant"
+            ):
+                role = message.get("role") if _is_mapping(message) else None
+                raise invalid(f"messages.{m}: {role} messages must have non-empty content")
+            if seg_marks:
+                for offset, cc, path, verdict in seg_marks:
+                    marks.append((positions + offset, cc, m, path, verdict))
+            if seg_eligible is not None:
+                offset, cc, path = seg_eligible
+                message_eligible = (positions + offset, cc, m, path)
+            if seg_images:
+                images = True
+            if seg_citations:
+                citations = True
+            tokens += seg_tokens
+            packed_parts.append(seg_packed)
+            positions += len(seg_tokens)
+            byte_end += len(raw_message) + 1  # "[" or "," before each message
+            ends.append(byte_end)
+            states.append((positions, message_eligible, images, citations, len(marks), empty))
+        packed = b"".join(packed_parts)
+        if raw:
+            snapshot = _Snapshot()
+            snapshot.raw = raw
+            snapshot.first = raw[: ends[0]]
+            snapshot.ends = ends
+            snapshot.states = states
+            snapshot.marks = marks
+            snapshot.tokens = tokens
+            snapshot.packed = packed
+            snapshots = memo.snapshots
+            snapshots.insert(0, snapshot)
+            del snapshots[_SNAPSHOTS:]
+
+    if message_eligible is not None:
+        position, cc, m, path = message_eligible
+        eligible = (system_end + position, cc, m, path)
+    if marks:
+        for position, cc, m, path, verdict in marks:
+            raw_marks.append((system_end + position, cc, m, path, verdict))
 
     # ---- breakpoints: count, TTL order, automatic (top-level) cache_control ------------------
-    top = body.get("cache_control")
+    top = get("cache_control")
     explicit = len(raw_marks)
     if explicit > MAX_BREAKPOINTS or (top is not None and explicit == MAX_BREAKPOINTS):
         found = explicit + (top is not None and explicit == MAX_BREAKPOINTS)
@@ -546,12 +663,19 @@ def plan(
             f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
             f"Found {found}."
         )
-    marks: list[tuple[int, float, str]] = []
+    breakpoints: list[tuple[int, float, str]] = []
     seen_5m = False
-    for position, cc, path in raw_marks:
-        seen_5m = _add_mark(marks, seen_5m, position, cc, path)
+    for position, _cc, m, path, verdict in raw_marks:
+        if isinstance(verdict, str):
+            raise invalid(f"{_full_path(m, path)}.{verdict}")
+        seconds, ttl = verdict
+        if ttl == "5m":
+            seen_5m = True
+        elif seen_5m:
+            raise invalid(_ttl_order_message(_full_path(m, path)))
+        breakpoints.append((position, seconds, ttl))
     if top is not None:
-        if not isinstance(top, Mapping) or top.get("type") != "ephemeral":
+        if not _is_mapping(top) or top.get("type") != "ephemeral":
             raise invalid("cache_control.type: Input should be 'ephemeral'")
         top_ttl = top.get("ttl") or "5m"
         if top_ttl not in TTL_SECONDS:
@@ -559,54 +683,85 @@ def plan(
         # The automatic breakpoint goes on the last block that can carry one (walking back over
         # thinking blocks); none at all means no caching and no error (PC).
         if eligible is not None:
-            position, cc, path = eligible
+            position, cc, m, path = eligible
             if cc is not None:
-                own = (cc.get("ttl") if isinstance(cc, Mapping) else None) or "5m"
+                own = (cc.get("ttl") if _is_mapping(cc) else None) or "5m"
                 if own != top_ttl:
                     raise invalid(
                         f"cache_control.ttl: the top-level cache_control (ttl='{top_ttl}') "
-                        f"conflicts with the explicit cache_control on {path} (ttl='{own}'); "
-                        "automatic caching would place its breakpoint on that block. Use the "
-                        "same ttl or remove one of them."
+                        f"conflicts with the explicit cache_control on {_full_path(m, path)} "
+                        f"(ttl='{own}'); automatic caching would place its breakpoint on that "
+                        "block. Use the same ttl or remove one of them."
                     )
             else:
-                _add_mark(marks, seen_5m, position, top, "cache_control")
+                if top_ttl == "1h" and seen_5m:
+                    raise invalid(_ttl_order_message("cache_control"))
+                breakpoints.append((position, TTL_SECONDS[top_ttl], top_ttl))
 
     # ---- settings per level (spec §2 / §8) ---------------------------------------------------
-    system_settings: dict[str, Any] = {}
-    if toggles:
-        system_settings["server_tools"] = sorted(set(toggles))
-    if citations:
-        system_settings["citations"] = True
-    speed = body.get("speed")
-    if speed not in (None, "standard"):
-        system_settings["speed"] = speed
+    speed = get("speed")
+    if toggles or citations or speed not in (None, "standard"):
+        system_settings: dict[str, Any] = {}
+        if toggles:
+            system_settings["server_tools"] = sorted(set(toggles))
+        if citations:
+            system_settings["citations"] = True
+        if speed not in (None, "standard"):
+            system_settings["speed"] = speed
+        system_seed = memo.settings_hash(system_settings)
+    else:
+        system_seed = _EMPTY_SETTINGS
     message_settings: dict[str, Any] = {}
-    tool_choice = body.get("tool_choice")
+    tool_choice = get("tool_choice")
     if tool_choice is not None:
         message_settings["tool_choice"] = tool_choice
-    thinking = body.get("thinking")
+    thinking = get("thinking")
     if thinking is not None:
         message_settings["thinking"] = thinking
-    output_config = body.get("output_config")
-    if isinstance(output_config, Mapping) and output_config.get("effort") is not None:
+    output_config = get("output_config")
+    if (
+        output_config is not None
+        and _is_mapping(output_config)
+        and output_config.get("effort") is not None
+    ):
         message_settings["effort"] = output_config["effort"]
     if images:
         message_settings["images"] = True
-    tools_settings: dict[str, Any] = {"model": model_id}
-    if settings_before_tools:
+    if settings_before_tools and ("thinking" in message_settings or "effort" in message_settings):
+        tools_settings: dict[str, Any] = {"model": model_id}
         for name in ("thinking", "effort"):
             if name in message_settings:
                 tools_settings[name] = message_settings.pop(name)
+        tools_seed = memo.settings_hash(tools_settings)
+    else:
+        tools_seed = memo.model_hash(model_id)
 
+    result = Plan()
+    result.model = model_id
     result.level_seeds = (
-        memo.settings_hash(tools_settings),
-        memo.settings_hash(system_settings),
-        memo.settings_hash(message_settings),
+        tools_seed,
+        system_seed,
+        memo.settings_hash(message_settings) if message_settings else _EMPTY_SETTINGS,
     )
-    result.cum = cum = list(accumulate(tokens))
+    result.cum = cum = list(accumulate(chain(tools_tokens, system_tokens, tokens)))
     result.total = cum[-1] if cum else 0
-    result.breakpoints = marks
-    result.level_ends = (tools_end, system_end, len(digests))
-    result.message_units = units
+    result.breakpoints = breakpoints
+    result.level_ends = (tools_end, system_end, system_end + positions)
+    result.packed = (tools_packed, system_packed, packed)
+    if count_messages_as_units:
+        units = list(range(system_end))
+        done = 0
+        for m, state in enumerate(states):
+            end = state[0]
+            units.extend([system_end + m] * (end - done))
+            done = end
+        result.message_units = units
     return result
+
+
+def _ttl_order_message(path: str) -> str:
+    return (
+        f"{path}.cache_control.ttl: a ttl='1h' cache_control block must not come after a "
+        "ttl='5m' cache_control block. Note that blocks are processed in the following "
+        "order: `tools`, `system`, `messages`."
+    )

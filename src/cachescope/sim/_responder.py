@@ -138,6 +138,9 @@ _WORDS = (
 def default_reply(request_hash: int) -> tuple[str, int]:
     """Deterministic (text, output_tokens) for a request hash."""
     h = request_hash & 0xFFFFFFFFFFFF
-    words = " ".join(_WORDS[(h >> (4 * i)) % len(_WORDS)] for i in range(6))
-    output_tokens = 12 + h % 181
-    return f"(simulated reply {h & 0xFFFFFF:06x}) {words}.", output_tokens
+    w = _WORDS  # word i is _WORDS[(h >> 4i) % 12], unrolled (this runs on every request)
+    return (
+        f"(simulated reply {h & 0xFFFFFF:06x}) {w[h % 12]} {w[(h >> 4) % 12]} "
+        f"{w[(h >> 8) % 12]} {w[(h >> 12) % 12]} {w[(h >> 16) % 12]} {w[(h >> 20) % 12]}.",
+        12 + h % 181,
+    )

@@ -46,26 +46,15 @@ from cachescope.sim._settings import SimSettings
 _instances = itertools.count(1)
 
 
-class _Entry:
-    """One cache entry: the prefix ending at a breakpoint of an earlier request."""
+# One cache entry, the prefix ending at a breakpoint of an earlier request, as a plain tuple
+# (the garbage collector stops tracking tuples of numbers):
+#   (tokens, expires_at, available_at, ttl seconds)
+_Entry = tuple[int, float, float, float]
 
-    __slots__ = ("available_at", "expires_at", "tokens", "ttl")
-
-    def __init__(self, tokens: int, expires_at: float, available_at: float, ttl: float) -> None:
-        self.tokens = tokens
-        self.expires_at = expires_at
-        self.available_at = available_at
-        self.ttl = ttl
-
-
-@dataclass(slots=True)
-class _Record:
-    """What diagnostics needs to remember about an answered message."""
-
-    model: str
-    plan: Plan
-    cached_position: int  # last position this request left in the cache (-1: none)
-    cached_tokens: int
+# What diagnostics needs to remember about an answered message, as a plain tuple:
+#   (model, level ends, level settings hashes, packed digests of every position,
+#    last position this request left in the cache (-1: none), tokens up to it)
+_Record = tuple[str, tuple[int, int, int], tuple[int, int, int], bytes, int, int]
 
 
 class _Workspace:
@@ -147,6 +136,7 @@ class Simulator:
         if availability == "auto":
             availability = "ttft" if (self._virtual or self.settings.sleep) else "immediate"
         self._delay_availability = availability == "ttft"
+        self._units = self.settings.lookback_unit == "message"
         self.requests = 0
 
     # ---- public helpers --------------------------------------------------------------------
@@ -195,7 +185,7 @@ class Simulator:
         workspace = self._workspaces.get(api_key)
         if workspace is None:
             return 0
-        return sum(1 for e in workspace.entries.values() if now < e.expires_at + grace)
+        return sum(1 for e in workspace.entries.values() if now < e[1] + grace)
 
     # ---- the endpoints ---------------------------------------------------------------------
 
@@ -223,7 +213,7 @@ class Simulator:
 
     def process(self, body: Mapping[str, Any], api_key: str = "sim") -> Outcome:
         """Handle a Messages request and return the Message JSON with its simulated timing."""
-        if not isinstance(body, Mapping):
+        if body.__class__ is not dict and not isinstance(body, Mapping):
             raise invalid("Request body must be a JSON object")
         with self._lock:
             self.requests += 1
@@ -239,35 +229,43 @@ class Simulator:
             # The reply (needed before the timing: output tokens feed the total time).
             reply_content, output_tokens, stop_reason = self._reply(body, request_plan, max_tokens)
             settings = self.settings
+            read = usage.read
             uncached = usage.input_tokens + usage.write_5m + usage.write_1h
             ttft_ms = (
                 settings.latency_base_ms
                 + uncached * settings.latency_ms_per_uncached_token
-                + usage.read * settings.latency_ms_per_cached_token
+                + read * settings.latency_ms_per_cached_token
             )
             total_ms = ttft_ms + output_tokens * settings.latency_ms_per_output_token
 
             # Commit: writes, refresh.
             entries = workspace.entries
+            key = request_plan.key
             if usage.hit_position >= 0:
-                hit = entries[request_plan.key(usage.hit_position)]
-                expires = start + hit.ttl
-                if expires > hit.expires_at:
-                    hit.expires_at = expires
+                hit_key = key(usage.hit_position)
+                tokens, expires_at, available_at, ttl = entries[hit_key]
+                expires = start + ttl
+                if expires > expires_at:
+                    entries[hit_key] = (tokens, expires, available_at, ttl)
             if usage.writes:
                 available_at = start + ttft_ms / 1000.0 if self._delay_availability else start
                 cum = request_plan.cum
                 for position, ttl in usage.writes:
-                    key = request_plan.key(position)
-                    old = entries.get(key)
-                    if old is not None and start < old.expires_at:
-                        old.expires_at = max(old.expires_at, start + ttl)
-                        old.ttl = max(old.ttl, ttl)
+                    write_key = key(position)
+                    old = entries.get(write_key)
+                    if old is not None and start < old[1]:
+                        entries[write_key] = (
+                            old[0],
+                            max(old[1], start + ttl),
+                            old[2],
+                            max(old[3], ttl),
+                        )
                     else:
-                        entries[key] = _Entry(cum[position], start + ttl, available_at, ttl)
+                        entries[write_key] = (cum[position], start + ttl, available_at, ttl)
 
             message_id = f"msg_01Sim{self._instance:04d}{next(self._ids):014d}"
-            usage_json = self._usage_json(usage, output_tokens)
+            write_5m = usage.write_5m
+            write_1h = usage.write_1h
             message: dict[str, Any] = {
                 "id": message_id,
                 "type": "message",
@@ -276,10 +274,22 @@ class Simulator:
                 "content": reply_content,
                 "stop_reason": stop_reason,
                 "stop_sequence": None,
-                "usage": usage_json,
+                "usage": {
+                    "input_tokens": usage.input_tokens,
+                    "cache_creation_input_tokens": write_5m + write_1h,
+                    "cache_read_input_tokens": read,
+                    "cache_creation": {
+                        "ephemeral_5m_input_tokens": write_5m,
+                        "ephemeral_1h_input_tokens": write_1h,
+                    },
+                    "output_tokens": output_tokens,
+                    "service_tier": "standard",
+                },
             }
             diagnostics = body.get("diagnostics")
-            if isinstance(diagnostics, Mapping) and "previous_message_id" in diagnostics:
+            if diagnostics is not None and (
+                isinstance(diagnostics, Mapping) and "previous_message_id" in diagnostics
+            ):
                 message["diagnostics"] = self._diagnose(
                     workspace, diagnostics.get("previous_message_id"), request_plan, usage
                 )
@@ -367,7 +377,7 @@ class Simulator:
             memo,
             model_id,
             settings_before_tools=before if isinstance(before, bool) else model_id in before,
-            count_messages_as_units=self.settings.lookback_unit == "message",
+            count_messages_as_units=self._units,
         )
 
     def _minimum(self, info: ModelInfo) -> int:
@@ -382,38 +392,52 @@ class Simulator:
         self, request_plan: Plan, info: ModelInfo, workspace: _Workspace, now: float
     ) -> _Usage:
         settings = self.settings
-        key = request_plan.key
         cum = request_plan.cum
         breakpoints = request_plan.breakpoints
         entries = workspace.entries
-        grace = settings.ttl_grace_seconds
-        lookback = settings.lookback
-        units = request_plan.message_units
-        same_ttl_only = not settings.cross_ttl_reads
 
         # 1. Reads: one window per breakpoint, the last breakpoint first; longest hit wins.
         best = -1
-        if entries:
+        if entries and breakpoints:
+            key = request_plan.key
+            get = entries.get
+            grace = settings.ttl_grace_seconds
+            lookback = settings.lookback
+            units = request_plan.message_units
+            same_ttl_only = not settings.cross_ttl_reads
             for position, ttl, _name in reversed(breakpoints):
                 if position <= best:
                     break
-                top_unit = units[position] if units is not None else position
-                p = position
-                while p > best:
-                    if units is not None and top_unit - units[p] >= lookback:
-                        break
-                    if units is None and position - p >= lookback:
-                        break
-                    entry = entries.get(key(p))
-                    if (
-                        entry is not None
-                        and entry.available_at <= now
-                        and now < entry.expires_at + grace
-                        and (not same_ttl_only or entry.ttl == ttl)
-                    ):
-                        best = p
-                        break
-                    p -= 1
+                if units is None:
+                    stop = max(best, position - lookback)
+                    p = position
+                    while p > stop:
+                        entry = get(key(p))
+                        if (
+                            entry is not None
+                            and entry[2] <= now
+                            and now < entry[1] + grace
+                            and (not same_ttl_only or entry[3] == ttl)
+                        ):
+                            best = p
+                            break
+                        p -= 1
+                else:
+                    top_unit = units[position]
+                    p = position
+                    while p > best:
+                        if top_unit - units[p] >= lookback:
+                            break
+                        entry = get(key(p))
+                        if (
+                            entry is not None
+                            and entry[2] <= now
+                            and now < entry[1] + grace
+                            and (not same_ttl_only or entry[3] == ttl)
+                        ):
+                            best = p
+                            break
+                        p -= 1
         read = cum[best] if best >= 0 else 0
 
         # 2. Writes: breakpoints beyond the hit, at or above the minimum.
@@ -436,13 +460,13 @@ class Simulator:
         cached_to = max(read, c_tokens)
         last_cached = writes[-1][0] if writes else best
         return _Usage(
-            input_tokens=request_plan.total - cached_to,
-            read=read,
-            write_5m=c_tokens - b_tokens,
-            write_1h=b_tokens - read,
-            hit_position=best,
-            writes=writes,
-            last_cached_position=last_cached,
+            request_plan.total - cached_to,
+            read,
+            c_tokens - b_tokens,
+            b_tokens - read,
+            best,
+            writes,
+            last_cached,
         )
 
     @staticmethod
@@ -465,7 +489,8 @@ class Simulator:
         if max_tokens == 0:
             return [], 0, "max_tokens"
         if self.responder is None:
-            seed = request_plan.key(len(request_plan.digests) - 1) if request_plan.digests else 0
+            positions = request_plan.level_ends[2]
+            seed = request_plan.key(positions - 1) if positions else 0
             text, tokens = default_reply(seed)
             if tokens > max_tokens:
                 return [{"type": "text", "text": text}], max_tokens, "max_tokens"
@@ -499,7 +524,14 @@ class Simulator:
         position = usage.last_cached_position
         tokens = request_plan.cum[position] if position >= 0 else 0
         records = workspace.records
-        records[message_id] = _Record(request_plan.model, request_plan, position, tokens)
+        records[message_id] = (
+            request_plan.model,
+            request_plan.level_ends,
+            request_plan.level_seeds,
+            b"".join(request_plan.packed),
+            position,
+            tokens,
+        )
         if len(records) > self.settings.diagnostics_history:
             records.popitem(last=False)
 
@@ -516,33 +548,36 @@ class Simulator:
         record = workspace.records.get(str(previous_id))
         if record is None:
             return {"cache_miss_reason": {"type": "previous_message_not_found"}}
-        missed = max(0, record.cached_tokens - usage.read)
+        model, old_ends, old_seeds, old_digests, cached_position, cached_tokens = record
+        missed = max(0, cached_tokens - usage.read)
         if missed == 0:
             return None
-        if record.model != request_plan.model:
+        if model != request_plan.model:
             return _reason("model_changed", missed)
-        old = record.plan
-        new = request_plan
+        new_ends = request_plan.level_ends
+        new_seeds = request_plan.level_seeds
+        new_digests = b"".join(request_plan.packed)
         level_names = ("tools_changed", "system_changed", "messages_changed")
         start_old = start_new = 0
         for level in range(3):
-            end_old = old.level_ends[level]
-            end_new = new.level_ends[level]
-            if start_old > record.cached_position:
+            end_old = old_ends[level]
+            end_new = new_ends[level]
+            if start_old > cached_position:
                 break
-            if old.level_seeds[level] != new.level_seeds[level]:
+            if old_seeds[level] != new_seeds[level]:
                 # A request-level setting changed: tools/system settings show as that level;
                 # messages-level settings (tool_choice, thinking, ...) are "unavailable" (CD).
                 if level == 2:
                     return {"cache_miss_reason": {"type": "unavailable"}}
                 return _reason(level_names[level], missed)
-            a = old.digests[start_old:end_old]
-            b = new.digests[start_new:end_new]
+            # digests are 8-byte words: compare the byte ranges of the positions
+            a = old_digests[start_old * 8 : end_old * 8]
+            b = new_digests[start_new * 8 : end_new * 8]
             if level < 2:
                 if a != b:
                     return _reason(level_names[level], missed)
             else:
-                cached_here = record.cached_position - start_old + 1
+                cached_here = (cached_position - start_old + 1) * 8
                 if b[:cached_here] != a[:cached_here]:
                     return _reason(level_names[level], missed)
             start_old, start_new = end_old, end_new
