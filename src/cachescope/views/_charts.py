@@ -98,7 +98,7 @@ def _template() -> dict[str, Any]:
             .transform_fold(["with caching", "without caching"], as_=["kind", "usd"])
             .mark_line(point=False)
             .encode(
-                x=alt.X("call:Q", title="call"),
+                x=alt.X("call:Q", title="call", axis=alt.Axis(format="d", tickMinStep=1)),
                 y=alt.Y("usd:Q", title="USD"),
                 color=alt.Color(
                     "kind:N",
@@ -115,7 +115,7 @@ def _template() -> dict[str, Any]:
             alt.Chart(data, title="Hit share per call", width=320, height=180)
             .mark_line(point=True, color="#7570b3")
             .encode(
-                x=alt.X("call:Q", title="call"),
+                x=alt.X("call:Q", title="call", axis=alt.Axis(format="d", tickMinStep=1)),
                 y=alt.Y(
                     "hit share:Q",
                     title="read / prompt",
