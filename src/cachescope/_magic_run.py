@@ -92,42 +92,8 @@ def send_cell(
     on_text: Callable[[str], None] | None = None,
     keep_history: bool = True,
 ) -> CallRecord:
-    """Send rendered `params` as the session's next call and return its record.
-
-    `Session.send` renders from the session's own prompt and has no streaming or prefill, so the
-    call is made here inside the session's scope (the same one `Session.send` uses): the record is
-    attributed to the session and chained for diagnostics, and the turn is appended to the history
-    unless `keep_history` is False. SDK errors propagate after the client recorded the call.
-    """
-    from cachescope import client as client_module
-
-    scope = client_module._Scope(session)
-    token = client_module._scope.set(scope)
-    final: Any = None
-    try:
-        messages = session.client.messages  # type: ignore[attr-defined]
-        if stream:
-            with messages.stream(**params) as events:
-                for text in events.text_stream:
-                    if on_text is not None:
-                        on_text(text)
-                final = events.get_final_message()
-        else:
-            messages.create(**params)
-    finally:
-        client_module._scope.reset(token)
-    record = scope.record
-    assert record is not None
-    if record.message is None and final is not None:
-        record.message = final  # a streamed call's record has no Message of its own
-    if keep_history:
-        turn = dict(params)
-        sent = list(params["messages"])
-        if sent and sent[-1].get("role") == "assistant":
-            sent = sent[:-1]  # a prefill: the history keeps the user turn and the reply
-        turn["messages"] = sent
-        session._append(turn, record)
-    return record
+    """Send a cell's rendered `params` as the session's next call and return its record."""
+    return session.create(params, stream=stream, on_text=on_text, keep_history=keep_history)
 
 
 def predict_record(

@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anthropic
@@ -47,7 +47,7 @@ from cachescope.ledger import CallRecord, Ledger, LedgerError
 if TYPE_CHECKING:  # pragma: no cover
     from cachescope.sim import Simulator
 
-__all__ = ["AsyncCachingClient", "AsyncSession", "CachingClient", "Session"]
+__all__ = ["AsyncCachingClient", "AsyncSession", "CachingClient", "Session", "resolve_backend"]
 
 logger = logging.getLogger("cachescope")
 
@@ -74,15 +74,29 @@ _scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
 )
 
 
-def _resolve_backend(backend: str, api_key: str | None) -> str:
+def resolve_backend(backend: str = "auto", api_key: str | None = None) -> str:
+    """Which backend a client built with these arguments would use: "sim" or "anthropic".
+
+    "auto" means the real API when an API key is given or `ANTHROPIC_API_KEY` is set, else the
+    offline simulator. Raises `CachescopeError` for an unknown backend, or for "anthropic" with no
+    key anywhere (instead of the SDK failing later, at the first request).
+    """
     if backend not in ("auto", "sim", "anthropic"):
         raise CachescopeError(
             f'backend must be "auto", "sim" or "anthropic"; got {backend!r}. '
             '"auto" uses the real API when ANTHROPIC_API_KEY is set, else the simulator.'
         )
-    if backend != "auto":
-        return backend
-    return "anthropic" if (api_key or os.environ.get("ANTHROPIC_API_KEY")) else "sim"
+    has_key = bool(
+        api_key or os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")
+    )
+    if backend == "auto":
+        return "anthropic" if has_key else "sim"
+    if backend == "anthropic" and not has_key:
+        raise CachescopeError(
+            'backend="anthropic" needs an API key: set ANTHROPIC_API_KEY or pass api_key=... '
+            '(backend="auto" or "sim" uses the offline simulator instead).'
+        )
+    return backend
 
 
 def _announce(backend: str) -> None:
@@ -119,7 +133,10 @@ class _ClientBase:
         diagnostics: bool,
         store_text: bool,
     ) -> str | None:
-        self.backend = _resolve_backend(backend, api_key if simulator is None else None)
+        self.backend = resolve_backend(
+            "sim" if simulator is not None and backend == "auto" else backend,
+            api_key if simulator is None else None,
+        )
         if simulator is not None and self.backend == "anthropic":
             raise CachescopeError(
                 'A simulator was given with backend="anthropic"; use backend="sim" (or leave '
@@ -563,11 +580,20 @@ class _SessionBase:
         message = record.message
         if message is None or not message.content:
             return  # a pre-warm (max_tokens=0) or empty reply is not a turn
-        user_turn = params["messages"][-1]
+        sent = list(params["messages"])
+        prefill = ""
+        if sent and sent[-1].get("role") == "assistant":
+            # A prefill: the history keeps the user turn and the whole reply (prefill included).
+            last = sent.pop()["content"]
+            prefill = last if isinstance(last, str) else ""
+        user_turn = sent[-1]
+        reply = _reply_content(message)
+        if prefill and reply and reply[0].get("type") == "text":
+            reply[0] = {**reply[0], "text": prefill + reply[0]["text"]}
         self._history.append(
             {"role": user_turn["role"], "content": _strip_cache_control(user_turn["content"])}
         )
-        self._history.append({"role": "assistant", "content": _reply_content(message)})
+        self._history.append({"role": "assistant", "content": reply})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self._history)} turns)"
@@ -579,35 +605,100 @@ class Session(_SessionBase):
     Returned by `CachingClient.session(name, prompt)`.
     """
 
-    def send(self, user_text: Any, **kw: Any) -> CallRecord:
+    def send(
+        self,
+        user_text: Any,
+        *,
+        stream: bool = False,
+        on_text: Callable[[str], None] | None = None,
+        **kw: Any,
+    ) -> CallRecord:
         """Send the next user turn; returns its `CallRecord` (`record.message` is the SDK Message).
 
-        `kw` goes to `prompt.render` (`max_tokens`, `temperature`, ...). SDK errors propagate (the
-        failed call is recorded, the history is unchanged).
+        `kw` goes to `prompt.render` (`max_tokens`, `temperature`, ...). With `stream=True` the
+        reply is streamed and `on_text` gets each piece of text as it arrives. SDK errors
+        propagate (the failed call is recorded, the history is unchanged).
         """
-        params = self._params(user_text, kw)
+        return self.create(self._params(user_text, kw), stream=stream, on_text=on_text)
+
+    def create(
+        self,
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+        on_text: Callable[[str], None] | None = None,
+        keep_history: bool = True,
+    ) -> CallRecord:
+        """Send ready-made `messages.create` params (e.g. `Cell.render(history)`) as this
+        session's next call: recorded under the session, chained for diagnostics, and — unless
+        `keep_history` is False — appended to the history. A trailing assistant message is a
+        prefill; the history keeps the user turn and the whole reply."""
         scope = _Scope(self)
         token = _scope.set(scope)
+        final: Any = None
         try:
-            self.client.messages.create(**params)  # type: ignore[attr-defined]
+            messages = self.client.messages  # type: ignore[attr-defined]
+            if stream:
+                with messages.stream(**params) as events:
+                    for text in events.text_stream:
+                        if on_text is not None:
+                            on_text(text)
+                    final = events.get_final_message()
+            else:
+                messages.create(**params)
         finally:
             _scope.reset(token)
-        assert scope.record is not None
-        self._append(params, scope.record)
-        return scope.record
+        record = scope.record
+        assert record is not None
+        if record.message is None and final is not None:
+            record.message = final  # the stream's accumulated Message
+        if keep_history:
+            self._append(params, record)
+        return record
 
 
 class AsyncSession(_SessionBase):
     """`Session` for `AsyncCachingClient`: `await session.send(...)`."""
 
-    async def send(self, user_text: Any, **kw: Any) -> CallRecord:
-        params = self._params(user_text, kw)
+    async def send(
+        self,
+        user_text: Any,
+        *,
+        stream: bool = False,
+        on_text: Callable[[str], None] | None = None,
+        **kw: Any,
+    ) -> CallRecord:
+        """`Session.send`, awaited."""
+        return await self.create(self._params(user_text, kw), stream=stream, on_text=on_text)
+
+    async def create(
+        self,
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+        on_text: Callable[[str], None] | None = None,
+        keep_history: bool = True,
+    ) -> CallRecord:
+        """`Session.create`, awaited."""
         scope = _Scope(self)
         token = _scope.set(scope)
+        final: Any = None
         try:
-            await self.client.messages.create(**params)  # type: ignore[attr-defined]
+            messages = self.client.messages  # type: ignore[attr-defined]
+            if stream:
+                async with messages.stream(**params) as events:
+                    async for text in events.text_stream:
+                        if on_text is not None:
+                            on_text(text)
+                    final = await events.get_final_message()
+            else:
+                await messages.create(**params)
         finally:
             _scope.reset(token)
-        assert scope.record is not None
-        self._append(params, scope.record)
-        return scope.record
+        record = scope.record
+        assert record is not None
+        if record.message is None and final is not None:
+            record.message = final
+        if keep_history:
+            self._append(params, record)
+        return record

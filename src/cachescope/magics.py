@@ -193,7 +193,7 @@ class CachedPrompt(Magics):
 
         The simulator runs on a `VirtualClock`, so `%cache clock advance` can show expiry.
         """
-        from cachescope.client import CachingClient
+        from cachescope.client import CachingClient, resolve_backend
         from cachescope.sim import VirtualClock
 
         wanted = backend or self.backend
@@ -201,18 +201,11 @@ class CachedPrompt(Magics):
         client = self._clients.get(wanted)
         if client is None:
             try:
-                if wanted == "anthropic":
-                    if not os.environ.get("ANTHROPIC_API_KEY"):
-                        raise UsageError(
-                            "--backend anthropic needs ANTHROPIC_API_KEY in the environment; "
-                            "use --backend sim for the offline simulator."
-                        )
-                    client = CachingClient(backend="anthropic", ledger=ledger)
+                # The simulator runs on a virtual clock so `%cache clock advance` can move it.
+                if resolve_backend(wanted) == "sim":
+                    client = CachingClient(backend="sim", ledger=ledger, clock=VirtualClock())
                 else:
-                    client = CachingClient(backend=wanted, ledger=ledger)  # type: ignore[arg-type]
-                    if client.backend == "sim":
-                        client.close()
-                        client = CachingClient(backend="sim", ledger=ledger, clock=VirtualClock())
+                    client = CachingClient(backend="anthropic", ledger=ledger)
             except CachescopeError as error:
                 raise UsageError(str(error)) from None
             except Exception as error:  # the SDK refusing its configuration (e.g. no key)

@@ -11,7 +11,8 @@ import httpx2
 import pytest
 from anthropic.types import Message
 
-from cachescope import CachingClient, UnknownModelWarning, pricing
+import cachescope as cs
+from cachescope import CachescopeError, CachingClient, UnknownModelWarning, pricing
 from cachescope.ledger import Ledger
 from cachescope.prompt import Layer, Prompt
 from cachescope.sim import Fault, Simulator, VirtualClock
@@ -371,3 +372,47 @@ def test_error_event_inside_a_stream_is_recorded_as_overloaded() -> None:
     assert not record.ok
     assert record.error_type == "APIStatusError"
     assert record.api_error_type == "overloaded_error"
+
+
+def test_backend_anthropic_without_a_key_fails_at_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    with pytest.raises(CachescopeError, match="needs an API key"):
+        CachingClient(backend="anthropic")
+
+
+def test_resolve_backend_says_which_backend_auto_picks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cachescope.client import resolve_backend
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    assert resolve_backend("auto") == "sim"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "placeholder-for-test")
+    assert resolve_backend("auto") == "anthropic"
+    assert resolve_backend("sim") == "sim"
+
+
+def test_session_stream_gives_text_pieces_and_keeps_the_reply_in_history() -> None:
+    client = CachingClient(backend="sim", clock=VirtualClock(start=0.0))
+    chat = client.session("s", cs.Prompt("claude-sonnet-5", [cs.Layer("stable", "Stable instructions. " * 300)]))
+    pieces: list[str] = []
+    record = chat.send("Hello?", stream=True, on_text=pieces.append, max_tokens=200)
+    assert record.stream
+    assert "".join(pieces) == record.message.content[0].text
+    assert [turn["role"] for turn in chat.history] == ["user", "assistant"]
+    second = chat.send("Again?", max_tokens=200)
+    assert second.cache_read_input_tokens > 0
+
+
+def test_session_create_sends_ready_made_params_with_a_prefill() -> None:
+    client = CachingClient(backend="sim", clock=VirtualClock(start=0.0))
+    prompt = cs.Prompt("claude-sonnet-5", [cs.Layer("stable", "Stable instructions. " * 300)])
+    chat = client.session("s", prompt)
+    params = prompt.render(user="Name three fruits.", max_tokens=100)
+    params["messages"].append({"role": "assistant", "content": "Sure:"})
+    record = chat.create(params)
+    assert record.session == "s"
+    assert chat.history[-1]["content"][0]["text"].startswith("Sure:")
+    assert chat.history[-2]["role"] == "user"
