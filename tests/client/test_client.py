@@ -396,7 +396,9 @@ def test_resolve_backend_says_which_backend_auto_picks(monkeypatch: pytest.Monke
 
 def test_session_stream_gives_text_pieces_and_keeps_the_reply_in_history() -> None:
     client = CachingClient(backend="sim", clock=VirtualClock(start=0.0))
-    chat = client.session("s", cs.Prompt("claude-sonnet-5", [cs.Layer("stable", "Stable instructions. " * 300)]))
+    chat = client.session(
+        "s", cs.Prompt("claude-sonnet-5", [cs.Layer("stable", "Stable instructions. " * 300)])
+    )
     pieces: list[str] = []
     record = chat.send("Hello?", stream=True, on_text=pieces.append, max_tokens=200)
     assert record.stream
