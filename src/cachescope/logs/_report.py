@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from cachescope.logs._load import CAVEAT, LoadReport
+from cachescope.logs._load import CAVEAT, DAY_MS, LoadReport
 from cachescope.logs._phases import Phase, find_phases
 
 if TYPE_CHECKING:
@@ -88,23 +88,51 @@ def _millis(df: pd.DataFrame) -> np.ndarray[Any, Any]:
     )
 
 
-def _stream_order(df: pd.DataFrame) -> np.ndarray[Any, Any]:
-    session = df["session"].cat.codes.to_numpy()
-    agent = df["agent"].cat.codes.to_numpy()
-    return np.lexsort((np.arange(len(df)), _millis(df), agent, session))
+def _codes(series: pd.Series) -> tuple[np.ndarray[Any, Any], list[str]]:
+    """Integer codes of a column and the label of each code (categorical columns without a copy)."""
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = np.asarray(series.cat.codes.to_numpy(), dtype=np.int64)
+        labels = [str(c) for c in series.cat.categories]
+        if len(codes) and codes.min() < 0:  # a missing value: `astype(str)` calls it "nan"
+            codes = np.where(codes < 0, len(labels), codes)
+            labels.append("nan")
+        return codes, labels
+    factor, uniques = pd.factorize(series.astype(str))
+    return np.asarray(factor, dtype=np.int64), [str(u) for u in uniques]
 
 
-def conversation_steps(df: pd.DataFrame) -> dict[str, np.ndarray[Any, Any]]:
-    """For each row (in df order): the previous row of its conversation, and the unread write tokens."""
-    n = len(df)
-    order = _stream_order(df)
-    session = df["session"].cat.codes.to_numpy()[order]
-    agent = df["agent"].cat.codes.to_numpy()[order]
-    model = df["model"].cat.codes.to_numpy()[order]
-    time = _millis(df)[order]
-    read = df["read"].to_numpy()[order]
-    w5 = df["write_5m"].to_numpy()[order]
-    w1 = df["write_1h"].to_numpy()[order]
+def _sorted_codes(
+    codes: np.ndarray[Any, Any], labels: list[str]
+) -> tuple[np.ndarray[Any, Any], list[str]]:
+    """Codes renumbered so that code order is label order (what a groupby over the labels sorts by)."""
+    if not labels:
+        return codes, labels
+    order = np.argsort(np.array(labels, dtype=object), kind="stable")
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels))
+    return rank[codes], [labels[i] for i in order.tolist()]
+
+
+def _steps(
+    session: np.ndarray[Any, Any],
+    agent: np.ndarray[Any, Any],
+    model: np.ndarray[Any, Any],
+    millis: np.ndarray[Any, Any],
+    read: np.ndarray[Any, Any],
+    w5: np.ndarray[Any, Any],
+    w1: np.ndarray[Any, Any],
+) -> dict[str, np.ndarray[Any, Any]]:
+    n = len(read)
+    order = np.lexsort((np.arange(n), millis, agent, session))
+    session = session[order]
+    agent = agent[order]
+    model = model[order]
+    time = millis[order]
+    read = read[order]
+    w5 = w5[order]
+    w1 = w1[order]
     writes = w5 + w1
     same = np.zeros(n, dtype=bool)  # same[i]: sorted row i continues the conversation of row i-1
     if n > 1:
@@ -127,6 +155,19 @@ def conversation_steps(df: pd.DataFrame) -> dict[str, np.ndarray[Any, Any]]:
     return {"previous": prev_in_df, "unread_write": unread}
 
 
+def conversation_steps(df: pd.DataFrame) -> dict[str, np.ndarray[Any, Any]]:
+    """For each row (in df order): the previous row of its conversation, and the unread write tokens."""
+    return _steps(
+        _codes(df["session"])[0],
+        _codes(df["agent"])[0],
+        _codes(df["model"])[0],
+        _millis(df),
+        df["read"].to_numpy(),
+        df["write_5m"].to_numpy(),
+        df["write_1h"].to_numpy(),
+    )
+
+
 class UsageReport:
     """Caching analytics over the rows of `load` (renders as text and HTML; `.to_dict()` for JSON).
 
@@ -136,6 +177,9 @@ class UsageReport:
         The DataFrame returned by `cachescope.logs.load` (or a filtered copy of it).
     load_report:
         What was read and skipped; default `df.attrs["load_report"]`.
+
+    Every figure is computed once from the same arrays and memoised: totals, each grouping, phases
+    and rebuilds are built on first use and reused by the text, HTML and JSON renderings.
     """
 
     def __init__(self, df: pd.DataFrame, load_report: LoadReport | None = None) -> None:
@@ -145,22 +189,36 @@ class UsageReport:
         self.load_report = (
             load_report if load_report is not None else df.attrs.get("load_report", LoadReport())
         )
-        steps = conversation_steps(df)
+        self._millis = _millis(df)
+        self._session, self._session_labels = _codes(df["session"])
+        self._agent, self._agent_labels = _codes(df["agent"])
+        self._model, self._model_labels = _codes(df["model"])
+        self._tokens = {c: df[c].to_numpy() for c in TOKEN_COLUMNS}
+        self._cost = df["cost"].to_numpy()
+        steps = _steps(
+            self._session,
+            self._agent,
+            self._model,
+            self._millis,
+            self._tokens["read"],
+            self._tokens["write_5m"],
+            self._tokens["write_1h"],
+        )
         self._rows = pd.DataFrame(
             {
-                "day": df["timestamp"].dt.strftime("%Y-%m-%d")
-                if len(df)
-                else pd.Series([], dtype=object),
-                **{c: df[c].to_numpy() for c in TOKEN_COLUMNS},
-                "cost": df["cost"].to_numpy(),
+                **self._tokens,
+                "cost": self._cost,
                 "cost_without_cache": df["cost_without_cache"].to_numpy(),
                 "unread_write": steps["unread_write"],
                 "responses": np.ones(len(df), dtype=np.int64),
-                "unpriced": np.isnan(df["cost"].to_numpy()).astype(np.int64),
+                "unpriced": np.isnan(self._cost).astype(np.int64),
             }
         )
         self._previous = steps["previous"]
         self._groups: dict[str, pd.DataFrame] = {}
+        self._totals: dict[str, Any] | None = None
+        self._phases: list[Phase] | None = None
+        self._rebuilds: pd.DataFrame | None = None
 
     # -- figures -------------------------------------------------------------------------------------
     def _sums(self, frame: pd.DataFrame) -> dict[str, float]:
@@ -172,25 +230,30 @@ class UsageReport:
             sums[c] = float(frame[c].sum(min_count=1)) if len(frame) else 0.0
         return sums
 
+    def _is_subagent(self) -> np.ndarray[Any, Any]:
+        named = np.array([label != "" for label in self._agent_labels], dtype=bool)
+        return named[self._agent] if len(named) else np.zeros(len(self.df), dtype=bool)
+
     @property
     def totals(self) -> dict[str, Any]:
         """Whole-corpus figures, under the names of `cachescope usage --json`."""
+        if self._totals is None:
+            self._totals = self._compute_totals()
+        return dict(self._totals)
+
+    def _compute_totals(self) -> dict[str, Any]:
         sums = self._sums(self._rows)
         out = _metrics(sums)
         writes = sums["write_5m"] + sums["write_1h"]
         out["unreadWriteShare"] = _num(_ratio(sums["unread_write"], writes))
         out["cacheCreation1hShare"] = _num(_ratio(sums["write_1h"], writes))
-        sub = self.df["agent"].astype(str).to_numpy() != ""
+        cost = self._cost
         out["subagentCostShare"] = _num(
-            _ratio(
-                float(np.nansum(self.df["cost"].to_numpy()[sub])),
-                float(np.nansum(self.df["cost"].to_numpy())),
-            )
+            _ratio(float(np.nansum(cost[self._is_subagent()])), float(np.nansum(cost)))
         )
-        out["sessions"] = int(self.df["session"].nunique())
-        out["unpricedModels"] = sorted(
-            str(m) for m in self.df.loc[self.df["cost"].isna(), "model"].unique()
-        )
+        out["sessions"] = len(np.unique(self._session))
+        unpriced = np.unique(self._model[np.isnan(cost)])
+        out["unpricedModels"] = sorted(self._model_labels[i] for i in unpriced.tolist())
         return out
 
     def by(self, grouping: str) -> pd.DataFrame:
@@ -205,26 +268,30 @@ class UsageReport:
             self._groups[grouping] = self._group(grouping)
         return self._groups[grouping]
 
-    def _keys(self, grouping: str) -> Any:
-        import pandas as pd
-
-        stamp = self.df["timestamp"]
-        if grouping == "day":
-            return self._rows["day"]
-        if grouping == "week":
-            monday = stamp.dt.tz_localize(None).dt.normalize() - pd.to_timedelta(
-                stamp.dt.day_of_week, unit="D"
-            )
-            return monday.dt.strftime("%Y-%m-%d")
-        if grouping == "month":
-            return stamp.dt.strftime("%Y-%m")
-        return self.df[grouping].astype(str)
+    def _keys(self, grouping: str) -> tuple[np.ndarray[Any, Any], list[str]]:
+        """Integer group codes in label order, and the labels (ISO days, weeks, months, names)."""
+        if grouping in ("day", "week", "month"):
+            day = self._millis // DAY_MS
+            if grouping == "week":
+                day = day - (day + 3) % 7  # 1970-01-01 was a Thursday; weeks start on Monday
+            if grouping == "month":
+                day = day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+            uniq, codes = np.unique(day, return_inverse=True)
+            unit = "M" if grouping == "month" else "D"
+            labels = np.asarray(uniq).astype(f"datetime64[{unit}]").astype(str).tolist()
+            return np.asarray(codes, dtype=np.int64).reshape(-1), labels
+        if grouping == "session":
+            return _sorted_codes(self._session, self._session_labels)
+        if grouping == "model":
+            return _sorted_codes(self._model, self._model_labels)
+        return _sorted_codes(*_codes(self.df[grouping]))
 
     def _group(self, grouping: str) -> pd.DataFrame:
         import pandas as pd
 
-        rows = self._rows.assign(key=self._keys(grouping).to_numpy() if len(self.df) else [])
-        grouped = rows.groupby("key", sort=True, observed=True)
+        codes, labels = self._keys(grouping)
+        rows = self._rows.assign(key=codes)
+        grouped = rows.groupby("key", sort=True)
         table = grouped[[*TOKEN_COLUMNS, "unread_write", "responses", "unpriced"]].sum()
         table["cost"] = grouped["cost"].sum(min_count=1)
         table["cost_without_cache"] = grouped["cost_without_cache"].sum(min_count=1)
@@ -239,25 +306,29 @@ class UsageReport:
             )
         if grouping == "session":
             df = self.df
+            project, project_labels = _codes(df["project"])
             extra = pd.DataFrame(
                 {
-                    "key": df["session"].astype(str).to_numpy(),
-                    "project": df["project"].astype(str).to_numpy(),
+                    "key": codes,
+                    "project": project,
                     "first": df["timestamp"].to_numpy(),
                     "last": df["timestamp"].to_numpy(),
-                    "subagent_cost": np.where(
-                        df["agent"].astype(str).to_numpy() != "", df["cost"].to_numpy(), 0.0
-                    ),
+                    "subagent_cost": np.where(self._is_subagent(), self._cost, 0.0),
                 }
             ).groupby("key", sort=True)
-            table["project"] = extra["project"].first()
+            firsts = extra["project"].first().to_numpy()
+            table["project"] = pd.Series(
+                [project_labels[i] for i in firsts.tolist()], index=table.index, dtype="str"
+            )
             table["first"] = extra["first"].min()
             table["last"] = extra["last"].max()
             table["subagent_cost"] = extra["subagent_cost"].sum()
             table["subagent_cost_share"] = table["subagent_cost"] / table["cost"].where(
                 table["cost"] > 0
             )
-        table.index.name = grouping
+        table.index = pd.Index(
+            [labels[i] for i in table.index.to_numpy().tolist()], dtype="str", name=grouping
+        )
         return cast("pd.DataFrame", table)
 
     def session_hit_share(self) -> dict[str, float | None]:
@@ -269,21 +340,29 @@ class UsageReport:
 
     def phases(self) -> list[Phase]:
         """Change points in the daily reads-per-fresh-token series."""
-        daily = self.by("day")
-        return find_phases(list(daily.index), daily["read"].to_numpy(), daily["fresh"].to_numpy())
+        if self._phases is None:
+            daily = self.by("day")
+            self._phases = find_phases(
+                list(daily.index), daily["read"].to_numpy(), daily["fresh"].to_numpy()
+            )
+        return list(self._phases)
 
     def rebuilds(self) -> pd.DataFrame:
         """Responses whose cache reads fell far below the previous response's context, with a cause."""
+        if self._rebuilds is None:
+            self._rebuilds = self._compute_rebuilds()
+        return self._rebuilds.copy()
+
+    def _compute_rebuilds(self) -> pd.DataFrame:
         import pandas as pd
 
         df = self.df
         prev = self._previous
         has_prev = prev >= 0
-        read = df["read"].to_numpy()
+        read = self._tokens["read"]
+        w1 = self._tokens["write_1h"]
         context = np.zeros(len(df), dtype=np.int64)
-        context[has_prev] = (
-            df["read"].to_numpy() + df["write_5m"].to_numpy() + df["write_1h"].to_numpy()
-        )[prev[has_prev]]
+        context[has_prev] = (read + self._tokens["write_5m"] + w1)[prev[has_prev]]
         hit = has_prev & (context >= REBUILD_MIN_CONTEXT) & (read < REBUILD_SHARE * context)
         rows = np.flatnonzero(hit)
         columns = [
@@ -298,42 +377,60 @@ class UsageReport:
         ]
         if len(rows) == 0:
             return cast("pd.DataFrame", pd.DataFrame(columns=columns))
-        time = _millis(df)
-        models = df["model"].astype(str).to_numpy()
-        sessions = df["session"].astype(str).to_numpy()
-        w1 = df["write_1h"].to_numpy()
-        compactions: dict[str, list[int]] = {}
-        for session, stamp in self.load_report.compactions:
-            compactions.setdefault(session, []).append(stamp)
-        for stamps in compactions.values():
-            stamps.sort()
-        records = []
-        for i in rows.tolist():
-            p = int(prev[i])
-            gap = int(time[i] - time[p])
-            stamps = compactions.get(sessions[i], [])
-            at = int(np.searchsorted(stamps, time[p], side="left")) if stamps else 0
-            if models[i] != models[p]:
-                cause = "model switch"
-            elif stamps and at < len(stamps) and stamps[at] <= time[i]:
-                cause = "compaction"
-            elif gap > (TTL_1H_MS if w1[p] > 0 else TTL_5M_MS):
-                cause = "idle gap"
-            else:
-                cause = "other"
-            records.append(
-                (
-                    df["timestamp"].iloc[i],
-                    sessions[i],
-                    str(df["agent"].iloc[i]),
-                    models[i],
-                    models[p],
-                    gap / 60_000,
-                    int(context[i] - read[i]),
-                    cause,
+        time = self._millis
+        p = prev[rows]
+        gap = time[rows] - time[p]
+        session = self._session[rows]
+        # a compaction in the session between the previous response and this one
+        code_of = {label: i for i, label in enumerate(self._session_labels)}
+        pairs = [
+            (code_of[name], stamp)
+            for name, stamp in self.load_report.compactions
+            if name in code_of
+        ]
+        compacted = np.zeros(len(rows), dtype=bool)
+        if pairs:
+            comp = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+            base = min(int(comp[:, 1].min()), int(time.min()))
+            width = max(int(comp[:, 1].max()), int(time.max())) - base + 1
+            # one sortable key per (session, stamp); both sides shifted to be non-negative
+            if width * (len(self._session_labels) + 1) < 2**62:
+                keys = np.sort(comp[:, 0] * width + (comp[:, 1] - base))
+                at = np.searchsorted(keys, session * width + (time[p] - base), side="left")
+                found = at < len(keys)
+                hit_key = keys[np.minimum(at, len(keys) - 1)]
+                compacted = (
+                    found & (hit_key // width == session) & (hit_key % width + base <= time[rows])
                 )
-            )
-        return cast("pd.DataFrame", pd.DataFrame.from_records(records, columns=columns))
+            else:  # stamps too far apart for one int64 key: per rebuild
+                stamps: dict[int, list[int]] = {}
+                for code, stamp in pairs:
+                    stamps.setdefault(code, []).append(stamp)
+                for j, (code, t_prev, t_now) in enumerate(
+                    zip(session.tolist(), time[p].tolist(), time[rows].tolist())
+                ):
+                    compacted[j] = any(t_prev <= s <= t_now for s in stamps.get(code, ()))
+        switched = self._model[rows] != self._model[p]
+        idle = gap > np.where(w1[p] > 0, TTL_1H_MS, TTL_5M_MS)
+        cause = np.select(
+            [switched, compacted, idle], ["model switch", "compaction", "idle gap"], "other"
+        )
+        models = np.array(self._model_labels, dtype=object)
+        sessions = np.array(self._session_labels, dtype=object)
+        agents = np.array(self._agent_labels, dtype=object)
+        return pd.DataFrame(
+            {
+                "timestamp": df["timestamp"].iloc[rows].reset_index(drop=True),
+                "session": sessions[session],
+                "agent": agents[self._agent[rows]],
+                "model": models[self._model[rows]],
+                "previous_model": models[self._model[p]],
+                "gap_minutes": gap / 60_000,
+                "tokens_lost": context[rows] - read[rows],
+                "cause": cause.astype(object),
+            },
+            columns=columns,
+        )
 
     # -- output --------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
