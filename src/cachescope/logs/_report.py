@@ -351,7 +351,7 @@ class UsageReport:
         """Responses whose cache reads fell far below the previous response's context, with a cause."""
         if self._rebuilds is None:
             self._rebuilds = self._compute_rebuilds()
-        return self._rebuilds.copy()
+        return cast("pd.DataFrame", self._rebuilds.copy())
 
     def _compute_rebuilds(self) -> pd.DataFrame:
         import pandas as pd
@@ -418,7 +418,7 @@ class UsageReport:
         models = np.array(self._model_labels, dtype=object)
         sessions = np.array(self._session_labels, dtype=object)
         agents = np.array(self._agent_labels, dtype=object)
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {
                 "timestamp": df["timestamp"].iloc[rows].reset_index(drop=True),
                 "session": sessions[session],
@@ -431,6 +431,7 @@ class UsageReport:
             },
             columns=columns,
         )
+        return cast("pd.DataFrame", table)
 
     # -- output --------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
