@@ -65,12 +65,50 @@ def _name_file(path: Path, projects_dir: Path | None) -> SourceFile:
     return SourceFile(str(path), project, parts[1], agent or stem)
 
 
-def _walk(folder: Path) -> Iterable[Path]:
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.endswith(".jsonl"):
-                yield Path(dirpath) / name
+def _walk(folder: Path) -> Iterable[tuple[str, str, bool]]:
+    """(path, path relative to `folder`, is a symlink) of every `*.jsonl`, sorted like `os.walk`.
+
+    Like `os.walk(folder)`: symlinked folders are listed but not entered. Uses `os.scandir` so a
+    file's type comes from the directory entry, without a `stat` per file.
+    """
+    top = os.fspath(folder)
+    stack: list[tuple[str, str]] = [(top, "")]
+    while stack:
+        dirpath, rel = stack.pop()
+        try:
+            entries = list(os.scandir(dirpath))
+        except OSError:
+            continue
+        files: list[tuple[str, bool]] = []
+        subdirs: list[str] = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not entry.is_symlink():
+                    subdirs.append(entry.name)
+            elif entry.name.endswith(".jsonl"):
+                files.append((entry.name, entry.is_symlink()))
+        files.sort()
+        for name, link in files:
+            yield os.path.join(dirpath, name), (rel + "/" + name if rel else name), link
+        for name in sorted(subdirs, reverse=True):
+            stack.append((os.path.join(dirpath, name), rel + "/" + name if rel else name))
+
+
+def _name_rel(path: str, rel: str, projects_dir: Path) -> SourceFile:
+    """`_name_file` for a path found under `projects_dir`, from its relative parts."""
+    parts = rel.split("/")
+    name = parts[-1]
+    stem = name[: -len(".jsonl")]
+    agent = stem if stem.startswith("agent-") else ""
+    if len(parts) == 1:
+        return SourceFile(path, "", "" if agent else stem, agent)
+    if len(parts) == 2:
+        return SourceFile(path, parts[0], "" if agent else stem, agent)
+    return SourceFile(path, parts[0], parts[1], agent or stem)
 
 
 def find_files(paths: Iterable[str | os.PathLike[str]] | None = None) -> list[SourceFile]:
@@ -89,19 +127,24 @@ def find_files(paths: Iterable[str | os.PathLike[str]] | None = None) -> list[So
     for root in roots:
         if root.is_file():
             projects_dir = next((p for p in root.parents if p.name == "projects"), None)
-            candidates: Iterable[Path] = [root]
+            key = os.path.realpath(root)
+            if key not in seen:
+                seen.add(key)
+                found.append(_name_file(root, projects_dir))
         elif root.is_dir():
             projects_dir = root / "projects" if (root / "projects").is_dir() else root
-            candidates = _walk(projects_dir)
+            # folders entered by the walk are no symlinks, so a plain file's real path is the
+            # real path of `projects_dir` joined with its relative path
+            real_top = os.path.realpath(projects_dir)
+            for path, rel, link in _walk(projects_dir):
+                key = os.path.realpath(path) if link else os.path.join(real_top, rel)
+                if key in seen:
+                    continue
+                seen.add(key)
+                found.append(_name_rel(path, rel, projects_dir))
         else:
             raise CachescopeError(
                 f"No such file or folder: {os.fspath(root)!r}. Pass a Claude folder, a "
                 "projects/ folder or a .jsonl file (or nothing, for the default folders)."
             )
-        for path in candidates:
-            key = os.path.realpath(path)
-            if key in seen:
-                continue
-            seen.add(key)
-            found.append(_name_file(path, projects_dir))
     return found

@@ -88,6 +88,24 @@ def _millis(df: pd.DataFrame) -> np.ndarray[Any, Any]:
     )
 
 
+def _iso_z(stamps: pd.Series) -> list[str]:
+    """`Timestamp.isoformat()` with `Z` for UTC, for a whole column at once."""
+    import pandas as pd
+
+    dtype = stamps.dtype
+    if (
+        isinstance(dtype, pd.DatetimeTZDtype)
+        and str(dtype.tz) == "UTC"
+        and dtype.unit in ("s", "ms", "us")
+    ):
+        values = stamps.dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+        text = np.datetime_as_string(values, unit="us").tolist()
+        whole = (values.astype(np.int64) % 1_000_000 == 0).tolist()
+        # isoformat leaves out a zero fraction
+        return [t[:19] + "Z" if w else t + "Z" for t, w in zip(text, whole)]
+    return [t.isoformat().replace("+00:00", "Z") for t in stamps]
+
+
 def _codes(series: pd.Series) -> tuple[np.ndarray[Any, Any], list[str]]:
     """Integer codes of a column and the label of each code (categorical columns without a copy)."""
     import pandas as pd
@@ -311,8 +329,8 @@ class UsageReport:
                 {
                     "key": codes,
                     "project": project,
-                    "first": df["timestamp"].to_numpy(),
-                    "last": df["timestamp"].to_numpy(),
+                    "first": df["timestamp"].array,
+                    "last": df["timestamp"].array,
                     "subagent_cost": np.where(self._is_subagent(), self._cost, 0.0),
                 }
             ).groupby("key", sort=True)
@@ -442,19 +460,27 @@ class UsageReport:
         out["sessionHitShare"] = self.session_hit_share()
         out["phases"] = [p.to_dict() for p in self.phases()]
         rebuilds = self.rebuilds()
-        records = cast("list[dict[str, Any]]", rebuilds.to_dict("records"))
         out["rebuilds"] = [
             {
-                "timestamp": r["timestamp"].isoformat().replace("+00:00", "Z"),
-                "session": r["session"],
-                "agent": r["agent"],
-                "model": r["model"],
-                "previousModel": r["previous_model"],
-                "gapMinutes": round(float(r["gap_minutes"]), 3),
-                "tokensLost": int(r["tokens_lost"]),
-                "cause": r["cause"],
+                "timestamp": stamp,
+                "session": session,
+                "agent": agent,
+                "model": model,
+                "previousModel": previous,
+                "gapMinutes": round(float(gap), 3),
+                "tokensLost": int(lost),
+                "cause": cause,
             }
-            for r in records
+            for stamp, session, agent, model, previous, gap, lost, cause in zip(
+                _iso_z(rebuilds["timestamp"]),
+                rebuilds["session"].tolist(),
+                rebuilds["agent"].tolist(),
+                rebuilds["model"].tolist(),
+                rebuilds["previous_model"].tolist(),
+                rebuilds["gap_minutes"].tolist(),
+                rebuilds["tokens_lost"].tolist(),
+                rebuilds["cause"].tolist(),
+            )
         ]
         out["load"] = self.load_report.to_dict()
         out["caveat"] = CAVEAT
