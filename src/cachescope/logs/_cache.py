@@ -1,9 +1,16 @@
 """The incremental cache: what each file held, keyed on (path, size, mtime), in the user's cache folder.
 
-One cache file per set of input folders, under `$XDG_CACHE_HOME/cachescope/logs/` (default
-`~/.cache/...`). It holds every file's metadata and all rows as concatenated columns, so a warm run
-with nothing changed is one read and no concatenation. Written atomically (temp file + rename);
-an unreadable or outdated cache is ignored and rebuilt.
+Two cache files per set of input folders, under `$XDG_CACHE_HOME/cachescope/logs/` (default
+`~/.cache/...`):
+- `<roots>.pickle`: every file's metadata and all its rows (before de-duplication) as concatenated
+  columns. When some files changed, only those are read again and de-duplication re-runs over
+  the arrays.
+- `<roots>.rows.pickle`: the final rows (de-duplicated, priced, in time order) and the load
+  report's figures, stamped with a signature of every input file's (path, names, size, mtime) and
+  of the price table. A warm run whose files are all unchanged loads only this: no parsing, no
+  de-duplication, no pricing.
+Both are written atomically (temp file + rename); an unreadable or outdated cache is ignored and
+rebuilt.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import xxhash
 from cachescope.logs._scan import COLUMNS, FileResult
 
 # Bump when the scanner's output changes meaning.
-CACHE_VERSION = "cachescope.logs.cache/2"
+CACHE_VERSION = "cachescope.logs.cache/3"
 
 
 @dataclass
@@ -72,7 +79,40 @@ def cache_path(roots: list[str]) -> Path:
     return cache_dir() / f"{digest}.pickle"
 
 
-def read_cache(path: Path) -> Batch | None:
+def rows_path(roots: list[str]) -> Path:
+    return cache_path(roots).with_suffix(".rows.pickle")
+
+
+def rows_signature(sources: list[Any], stats: list[tuple[int, int] | None]) -> str:
+    """What the final rows depend on: every file (path, names, size, mtime) and the price table."""
+    from importlib import resources
+
+    digest = xxhash.xxh3_128()
+    digest.update(CACHE_VERSION.encode())
+    digest.update(resources.files("cachescope").joinpath("data/prices.toml").read_bytes())
+    digest.update(
+        "\x00".join(
+            f"{s.path}\x01{s.project}\x01{s.session}\x01{s.agent}\x01{st}"
+            for s, st in zip(sources, stats)
+        ).encode("utf-8", "surrogateescape")
+    )
+    return digest.hexdigest()
+
+
+def read_rows(path: Path, signature: str) -> dict[str, Any] | None:
+    """The cached final rows when their signature still matches, else None."""
+    data = _read(path)
+    if not isinstance(data, dict) or data.get("signature") != signature:
+        return None
+    rows = data.get("rows")
+    return rows if isinstance(rows, dict) else None
+
+
+def write_rows(path: Path, signature: str, rows: dict[str, Any]) -> None:
+    _write(path, {"version": CACHE_VERSION, "signature": signature, "rows": rows})
+
+
+def _read(path: Path) -> Any:
     try:
         with open(path, "rb") as fh:
             data = pickle.load(fh)
@@ -88,18 +128,25 @@ def read_cache(path: Path) -> Batch | None:
         return None
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
         return None
-    batch = data.get("batch")
+    return data
+
+
+def read_cache(path: Path) -> Batch | None:
+    data = _read(path)
+    batch = data.get("batch") if isinstance(data, dict) else None
     return batch if isinstance(batch, Batch) else None
 
 
 def write_cache(path: Path, batch: Batch) -> None:
+    _write(path, {"version": CACHE_VERSION, "batch": batch})
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
     try:
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump(
-                {"version": CACHE_VERSION, "batch": batch}, fh, protocol=pickle.HIGHEST_PROTOCOL
-            )
+            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except BaseException:
         try:

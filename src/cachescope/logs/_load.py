@@ -22,7 +22,16 @@ import numpy as np
 
 from cachescope._errors import UnknownModelWarning
 from cachescope._modeldata import ModelTable, default_table
-from cachescope.logs._cache import Batch, cache_path, read_cache, write_cache
+from cachescope.logs._cache import (
+    Batch,
+    cache_path,
+    read_cache,
+    read_rows,
+    rows_path,
+    rows_signature,
+    write_cache,
+    write_rows,
+)
 from cachescope.logs._discover import SourceFile, default_roots, find_files
 from cachescope.logs._scan import (
     FLAG_FAST,
@@ -194,8 +203,22 @@ def _scan_in_pool(
     return [r for r in results if r is not None]
 
 
+def _stat(sources: list[SourceFile]) -> list[tuple[int, int] | None]:
+    """(size, mtime_ns) of each file, None when it cannot be read."""
+    out: list[tuple[int, int] | None] = []
+    for source in sources:
+        try:
+            info = os.stat(source.path)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((info.st_size, info.st_mtime_ns))
+    return out
+
+
 def _gather(
     sources: list[SourceFile],
+    stats: list[tuple[int, int] | None],
     no_cache: bool,
     workers: int | None,
     progress: bool | None,
@@ -208,15 +231,11 @@ def _gather(
         index = {f.source.path: i for i, f in enumerate(cached.files)}
     fresh_sources: list[SourceFile] = []
     reuse: dict[str, int] = {}
-    for source in sources:
+    for source, stat in zip(sources, stats):
         i = index.get(source.path)
-        if i is not None and cached is not None:
-            try:
-                info = os.stat(source.path)
-            except OSError:
-                info = None
+        if i is not None and cached is not None and stat is not None:
             meta = cached.files[i]
-            if info is not None and info.st_size == meta.size and info.st_mtime_ns == meta.mtime_ns:
+            if stat == (meta.size, meta.mtime_ns):
                 reuse[source.path] = i
                 continue
         fresh_sources.append(source)
@@ -362,6 +381,62 @@ def price_rows(
     return cost, uncached, unknown
 
 
+TOKENS = ("fresh", "write_5m", "write_1h", "read", "output")
+
+
+def _build_rows(
+    sources: list[SourceFile],
+    stats: list[tuple[int, int] | None],
+    no_cache: bool,
+    workers: int | None,
+    progress: bool | None,
+    roots: list[str],
+) -> dict[str, Any]:
+    """Every response of `sources`, de-duplicated, priced and in time order, with what was skipped.
+
+    Covers all dates (`load` filters by date afterwards), so the result can be cached as it is.
+    """
+    batch, files_read = _gather(sources, stats, no_cache, workers, progress, roots)
+    columns = batch.columns
+    names = _names(batch)
+    keep, duplicates, replays = deduplicate(columns)
+    times = columns["time"][keep]
+    order = np.argsort(times, kind="stable")
+    keep, times = keep[order], times[order]
+    flags = columns["flags"][keep]
+    counts = {name: columns[name][keep] for name in TOKENS}
+    model_codes, model_names = names["model"][0][keep], names["model"][1]
+    cost, uncached, unknown = price_rows(
+        model_names, model_codes, times, counts, (flags & FLAG_FAST) != 0
+    )
+    rows: dict[str, Any] = {"time": times, "flags": flags, **counts}
+    for name in ("project", "session", "agent", "model"):
+        rows[name] = np.ascontiguousarray(names[name][0][keep])
+        rows[f"{name}_names"] = names[name][1]
+    rows.update(
+        cost=cost,
+        cost_without_cache=uncached,
+        unknown=unknown,
+        files=len(batch.files),
+        bytes=sum(f.size for f in batch.files),
+        lines=sum(f.lines for f in batch.files),
+        usage_lines=sum(f.usage_lines for f in batch.files),
+        duplicates=duplicates,
+        replays=replays,
+        synthetic=sum(f.synthetic for f in batch.files),
+        malformed=[
+            (f.source.path, line, reason) for f in batch.files for line, reason in f.malformed
+        ],
+        compactions=[
+            (f.source.session or f.source.agent, stamp)
+            for f in batch.files
+            for stamp in f.compactions
+        ],
+        files_read=files_read,
+    )
+    return rows
+
+
 def load(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
     since: str | _dt.date | None = None,
@@ -413,31 +488,42 @@ def load(
         roots = ["<default>", *(str(root) for root in default_roots())]
     else:
         roots = sorted({os.path.realpath(os.path.expanduser(os.fspath(p))) for p in path_list})
-    batch, files_read = _gather(sources, no_cache, workers, progress, roots)
-    columns = batch.columns
-    names = _names(batch)
-    keep, duplicates, replays = deduplicate(columns)
+    stats = _stat(sources)
+    signature = rows_signature(sources, stats)
+    rows = None if no_cache else read_rows(rows_path(roots), signature)
+    if rows is None:
+        rows = _build_rows(sources, stats, no_cache, workers, progress, roots)
+        if not no_cache:
+            try:
+                write_rows(rows_path(roots), signature, rows)
+            except OSError:
+                pass  # _gather already warned that the cache folder cannot be written
+    else:
+        rows = dict(rows, files_read=0)
+    times = rows["time"]
+    keep = slice(None)
     outside = 0
     if first_day is not None or last_day is not None:
-        day = columns["time"][keep] // DAY_MS
+        day = times // DAY_MS
         epoch = _dt.date(1970, 1, 1)
-        inside = np.ones(len(keep), dtype=bool)
+        inside = np.ones(len(times), dtype=bool)
         if first_day is not None:
             inside &= day >= (first_day - epoch).days
         if last_day is not None:
             inside &= day <= (last_day - epoch).days
         outside = int((~inside).sum())
-        keep = keep[inside]
-    flags = columns["flags"][keep]
-    times = columns["time"][keep]
-    order = np.argsort(times, kind="stable")
-    keep, flags, times = keep[order], flags[order], times[order]
-    counts = {
-        name: columns[name][keep] for name in ("fresh", "write_5m", "write_1h", "read", "output")
-    }
-    model_codes, model_names = names["model"][0][keep], names["model"][1]
+        keep = inside  # type: ignore[assignment]
+    flags = rows["flags"][keep]
+    times = times[keep]
+    counts = {name: rows[name][keep] for name in TOKENS}
+    cost = rows["cost"][keep]
+    uncached = rows["cost_without_cache"][keep]
+    model_codes = rows["model"][keep]
     fast = (flags & FLAG_FAST) != 0
-    cost, uncached, unknown = price_rows(model_names, model_codes, times, counts, fast)
+    unknown: list[str] = rows["unknown"]
+    if unknown and outside:  # only the unpriced models that are still in the window
+        present = set(np.unique(model_codes[np.isnan(cost)]).tolist())
+        unknown = [name for name in unknown if rows["model_names"].index(name) in present]
     if unknown:
         warnings.warn(
             UnknownModelWarning(
@@ -448,10 +534,8 @@ def load(
         )
 
     def categorical(name: str) -> Any:
-        codes, labels = names[name]
-        used = codes[keep]
         return pd.Categorical.from_codes(
-            used, categories=pd.Index(labels, dtype=object)
+            rows[name][keep], categories=pd.Index(rows[f"{name}_names"], dtype=object)
         ).remove_unused_categories()
 
     df = pd.DataFrame(
@@ -474,29 +558,22 @@ def load(
             ),
         }
     )
-    malformed = tuple(
-        SkippedLine(f.source.path, line, reason)
-        for f in batch.files
-        for line, reason in f.malformed
-    )
-    compactions = tuple(
-        (f.source.session or f.source.agent, stamp) for f in batch.files for stamp in f.compactions
-    )
+    files = rows["files"]
     df.attrs["load_report"] = LoadReport(
-        files=len(batch.files),
-        bytes=sum(f.size for f in batch.files),
-        lines=sum(f.lines for f in batch.files),
-        usage_lines=sum(f.usage_lines for f in batch.files),
+        files=files,
+        bytes=rows["bytes"],
+        lines=rows["lines"],
+        usage_lines=rows["usage_lines"],
         responses=len(df),
-        duplicates_dropped=duplicates,
-        replays_dropped=replays,
-        synthetic_skipped=sum(f.synthetic for f in batch.files),
+        duplicates_dropped=rows["duplicates"],
+        replays_dropped=rows["replays"],
+        synthetic_skipped=rows["synthetic"],
         outside_dates=outside,
-        malformed=malformed,
-        files_read=files_read,
-        files_from_cache=len(batch.files) - files_read,
+        malformed=tuple(SkippedLine(*m) for m in rows["malformed"]),
+        files_read=rows["files_read"],
+        files_from_cache=files - rows["files_read"],
         seconds=_time.perf_counter() - started,
         unknown_models=tuple(unknown),
-        compactions=compactions,
+        compactions=tuple(rows["compactions"]),
     )
     return cast("pd.DataFrame", df)
