@@ -111,6 +111,7 @@ def test_without_nbclient_the_story_runs_as_a_script(
 
 @pytest.mark.notebooks
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_make_demo_executes_the_quickstart_and_writes_html(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

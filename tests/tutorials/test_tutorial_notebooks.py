@@ -26,7 +26,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-pytestmark = pytest.mark.notebooks
+# The first test waits for all five notebooks (about two minutes on two busy cores).
+pytestmark = [pytest.mark.notebooks, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = ROOT / "notebooks"
