@@ -48,7 +48,7 @@ TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 _NOT_CACHEABLE_KINDS = frozenset({"thinking", "redacted_thinking"})
 _SYSTEM_TOGGLE_PREFIXES = ("web_search", "web_fetch")
 _EMPTY_SETTINGS = 0x5EED
-_SNAPSHOTS = 8
+_CONVERSATIONS = 256  # snapshots kept, one per first message (conversation)
 
 # A breakpoint's verdict, found once when its segment is built: (ttl seconds, ttl name), or the
 # tail of the error message ("cache_control.type: Input should be 'ephemeral'") to raise, after
@@ -165,7 +165,8 @@ class Memo:
         self.systems: dict[bytes, Segment] = {}
         self.messages: dict[bytes, Segment] = {}
         self.settings: dict[Any, int] = {}
-        self.snapshots: list[_Snapshot] = []
+        # the latest snapshot per conversation, keyed by its first message's JSON
+        self.snapshots: dict[bytes, _Snapshot] = {}
 
     def block(self, level: str, role: str | None, kind: str, text: str) -> tuple[int, int]:
         """(digest, tokens) of one block, as `_blocks.flatten` computes them."""
@@ -223,33 +224,34 @@ class Plan:
         "total",
     )
 
-    def __init__(self) -> None:
-        self.model = ""
-        self.cum: list[int] = []
+    def __init__(
+        self,
+        model: str = "",
+        cum: list[int] | None = None,
+        breakpoints: list[tuple[int, float, str]] | None = None,
+        level_ends: tuple[int, int, int] = (0, 0, 0),
+        level_seeds: tuple[int, int, int] = (0, 0, 0),
+        packed: tuple[bytes, bytes, bytes] = (b"", b"", b""),
+        message_units: list[int] | None = None,
+    ) -> None:
+        self.model = model
+        self.cum: list[int] = cum if cum is not None else []
+        self.total = self.cum[-1] if self.cum else 0
         # (position, ttl seconds, ttl name) in render order
-        self.breakpoints: list[tuple[int, float, str]] = []
+        self.breakpoints: list[tuple[int, float, str]] = breakpoints or []
         # number of positions in tools, tools+system, all
-        self.level_ends: tuple[int, int, int] = (0, 0, 0)
+        self.level_ends = level_ends
         # the settings hash folded in at each level start
-        self.level_seeds: tuple[int, int, int] = (0, 0, 0)
-        # per position, the index of its lookback unit (only when counting whole messages)
-        self.message_units: list[int] | None = None
-        self.total = 0
+        self.level_seeds = level_seeds
         # the digests of tools, system and messages, each as native 64-bit words
-        self.packed: tuple[bytes, bytes, bytes] = (b"", b"", b"")
-        self._keyed: bytes | None = None  # the same with each level's settings hash in front
+        self.packed = packed
+        # per position, the index of its lookback unit (only when counting whole messages)
+        self.message_units = message_units
+        self._keyed: bytes | None = None  # the packed digests with each level's settings hash
         self._keys: dict[int, int] = {}
 
-    @property
-    def digests(self) -> list[int]:
-        """The content digest of every position, in cache order."""
-        return array("Q", b"".join(self.packed)).tolist()
-
-    def key(self, position: int) -> int:
-        """Cumulative prefix key at `position`: every digest up to it plus the level settings."""
-        found = self._keys.get(position)
-        if found is not None:
-            return found
+    def keyed(self) -> bytes:
+        """The packed digests with each level's settings hash in front of the level."""
         keyed = self._keyed
         if keyed is None:
             seeds = self.level_seeds
@@ -264,9 +266,20 @@ class Plan:
                     messages,
                 )
             )
-        tools_end, system_end, _ = self.level_ends
-        index = position + 2 + (position >= tools_end) + (position >= system_end)
-        found = self._keys[position] = _xxh64(keyed[: index * 8])
+        return keyed
+
+    @property
+    def digests(self) -> list[int]:
+        """The content digest of every position, in cache order."""
+        return array("Q", b"".join(self.packed)).tolist()
+
+    def key(self, position: int) -> int:
+        """Cumulative prefix key at `position`: every digest up to it plus the level settings."""
+        found = self._keys.get(position)
+        if found is None:
+            tools_end, system_end, _ = self.level_ends
+            index = position + 2 + (position >= tools_end) + (position >= system_end)
+            found = self._keys[position] = _xxh64(self.keyed()[: index * 8])
         return found
 
     def keys(self) -> list[int]:
@@ -510,6 +523,9 @@ def _segment(table: dict[bytes, Segment], value: Any, memo: Memo, build: Any) ->
     return found
 
 
+_NO_SEGMENT: Segment = ((), (), b"", (), None, False, False, ())
+
+
 def plan(
     body: Mapping[str, Any],
     memo: Memo,
@@ -520,61 +536,58 @@ def plan(
 ) -> Plan:
     """Flatten and validate a Messages request body (see module docstring)."""
     get = body.get
-    tools_tokens: tuple[int, ...] = ()
-    system_tokens: tuple[int, ...] = ()
-    tools_packed = system_packed = b""
     # explicit breakpoints in render order
     raw_marks: list[Mark] = []
     eligible: Eligible | None = None
 
-    toggles: tuple[str, ...] = ()
     tools = get("tools")
-    if tools:
-        _, tools_tokens, tools_packed, seg_marks, seg_eligible, _, _, toggles = _segment(
-            memo.tools, tools, memo, _tools_segment
-        )
+    _, tools_tokens, tools_packed, seg_marks, seg_eligible, _, _, toggles = (
+        _segment(memo.tools, tools, memo, _tools_segment) if tools else _NO_SEGMENT
+    )
+    if seg_marks:
         for offset, cc, path, verdict in seg_marks:
             raw_marks.append((offset, cc, -1, path, verdict))
-        if seg_eligible is not None:
-            offset, cc, path = seg_eligible
-            eligible = (offset, cc, -1, path)
+    if seg_eligible is not None:
+        offset, cc, path = seg_eligible
+        eligible = (offset, cc, -1, path)
     tools_end = len(tools_tokens)
 
     system = get("system")
-    if system:
-        _, system_tokens, system_packed, seg_marks, seg_eligible, _, _, _ = _segment(
-            memo.systems, system, memo, _system_segment
-        )
+    _, system_tokens, system_packed, seg_marks, seg_eligible, _, _, _ = (
+        _segment(memo.systems, system, memo, _system_segment) if system else _NO_SEGMENT
+    )
+    if seg_marks:
         for offset, cc, path, verdict in seg_marks:
             raw_marks.append((tools_end + offset, cc, -1, path, verdict))
-        if seg_eligible is not None:
-            offset, cc, path = seg_eligible
-            eligible = (tools_end + offset, cc, -1, path)
+    if seg_eligible is not None:
+        offset, cc, path = seg_eligible
+        eligible = (tools_end + offset, cc, -1, path)
     system_end = tools_end + len(system_tokens)
 
     messages = get("messages")
-    if messages is None:
-        raise invalid("messages: Field required")
-    if not isinstance(messages, list):
-        raise invalid("messages: Input should be a valid list")
+    if messages.__class__ is not list:
+        if messages is None:
+            raise invalid("messages: Field required")
+        if not isinstance(messages, list):
+            raise invalid("messages: Input should be a valid list")
+    count = len(messages)
     try:
         raw = _dumps(messages)
     except TypeError:  # not JSON-serializable (e.g. SDK objects passed to the core): no reuse
         raw = b""
 
-    # ---- the longest shared prefix with a recent request ---------------------------------------
-    reused = 0
-    previous: _Snapshot | None = None
-    if raw:
-        for snapshot in memo.snapshots:
-            if len(snapshot.ends) > reused and raw.startswith(snapshot.first):
-                shared = snapshot.common(raw)
-                if shared > reused:
-                    reused, previous = shared, snapshot
+    # ---- the longest shared prefix with the latest request of the same conversation ---------
     images = citations = False
     message_eligible: Eligible | None = None  # positions relative to the first message
-    count = len(messages)
-    if previous is not None:
+    reused = 0
+    previous: _Snapshot | None = None
+    first_raw = b""
+    if raw and count:
+        first_raw = _dumps(messages[0])
+        previous = memo.snapshots.get(first_raw)
+        if previous is not None:
+            reused = previous.common(raw)
+    if previous is not None and reused:
         positions, message_eligible, images, citations, mark_count, empty = previous.states[
             reused - 1
         ]
@@ -584,39 +597,51 @@ def plan(
             raise invalid(f"messages.{reused - 1}: {role} messages must have non-empty content")
         tokens = previous.tokens[:positions]
         marks = previous.marks[:mark_count]
-        states = previous.states[:reused]
         packed = previous.packed[: positions * 8]
     else:
-        tokens, marks, states, packed = [], [], [], b""
+        tokens, marks, packed = [], [], b""
         positions = 0
 
     # ---- the other messages, segment by segment ------------------------------------------------
     if reused < count:
+        if reused:
+            assert previous is not None
+            states = previous.states[:reused]
+            ends = previous.ends[:reused]
+            byte_end = ends[-1]
+        else:
+            states, ends, byte_end = [], [], 0
         table = memo.messages
         last = count - 1
-        ends = previous.ends[:reused] if previous is not None else []
-        byte_end = ends[-1] if ends else 0
         packed_parts = [packed]
         for m in range(reused, count):
             message = messages[m]
-            try:
-                raw_message = _dumps(message)
-            except TypeError:
-                raw_message = b""
-            segment = table.get(raw_message) if raw_message else None
+            if m == 0 and first_raw:
+                raw_message = first_raw
+            else:
+                try:
+                    raw_message = _dumps(message)
+                except TypeError:
+                    raw_message = b""
+            segment = table.get(raw_message)
             if segment is None:
                 segment = _message_segment(message, m, memo)
                 if raw_message:
-                    memo.remember(table, raw_message, segment)
+                    if len(table) >= memo.max_entries:
+                        table.clear()
+                    table[raw_message] = segment
             _, seg_tokens, seg_packed, seg_marks, seg_eligible, seg_images, seg_citations, _ = (
                 segment
             )
-            empty = not seg_tokens
-            if empty and not (
-                m == last and _is_mapping(message) and message.get("role") == "assistant"
-            ):
-                role = message.get("role") if _is_mapping(message) else None
-                raise invalid(f"messages.{m}: {role} messages must have non-empty content")
+            if seg_tokens:
+                empty = False
+                tokens += seg_tokens
+                packed_parts.append(seg_packed)
+            else:
+                empty = True
+                if not (m == last and _is_mapping(message) and message.get("role") == "assistant"):
+                    role = message.get("role") if _is_mapping(message) else None
+                    raise invalid(f"messages.{m}: {role} messages must have non-empty content")
             if seg_marks:
                 for offset, cc, path, verdict in seg_marks:
                     marks.append((positions + offset, cc, m, path, verdict))
@@ -627,8 +652,6 @@ def plan(
                 images = True
             if seg_citations:
                 citations = True
-            tokens += seg_tokens
-            packed_parts.append(seg_packed)
             positions += len(seg_tokens)
             byte_end += len(raw_message) + 1  # "[" or "," before each message
             ends.append(byte_end)
@@ -644,8 +667,11 @@ def plan(
             snapshot.tokens = tokens
             snapshot.packed = packed
             snapshots = memo.snapshots
-            snapshots.insert(0, snapshot)
-            del snapshots[_SNAPSHOTS:]
+            if snapshots.pop(first_raw, None) is None and len(snapshots) >= _CONVERSATIONS:
+                del snapshots[next(iter(snapshots))]  # the least recently updated
+            snapshots[first_raw] = snapshot
+    elif count_messages_as_units:
+        states = previous.states[:reused] if previous is not None else []
 
     if message_eligible is not None:
         position, cc, m, path = message_eligible
@@ -700,7 +726,7 @@ def plan(
 
     # ---- settings per level (spec §2 / §8) ---------------------------------------------------
     speed = get("speed")
-    if toggles or citations or speed not in (None, "standard"):
+    if toggles or citations or (speed is not None and speed != "standard"):
         system_settings: dict[str, Any] = {}
         if toggles:
             system_settings["server_tools"] = sorted(set(toggles))
@@ -711,43 +737,35 @@ def plan(
         system_seed = memo.settings_hash(system_settings)
     else:
         system_seed = _EMPTY_SETTINGS
-    message_settings: dict[str, Any] = {}
     tool_choice = get("tool_choice")
-    if tool_choice is not None:
-        message_settings["tool_choice"] = tool_choice
     thinking = get("thinking")
-    if thinking is not None:
-        message_settings["thinking"] = thinking
     output_config = get("output_config")
-    if (
-        output_config is not None
-        and _is_mapping(output_config)
-        and output_config.get("effort") is not None
-    ):
-        message_settings["effort"] = output_config["effort"]
-    if images:
-        message_settings["images"] = True
-    if settings_before_tools and ("thinking" in message_settings or "effort" in message_settings):
-        tools_settings: dict[str, Any] = {"model": model_id}
-        for name in ("thinking", "effort"):
-            if name in message_settings:
-                tools_settings[name] = message_settings.pop(name)
-        tools_seed = memo.settings_hash(tools_settings)
-    else:
+    if tool_choice is None and thinking is None and output_config is None and not images:
         tools_seed = memo.model_hash(model_id)
+        message_seed = _EMPTY_SETTINGS
+    else:
+        message_settings: dict[str, Any] = {}
+        if tool_choice is not None:
+            message_settings["tool_choice"] = tool_choice
+        if thinking is not None:
+            message_settings["thinking"] = thinking
+        if isinstance(output_config, Mapping) and output_config.get("effort") is not None:
+            message_settings["effort"] = output_config["effort"]
+        if images:
+            message_settings["images"] = True
+        if settings_before_tools and (
+            "thinking" in message_settings or "effort" in message_settings
+        ):
+            tools_settings: dict[str, Any] = {"model": model_id}
+            for name in ("thinking", "effort"):
+                if name in message_settings:
+                    tools_settings[name] = message_settings.pop(name)
+            tools_seed = memo.settings_hash(tools_settings)
+        else:
+            tools_seed = memo.model_hash(model_id)
+        message_seed = memo.settings_hash(message_settings)
 
-    result = Plan()
-    result.model = model_id
-    result.level_seeds = (
-        tools_seed,
-        system_seed,
-        memo.settings_hash(message_settings) if message_settings else _EMPTY_SETTINGS,
-    )
-    result.cum = cum = list(accumulate(chain(tools_tokens, system_tokens, tokens)))
-    result.total = cum[-1] if cum else 0
-    result.breakpoints = breakpoints
-    result.level_ends = (tools_end, system_end, system_end + positions)
-    result.packed = (tools_packed, system_packed, packed)
+    units: list[int] | None = None
     if count_messages_as_units:
         units = list(range(system_end))
         done = 0
@@ -755,8 +773,15 @@ def plan(
             end = state[0]
             units.extend([system_end + m] * (end - done))
             done = end
-        result.message_units = units
-    return result
+    return Plan(
+        model_id,
+        list(accumulate(chain(tools_tokens, system_tokens, tokens))),
+        breakpoints,
+        (tools_end, system_end, system_end + positions),
+        (tools_seed, system_seed, message_seed),
+        (tools_packed, system_packed, packed),
+        units,
+    )
 
 
 def _ttl_order_message(path: str) -> str:

@@ -31,7 +31,7 @@ from cachescope._tokens import counter_for
 from cachescope.sim._clock import Clock, RealClock, VirtualClock, is_virtual, today_of
 from cachescope.sim._errors import APIErrorResponse, invalid
 from cachescope.sim._faults import Fault, FaultPlan
-from cachescope.sim._plan import Memo, Plan, plan
+from cachescope.sim._plan import Memo, Plan, _xxh64, plan
 from cachescope.sim._responder import (
     Reply,
     Responder,
@@ -76,15 +76,10 @@ class Outcome:
     total_ms: float
 
 
-@dataclass(slots=True)
-class _Usage:
-    input_tokens: int
-    read: int
-    write_5m: int
-    write_1h: int
-    hit_position: int
-    writes: list[tuple[int, float]]  # (position, ttl seconds)
-    last_cached_position: int
+# The usage of one request, as a plain tuple:
+#   (input tokens, cache read, 5m write, 1h write, hit position (-1: none),
+#    writes as (position, ttl seconds), last position left in the cache (-1: none))
+_Usage = tuple[int, int, int, int, int, list[tuple[int, float]], int]
 
 
 class Simulator:
@@ -137,6 +132,13 @@ class Simulator:
             availability = "ttft" if (self._virtual or self.settings.sleep) else "immediate"
         self._delay_availability = availability == "ttft"
         self._units = self.settings.lookback_unit == "message"
+        self._id_prefix = f"msg_01Sim{self._instance:04d}"
+        self._advance_each = (
+            isinstance(self.clock, VirtualClock) and self._virtual and self.settings.auto_advance
+        )
+        # model name → (id, info), for models without a retirement date
+        self._model_cache: dict[str, tuple[str, ModelInfo]] = {}
+        self._model_cache_table: ModelTable | None = None
         self.requests = 0
 
     # ---- public helpers --------------------------------------------------------------------
@@ -219,21 +221,22 @@ class Simulator:
             self.requests += 1
             start = self.clock.now()
             model_id, info = self._model(body)
-            max_tokens = self._check_message_params(body)
+            max_tokens = body.get("max_tokens")
+            if max_tokens.__class__ is not int or max_tokens <= 0:
+                max_tokens = self._check_message_params(body)
             request_plan = self._plan(body, model_id, info)
             workspace = self._workspaces.get(api_key)
             if workspace is None:
                 workspace = self._workspaces[api_key] = _Workspace()
             usage = self._evaluate(request_plan, info, workspace, start)
+            input_tokens, read, write_5m, write_1h, hit_position, writes, _ = usage
 
             # The reply (needed before the timing: output tokens feed the total time).
             reply_content, output_tokens, stop_reason = self._reply(body, request_plan, max_tokens)
             settings = self.settings
-            read = usage.read
-            uncached = usage.input_tokens + usage.write_5m + usage.write_1h
             ttft_ms = (
                 settings.latency_base_ms
-                + uncached * settings.latency_ms_per_uncached_token
+                + (input_tokens + write_5m + write_1h) * settings.latency_ms_per_uncached_token
                 + read * settings.latency_ms_per_cached_token
             )
             total_ms = ttft_ms + output_tokens * settings.latency_ms_per_output_token
@@ -241,16 +244,16 @@ class Simulator:
             # Commit: writes, refresh.
             entries = workspace.entries
             key = request_plan.key
-            if usage.hit_position >= 0:
-                hit_key = key(usage.hit_position)
+            if hit_position >= 0:
+                hit_key = key(hit_position)
                 tokens, expires_at, available_at, ttl = entries[hit_key]
                 expires = start + ttl
                 if expires > expires_at:
                     entries[hit_key] = (tokens, expires, available_at, ttl)
-            if usage.writes:
+            if writes:
                 available_at = start + ttft_ms / 1000.0 if self._delay_availability else start
                 cum = request_plan.cum
-                for position, ttl in usage.writes:
+                for position, ttl in writes:
                     write_key = key(position)
                     old = entries.get(write_key)
                     if old is not None and start < old[1]:
@@ -263,9 +266,7 @@ class Simulator:
                     else:
                         entries[write_key] = (cum[position], start + ttl, available_at, ttl)
 
-            message_id = f"msg_01Sim{self._instance:04d}{next(self._ids):014d}"
-            write_5m = usage.write_5m
-            write_1h = usage.write_1h
+            message_id = f"{self._id_prefix}{next(self._ids):014d}"
             message: dict[str, Any] = {
                 "id": message_id,
                 "type": "message",
@@ -275,7 +276,7 @@ class Simulator:
                 "stop_reason": stop_reason,
                 "stop_sequence": None,
                 "usage": {
-                    "input_tokens": usage.input_tokens,
+                    "input_tokens": input_tokens,
                     "cache_creation_input_tokens": write_5m + write_1h,
                     "cache_read_input_tokens": read,
                     "cache_creation": {
@@ -294,7 +295,10 @@ class Simulator:
                     workspace, diagnostics.get("previous_message_id"), request_plan, usage
                 )
             self._remember(workspace, message_id, request_plan, usage)
-            self._after(total_ms)
+            if self._concurrent_depth or not self._advance_each:
+                self._after(total_ms)
+            else:  # a virtual clock moved by each response's total time (the default there)
+                self.clock.advance(total_ms / 1000.0)  # type: ignore[attr-defined]
             return Outcome(message, ttft_ms, total_ms)
 
     # ---- pieces ----------------------------------------------------------------------------
@@ -320,6 +324,13 @@ class Simulator:
 
     def _model(self, body: Mapping[str, Any]) -> tuple[str, ModelInfo]:
         model = body.get("model")
+        if self._model_cache_table is self.models:
+            found = self._model_cache.get(model) if model.__class__ is str else None
+            if found is not None:
+                return found
+        else:
+            self._model_cache = {}
+            self._model_cache_table = self.models
         if model is None:
             raise invalid("model: Field required")
         if not isinstance(model, str):
@@ -327,12 +338,11 @@ class Simulator:
         info = self.models.lookup(model)
         if info is None:
             raise APIErrorResponse(404, f"model: {model}", "not_found_error")
-        if (
-            info.retired is not None
-            and self.settings.retired_models == "not_found"
-            and today_of(self.clock) >= info.retired
-        ):
-            raise APIErrorResponse(404, f"model: {model}", "not_found_error")
+        if info.retired is not None:
+            if self.settings.retired_models == "not_found" and today_of(self.clock) >= info.retired:
+                raise APIErrorResponse(404, f"model: {model}", "not_found_error")
+        elif model.__class__ is str:
+            self._model_cache[model] = (info.id, info)
         return info.id, info
 
     def _check_message_params(self, body: Mapping[str, Any]) -> int:
@@ -399,45 +409,41 @@ class Simulator:
         # 1. Reads: one window per breakpoint, the last breakpoint first; longest hit wins.
         best = -1
         if entries and breakpoints:
-            key = request_plan.key
             get = entries.get
             grace = settings.ttl_grace_seconds
             lookback = settings.lookback
             units = request_plan.message_units
             same_ttl_only = not settings.cross_ttl_reads
+            # prefix keys inline (Plan.key): xxh3 over the packed words up to the position
+            keyed = request_plan.keyed()
+            keys = request_plan._keys
+            tools_end, system_end, _ = request_plan.level_ends
             for position, ttl, _name in reversed(breakpoints):
                 if position <= best:
                     break
+                p = position
                 if units is None:
                     stop = max(best, position - lookback)
-                    p = position
-                    while p > stop:
-                        entry = get(key(p))
-                        if (
-                            entry is not None
-                            and entry[2] <= now
-                            and now < entry[1] + grace
-                            and (not same_ttl_only or entry[3] == ttl)
-                        ):
-                            best = p
-                            break
-                        p -= 1
                 else:
+                    stop = best
                     top_unit = units[position]
-                    p = position
-                    while p > best:
-                        if top_unit - units[p] >= lookback:
-                            break
-                        entry = get(key(p))
-                        if (
-                            entry is not None
-                            and entry[2] <= now
-                            and now < entry[1] + grace
-                            and (not same_ttl_only or entry[3] == ttl)
-                        ):
-                            best = p
-                            break
-                        p -= 1
+                while p > stop:
+                    if units is not None and top_unit - units[p] >= lookback:
+                        break
+                    key = keys.get(p)
+                    if key is None:
+                        index = p + 2 + (p >= tools_end) + (p >= system_end)
+                        key = keys[p] = _xxh64(keyed[: index * 8])
+                    entry = get(key)
+                    if (
+                        entry is not None
+                        and entry[2] <= now
+                        and now < entry[1] + grace
+                        and (not same_ttl_only or entry[3] == ttl)
+                    ):
+                        best = p
+                        break
+                    p -= 1
         read = cum[best] if best >= 0 else 0
 
         # 2. Writes: breakpoints beyond the hit, at or above the minimum.
@@ -457,27 +463,26 @@ class Simulator:
             if name == "1h":
                 b_tokens = tokens
         # TTL order is validated (1h before 5m), so B ≤ C.
-        cached_to = max(read, c_tokens)
-        last_cached = writes[-1][0] if writes else best
-        return _Usage(
-            request_plan.total - cached_to,
+        return (
+            request_plan.total - max(read, c_tokens),
             read,
             c_tokens - b_tokens,
             b_tokens - read,
             best,
             writes,
-            last_cached,
+            writes[-1][0] if writes else best,
         )
 
     @staticmethod
     def _usage_json(usage: _Usage, output_tokens: int) -> dict[str, Any]:
+        input_tokens, read, write_5m, write_1h, _, _, _ = usage
         return {
-            "input_tokens": usage.input_tokens,
-            "cache_creation_input_tokens": usage.write_5m + usage.write_1h,
-            "cache_read_input_tokens": usage.read,
+            "input_tokens": input_tokens,
+            "cache_creation_input_tokens": write_5m + write_1h,
+            "cache_read_input_tokens": read,
             "cache_creation": {
-                "ephemeral_5m_input_tokens": usage.write_5m,
-                "ephemeral_1h_input_tokens": usage.write_1h,
+                "ephemeral_5m_input_tokens": write_5m,
+                "ephemeral_1h_input_tokens": write_1h,
             },
             "output_tokens": output_tokens,
             "service_tier": "standard",
@@ -521,7 +526,7 @@ class Simulator:
     def _remember(
         self, workspace: _Workspace, message_id: str, request_plan: Plan, usage: _Usage
     ) -> None:
-        position = usage.last_cached_position
+        position = usage[6]
         tokens = request_plan.cum[position] if position >= 0 else 0
         records = workspace.records
         records[message_id] = (
@@ -549,7 +554,7 @@ class Simulator:
         if record is None:
             return {"cache_miss_reason": {"type": "previous_message_not_found"}}
         model, old_ends, old_seeds, old_digests, cached_position, cached_tokens = record
-        missed = max(0, cached_tokens - usage.read)
+        missed = max(0, cached_tokens - usage[1])
         if missed == 0:
             return None
         if model != request_plan.model:
