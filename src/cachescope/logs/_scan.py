@@ -55,7 +55,6 @@ COLUMNS = (
     "flags",
     "key",
     "message",
-    "line",
 )
 COLUMN_TYPES: dict[str, Any] = {"model": np.int32, "session": np.int32, "flags": np.uint8}
 
@@ -155,22 +154,26 @@ class _Scanner:
         self.usage_lines = 0
         self.models: dict[bytes, int] = {}
         self.sessions: dict[str, int] = {"": 0}
-        self.time: list[bytes] = []
-        self.rows: list[tuple[int, ...]] = []  # one tuple per row, in COLUMNS order after time
+        # one list per column (COLUMNS order), one item per row, rows in file order
+        self.cols: tuple[list[Any], ...] = tuple([] for _ in COLUMNS)
 
     # -- one block of complete lines: buf[0:end], first line numbered line_base -----------------
-    def scan(self, buf: bytes, end: int, line_base: int) -> None:
-        if buf.count(b"}\n", 0, end) != buf.count(b"\n", 0, end):
+    def scan(self, buf: bytes, end: int, line_base: int) -> int:
+        """Read the complete lines `buf[0:end]`; returns how many there are."""
+        raw = np.frombuffer(buf, dtype=np.uint8, count=end)
+        newlines = np.flatnonzero(raw == 10)
+        if not (raw[newlines - 1] == 125).all():  # a line that does not end in `}` (or is empty)
             self._check_line_ends(buf, end, line_base)
         if self.want_session and not self.found_session:
             at = buf.find(SESSION_KEY, 0, end)
             if at != -1:
                 self.found_session = buf[at + 13 : buf.find(b'"', at + 13)].decode()
-        self._find_lines(buf, end, line_base, USAGE_MARK, self._usage_line)
+        self._usage_block(buf, end, line_base)
         if buf.find(COMPACT_MARK, 0, end) != -1:
             self._find_lines(buf, end, line_base, COMPACT_MARK, self._compact_line)
         if buf.find(LEDGER_MARK, 0, end) != -1:
             self._find_lines(buf, end, line_base, LEDGER_MARK, self._ledger_line)
+        return len(newlines)
 
     def _find_lines(self, buf: bytes, end: int, line_base: int, mark: bytes, handle: Any) -> None:
         find, count = buf.find, buf.count
@@ -202,9 +205,8 @@ class _Scanner:
         flags: int,
         key: int,
         message: int,
-        line: int,
     ) -> None:
-        """One row (the slow paths; the fast path inlines this)."""
+        """One row (the per-line paths; `_usage_block` inlines this)."""
         self.usage_lines += 1
         if model == SYNTHETIC_MODEL:
             self.synthetic += 1
@@ -212,10 +214,121 @@ class _Scanner:
         code = self.models.get(model)
         if code is None:
             code = self.models[model] = len(self.models)
-        self.time.append(stamp)
-        self.rows.append((*numbers, code, session, flags, key - _SIGN, message - _SIGN, line))
+        row = (stamp, *numbers, code, session, flags, key - _SIGN, message - _SIGN)
+        for col, value in zip(self.cols, row):
+            col.append(value)
 
     # -- usage lines ---------------------------------------------------------------------------------
+    def _usage_block(self, buf: bytes, end: int, line_base: int) -> None:
+        """Every line of the block holding `"usage":{`, in file order.
+
+        The usual line is read with one orjson parse of the line without its `content` (the bulk of
+        its bytes): the bytes from `"content":` up to `"usage":{` are cut out, which leaves valid
+        JSON only when both sit at the same depth of the same object — otherwise the parse fails and
+        the line takes the per-line path (`_usage_line`, then a full parse), as does any line this
+        loop does not take as it is (bad counts, `<synthetic>`, missing fields...). Rows are
+        appended to the column lists directly; line numbers, needed only on the per-line path, are
+        counted incrementally.
+        """
+        find, rfind, loads = buf.find, buf.rfind, orjson.loads
+        models, hash_ = self.models, _hash
+        (c_time, c_fresh, c_w5, c_w1, c_read, c_output, c_model, c_session, c_flags, c_key,
+         c_message) = (col.append for col in self.cols)  # fmt: skip
+        sign = _SIGN
+        counted, counted_line = 0, line_base
+        taken = 0
+        pos = find(USAGE_MARK, 0, end)
+        while pos != -1:
+            stop = find(b"\n", pos, end)
+            start = rfind(b"\n", 0, pos) + 1
+            e = stop - 1 if buf[stop - 1] == 13 else stop
+            m = find(MESSAGE_KEY, start, pos)
+            if buf[e - 1] == 125 and m != -1:
+                c = find(CONTENT_KEY, m, pos)
+                try:
+                    record = loads(buf[start:c] + buf[pos:e] if c != -1 else buf[start:e])
+                except orjson.JSONDecodeError:
+                    record = None
+                message = record.get("message") if type(record) is dict else None
+                usage = message.get("usage") if type(message) is dict else None
+                if type(usage) is dict:
+                    get = usage.get
+                    fresh = get("input_tokens")
+                    output = get("output_tokens")
+                    read = get("cache_read_input_tokens", 0)
+                    creation = get("cache_creation_input_tokens", 0)
+                    breakdown = get("cache_creation")
+                    if type(breakdown) is dict and (
+                        "ephemeral_5m_input_tokens" in breakdown
+                        or "ephemeral_1h_input_tokens" in breakdown
+                    ):
+                        w5 = breakdown.get("ephemeral_5m_input_tokens", 0)
+                        w1 = breakdown.get("ephemeral_1h_input_tokens", 0)
+                    else:
+                        w5, w1 = creation, 0
+                    rget = record.get
+                    stamp = rget("timestamp")
+                    model = message.get("model")  # type: ignore[union-attr]
+                    message_id = message.get("id")  # type: ignore[union-attr]
+                    if (
+                        type(fresh) is int
+                        and type(output) is int
+                        and type(read) is int
+                        and type(w5) is int
+                        and type(w1) is int
+                        and type(creation) is int
+                        and fresh >= 0
+                        and output >= 0
+                        and read >= 0
+                        and w5 >= 0
+                        and w1 >= 0
+                        and type(stamp) is str
+                        and type(model) is str
+                        and type(message_id) is str
+                        and model != "<synthetic>"
+                    ):
+                        flags = FLAG_SIDECHAIN if rget("isSidechain") is True else 0
+                        speed = get("speed")
+                        if speed is not None:
+                            flags |= (
+                                (FLAG_HAS_SPEED | FLAG_FAST) if speed == "fast" else FLAG_HAS_SPEED
+                            )
+                        model_bytes = model.encode()
+                        code = models.get(model_bytes)
+                        if code is None:
+                            code = models[model_bytes] = len(models)
+                        mid = message_id.encode()
+                        msg_hash = hash_(mid)
+                        request = rget("requestId")
+                        c_time(stamp.encode())
+                        c_fresh(fresh)
+                        c_w5(w5)
+                        c_w1(w1)
+                        c_read(read)
+                        c_output(output)
+                        c_model(code)
+                        c_session(0)
+                        c_flags(flags)
+                        c_key(
+                            (
+                                hash_(mid + b"\x00" + request.encode())
+                                if type(request) is str
+                                else msg_hash
+                            )
+                            - sign
+                        )
+                        c_message(msg_hash - sign)
+                        taken += 1
+                        pos = find(USAGE_MARK, stop, end)
+                        continue
+            # anything else: the per-line path, with its line number
+            counted_line += buf.count(b"\n", counted, start)
+            counted = start
+            if counted_line not in self.bad_lines:
+                self._usage_line(buf, start, stop, pos, counted_line)
+            pos = find(USAGE_MARK, stop, end)
+        self.usage_lines += taken
+
     def _usage_line(self, buf: bytes, start: int, stop: int, pos: int, line_no: int) -> None:
         # Positions: start [envelope] m "message":{ [model, id] c "content": ... pos "usage":{...}
         # u_end }} [tail: requestId, type, timestamp] end. Every check failing -> full parse.
@@ -290,34 +403,16 @@ class _Scanner:
         if r == -1:
             r = find(REQUEST_KEY, start, m)
         model = buf[mo + 9 : find(b'"', mo + 9)]
-        self.usage_lines += 1
-        code = self.models.get(model)
-        if code is None:
-            if model == SYNTHETIC_MODEL:
-                self.synthetic += 1
-                return
-            code = self.models[model] = len(self.models)
+        request = buf[r + 13 : find(b'"', r + 13)] if r != -1 else None
         message = _hash(message_id)
-        self.time.append(buf[t + 13 : find(b'"', t + 13)])
-        self.rows.append(
-            (
-                fresh,
-                w5,
-                w1,
-                read,
-                output,
-                code,
-                0,
-                flags,
-                (
-                    _hash(message_id + b"\x00" + buf[r + 13 : find(b'"', r + 13)])
-                    if r != -1
-                    else message
-                )
-                - _SIGN,
-                message - _SIGN,
-                line_no,
-            )
+        self._add(
+            buf[t + 13 : find(b'"', t + 13)],
+            (fresh, w5, w1, read, output),
+            model,
+            0,
+            flags,
+            _hash(message_id + b"\x00" + request) if request is not None else message,
+            message,
         )
 
     def _full_line(self, buf: bytes, start: int, end: int, line_no: int) -> None:
@@ -364,7 +459,6 @@ class _Scanner:
             flags,
             key,
             msg,
-            line_no,
         )
 
     # -- compactions and ledgers -------------------------------------------------------------------
@@ -413,19 +507,15 @@ class _Scanner:
             FLAG_LEDGER,
             key,
             msg,
-            line_no,
         )
 
     def result(self, size: int, mtime_ns: int, lines: int) -> FileResult:
         source = self.source
         if self.want_session and self.found_session:
             source = SourceFile(source.path, source.project, self.found_session, source.agent)
-        table = np.array(self.rows, dtype=np.int64).reshape(-1, len(COLUMNS) - 1)
-        columns: dict[str, np.ndarray[Any, Any]] = {"time": parse_times(self.time)}
-        for index, name in enumerate(COLUMNS[1:]):
-            columns[name] = np.ascontiguousarray(
-                table[:, index], dtype=COLUMN_TYPES.get(name, np.int64)
-            )
+        columns: dict[str, np.ndarray[Any, Any]] = {"time": parse_times(self.cols[0])}
+        for name, col in zip(COLUMNS[1:], self.cols[1:]):
+            columns[name] = np.array(col, dtype=COLUMN_TYPES.get(name, np.int64))
         return FileResult(
             source=source,
             size=size,
@@ -461,8 +551,7 @@ def scan_file(source: SourceFile) -> FileResult:
                 block = b"".join(pending)
                 cut = block.rfind(b"\n") + 1
                 pending = []
-            scanner.scan(block, cut, line_base)
-            line_base += block.count(b"\n", 0, cut)
+            line_base += scanner.scan(block, cut, line_base)
             if cut < len(block):
                 pending.append(block[cut:])
     tail = b"".join(pending)
