@@ -42,7 +42,7 @@ pytest: $(VENV)/.installed-dev
 
 ## lab: open JupyterLab on the tutorials
 lab: $(VENV)/.installed-dev
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/01-quickstart.ipynb
 
 ## bench: run every benchmark (ratios against named peers), not part of `make test`
 bench: $(VENV)/.installed-dev

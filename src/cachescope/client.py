@@ -99,16 +99,15 @@ def resolve_backend(backend: str = "auto", api_key: str | None = None) -> str:
     return backend
 
 
-def _announce(backend: str) -> None:
-    """Say once per process, visibly, which backend is in use."""
+def _announce(backend: str, chosen_by_default: bool) -> None:
+    """Say once per process, visibly, which backend is in use (and why, for "auto")."""
     with _announce_lock:
         if backend in _announced:
             return
         _announced.add(backend)
     if backend == "sim":
-        text = (
-            "cachescope: using the offline simulator (no ANTHROPIC_API_KEY set); nothing is billed."
-        )
+        why = " (no ANTHROPIC_API_KEY set)" if chosen_by_default else ""
+        text = f"cachescope: using the offline simulator{why}; nothing is billed."
     else:
         text = "cachescope: using the real Anthropic API; calls are billed."
     logger.info(text)
@@ -162,7 +161,7 @@ class _ClientBase:
         self._chain: dict[str | None, str | None] = {}
         self._chain_lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
-        _announce(self.backend)
+        _announce(self.backend, chosen_by_default=backend == "auto" and simulator is None)
         return api_key
 
     # -- around one call --------------------------------------------------------------------------

@@ -173,7 +173,8 @@ class Prompt:
         "5m" or "1h" to put a breakpoint on the last tool; None (default) for none.
     dynamic_placement:
         Where the `dynamic` layer goes. "user" (default): as the first text block of the newest user
-        turn, after the history, so the history stays cacheable. "system": at the end of the system
+        turn (after its tool results, if it has any), after the history, so the history stays
+        cacheable. "system": at the end of the system
         prompt, where it breaks the cached history on every call (the classic mistake, kept so its
         cost can be shown).
     history_ttl:
@@ -427,12 +428,21 @@ class Prompt:
         names: list[str | None] = ["user"] * len(newest)
         dynamic = self.dynamic_text()
         if dynamic:
-            newest.insert(0, {"type": "text", "text": dynamic})
-            names.insert(0, "dynamic")
+            # First text block of the turn, but after any tool_result blocks: the API requires a
+            # turn that answers tool calls to start with its tool results.
+            at = 0
+            while at < len(newest) and _is_tool_result(newest[at]):
+                at += 1
+            newest.insert(at, {"type": "text", "text": dynamic})
+            names.insert(at, "dynamic")
         if rolling is not None:
             newest[-1] = {**newest[-1], "cache_control": _cache_control(rolling.ttl)}
         rendered.append({"role": "user", "content": LayeredBlocks(newest, names)})
         return rendered
+
+
+def _is_tool_result(block: Any) -> bool:
+    return isinstance(block, Mapping) and block.get("type") == "tool_result"
 
 
 def _is_empty_text(block: Any) -> bool:

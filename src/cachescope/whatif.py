@@ -203,7 +203,8 @@ class Recording:
 
     @classmethod
     def from_logs(cls, frame: Any, session: str, *, agent: str | None = None) -> Recording:
-        """A Claude Code session from `cachescope.logs.load(...)`'s DataFrame.
+        """A Claude Code session from `cachescope.logs.load(...)`'s DataFrame: its main chain, or
+        the subagent `agent` (subagents keep caches of their own).
 
         The transcript has usage numbers but no prompt, so the prompt is rebuilt as an append-only
         chain: each turn adds a block of its new tokens (with the breakpoint) and a tail of its
@@ -212,7 +213,9 @@ class Recording:
         """
         rows = frame[frame["session"] == session]
         if "agent" in rows.columns:
-            rows = rows[rows["agent"].isna()] if agent is None else rows[rows["agent"] == agent]
+            # logs.load marks the main chain with "" (older frames may hold None/NaN).
+            main = rows["agent"].isna() | (rows["agent"] == "")
+            rows = rows[main] if not agent else rows[rows["agent"] == agent]
         if rows.empty:
             raise ValueError(f"No calls of session {session!r} in the log DataFrame.")
         rows = rows.sort_values("timestamp")

@@ -217,3 +217,24 @@ def test_rendered_params_serialize_as_plain_json() -> None:
     params = aura(tools=TOOLS).render(user="Q")
     text = json.dumps(params)
     assert json.loads(text)["system"][0]["text"] == "You are Aura, a calm assistant."
+
+
+def test_dynamic_layer_goes_after_the_tool_results_of_the_newest_turn() -> None:
+    results = [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "12 C"},
+        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "rain"},
+    ]
+    params = aura().render(
+        messages=[
+            {"role": "user", "content": "Weather?"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}],
+            },
+        ],
+        user=results,
+    )
+    newest = params["messages"][-1]["content"]
+    assert [block["type"] for block in newest] == ["tool_result", "tool_result", "text"]
+    assert newest.layer_names == ["user", "user", "dynamic"]
+    assert newest[-1]["cache_control"] == {"type": "ephemeral", "ttl": "5m"}  # the rolling one

@@ -143,7 +143,9 @@ def test_claude_code_sessions_replay_from_their_usage_numbers() -> None:
             }
         )  # fmt: skip
         read += write  # the 3 fresh tokens sit after the breakpoint: never read
-    recording = Recording.from_logs(pd.DataFrame(rows), "s1")
+    frame = pd.DataFrame(rows)
+    frame["agent"] = ""  # logs.load marks the main chain with an empty agent
+    recording = Recording.from_logs(frame, "s1")
     replay = recording.replay()
     assert [row.cache_read_tokens for row in replay.calls] == [r["read"] for r in rows]
     assert [row.prompt_tokens for row in replay.calls] == [
