@@ -192,6 +192,85 @@ def _digest(text: str, seed: int) -> int:
     return digest
 
 
+# ---- content keys of whole units ----------------------------------------------------------
+#
+# The memo key of a unit must fix everything `flatten` makes of it, and must be cheap: the unit is
+# keyed on every call. `_content_key` walks plain JSON values (exact dict / list / str / int /
+# float / bool / None) into nested tuples: key order and types are kept, short strings enter as
+# they are and long ones by their xxh3, so equal keys mean equal JSON. Anything else (SDK objects,
+# subclasses) is keyed by the xxh3 of its orjson serialization, or not memoized when that fails.
+
+_SHORT = 48
+_DICT_TAG = object()
+_LIST_TAG = object()
+_JSON_TAG = object()
+_MESSAGE_TAG = object()
+
+
+class _Unkeyable(Exception):
+    """A value that `_content_key` does not cover."""
+
+
+def _scalar_key(value: Any) -> Any:
+    kind = type(value)
+    if kind is int or kind is bool or value is None:
+        return (kind, value)
+    if kind is float:
+        return (kind, value.hex())  # 0.0 and -0.0 are equal but serialize differently
+    raise _Unkeyable
+
+
+def _long_key(text: str) -> int:
+    try:
+        return _xxh64(text.encode())
+    except UnicodeEncodeError:  # lone surrogates
+        return _xxh64(text.encode("utf-8", "surrogatepass"))
+
+
+def _content_key(value: Any) -> Any:
+    """A hashable key that determines the JSON of `value` (see the note above)."""
+    kind = type(value)
+    if kind is dict:
+        parts: list[Any] = [_DICT_TAG]
+        append = parts.append
+        for name, item in value.items():
+            if type(name) is not str:
+                raise _Unkeyable
+            append(name)
+            item_kind = type(item)
+            if item_kind is str:
+                if len(item) <= _SHORT:
+                    append(item)
+                else:
+                    # `.encode()` is the fast path; it equals surrogatepass wherever it succeeds
+                    try:
+                        append(_xxh64(item.encode()))
+                    except UnicodeEncodeError:
+                        append(_long_key(item))
+            elif item_kind is list or item_kind is dict or item_kind is LayeredBlocks:
+                append(_content_key(item))
+            else:
+                append(_scalar_key(item))
+        return tuple(parts)
+    if kind is str:
+        return value if len(value) <= _SHORT else _long_key(value)
+    if kind is list or kind is LayeredBlocks:
+        return (_LIST_TAG, *[_content_key(item) for item in value])
+    return _scalar_key(value)
+
+
+def _unit_key(tag: int, value: Any, start: int, counter: Any) -> tuple[Any, ...] | None:
+    """Memo key of one unit starting at block `start`; None when it cannot be keyed."""
+    try:
+        content = _content_key(value)
+    except (_Unkeyable, RecursionError):
+        try:
+            content = (_JSON_TAG, _xxh64(orjson.dumps(value)))
+        except TypeError:  # not plain JSON (e.g. SDK objects): build it without the memo
+            return None
+    return (tag, content, start, counter, _layer_tuple(value))
+
+
 @lru_cache(maxsize=256)
 def _counter_for_model(model: str) -> EstimatingCounter:
     from cachescope._modeldata import default_table
@@ -217,6 +296,20 @@ def flatten(
         Memo of block hash → token count, so an unchanged block is never re-counted. By default a
         bounded module-level memo per tokenizer generation is used.
     """
+    return flatten_units(params, counter, token_cache)[0]
+
+
+def flatten_units(
+    params: Mapping[str, Any],
+    counter: EstimatingCounter | None = None,
+    token_cache: dict[int, int] | None = None,
+) -> tuple[FlatRequest, list[tuple[Block, ...]]]:
+    """`flatten`, plus the blocks of each unit (the tool list, the system prompt, each message).
+
+    Units with the same content at the same position are the *same* tuple of the same `Block`
+    objects (they come from one memo entry, found by a content key computed on every call), so
+    two requests can be compared unit by unit: identical tuples hold identical blocks.
+    """
     model = str(params.get("model", ""))
     if counter is None:
         counter = _counter_for_model(model)
@@ -228,6 +321,7 @@ def flatten(
     else:
         factor_seed = 0
     blocks: list[Block] = []
+    units: list[tuple[Block, ...]] = []
     toggles: list[str] = []
     flags = [False, False]  # images present, citations on
 
@@ -290,7 +384,7 @@ def flatten(
         for i, item in enumerate(system):
             kind, text = _block_text(item)
             cache_control = item.get("cache_control") if isinstance(item, Mapping) else None
-            layer = names[i] if names else None
+            layer = names[i] if names and i < len(names) else None
             add(target, "system", f"system.{i}", kind, None, text, cache_control, layer)
         return False, False, ()
 
@@ -308,7 +402,7 @@ def flatten(
         names = _layer_names(content)
         images = citations = False
         for c, item in enumerate(content or []):
-            layer = names[c] if names else None
+            layer = names[c] if names and c < len(names) else None
             cache_control = None
             if type(item) is dict:
                 cache_control = item.get("cache_control")
@@ -340,52 +434,110 @@ def flatten(
             )
         return images, citations, ()
 
-    def segment(tag: int, value: Any, builder: Any, *args: Any) -> None:
-        """Blocks of one unit (the tool list, the system prompt, one message), memoized by the
-        xxh3 of its JSON plus where it starts, so an unchanged unit costs one dumps + lookup."""
-        key: tuple[Any, ...] | None = None
-        try:
-            digest = _xxh64(orjson.dumps(value))
-        except TypeError:  # not plain JSON (e.g. SDK objects): build it without the memo
-            pass
-        else:
-            key = (tag, digest, len(blocks), counter, _layer_tuple(value))
-            hit = _SEGMENT_MEMO.get(key)
-            if hit is not None:
-                blocks.extend(hit[0])
-                flags[0] = flags[0] or hit[1]
-                flags[1] = flags[1] or hit[2]
-                toggles.extend(hit[3])
-                return
-        built: list[Block] = []
-        images, citations, found = builder(built, value, *args)
-        if key is not None:
-            if len(_SEGMENT_MEMO) > _SEGMENT_MEMO_LIMIT:
-                _SEGMENT_MEMO.clear()
-            _SEGMENT_MEMO[key] = (tuple(built), images, citations, found)
-        blocks.extend(built)
-        flags[0] = flags[0] or images
-        flags[1] = flags[1] or citations
-        toggles.extend(found)
+    memo = _SEGMENT_MEMO
+    if len(memo) > _SEGMENT_MEMO_LIMIT:
+        memo.clear()
+
+    def segment(key: tuple[Any, ...] | None, value: Any, builder: Any, *args: Any) -> None:
+        """Blocks of one unit (the tool list, the system prompt, one message), memoized by a
+        content key of the unit (computed on every call) plus where it starts, so an unchanged
+        unit costs one walk over its values, an xxh3 of each long string and a lookup."""
+        entry = memo.get(key) if key is not None else None
+        if entry is None:
+            built: list[Block] = []
+            images, citations, found = builder(built, value, *args)
+            entry = (tuple(built), images, citations, found)
+            if key is not None:
+                memo[key] = entry
+        blocks.extend(entry[0])
+        units.append(entry[0])
+        if entry[1] or entry[2] or entry[3]:
+            flags[0] = flags[0] or entry[1]
+            flags[1] = flags[1] or entry[2]
+            toggles.extend(entry[3])
 
     tools = params.get("tools")
     if tools:
-        segment(-2, tools, tools_segment)
+        segment(_unit_key(-2, tools, 0, counter), tools, tools_segment)
     system = params.get("system")
     if system:
-        segment(-1, system, system_segment)
+        segment(_unit_key(-1, system, len(blocks), counter), system, system_segment)
+    # Messages, the bulk of a request. Inlined for the common shapes (a role and a list of plain
+    # text blocks and string tool results): the key holds the role, each block's key order and
+    # short fields, and the xxh3 of its text. Anything else is keyed by `_unit_key`.
+    memo_get = memo.get
+    extend, add_unit = blocks.extend, units.append
+    encode = str.encode
     for m, message in enumerate(params.get("messages") or []):
-        segment(m, message, message_segment, m)
+        start = len(blocks)
+        key: Any = None
+        if type(message) is dict:
+            role = message.get("role")
+            content = message.get("content")
+            if type(role) is str and type(content) is list and len(content) == 1:
+                # one block, the most common message: a flat key
+                item = content[0]
+                if type(item) is dict:
+                    size = len(item)
+                    try:
+                        if size == 2:
+                            text = item["text"]
+                            if type(text) is str and item["type"] == "text":
+                                key = (m, start, counter, role, _xxh64(encode(text)))
+                        elif size == 3:
+                            text = item["content"]
+                            use_id = item["tool_use_id"]
+                            if (
+                                type(text) is str
+                                and type(use_id) is str
+                                and item["type"] == "tool_result"
+                            ):
+                                # serialized as JSON, so the key order counts too
+                                key = (m, start, counter, role, *item, use_id, _xxh64(encode(text)))
+                    except (KeyError, UnicodeEncodeError):
+                        key = None
+            if key is None and type(role) is str and type(content) is list:
+                parts: list[Any] = [_MESSAGE_TAG, m, start, counter, role]
+                append = parts.append
+                try:
+                    for item in content:
+                        if type(item) is dict:
+                            text = item.get("text")
+                            if text is not None:
+                                if type(text) is str and len(item) == 2 and item["type"] == "text":
+                                    append(_xxh64(encode(text)))
+                                    continue
+                            elif len(item) == 3 and item.get("type") == "tool_result":
+                                text = item.get("content")
+                                use_id = item.get("tool_use_id")
+                                if type(text) is str and type(use_id) is str:
+                                    # serialized as JSON, so the key order counts too
+                                    append((*item, use_id, _xxh64(encode(text))))
+                                    continue
+                        append((_content_key(item),))
+                    key = tuple(parts)
+                except (UnicodeEncodeError, KeyError, _Unkeyable, RecursionError):
+                    key = None
+        if key is not None:
+            hit = memo_get(key)
+            if hit is not None and not (hit[1] or hit[2]):
+                extend(hit[0])
+                add_unit(hit[0])
+                continue
+        else:
+            key = _unit_key(m, message, start, counter)
+        segment(key, message, message_segment, m)
     has_images, citations = flags
 
     settings = request_settings(params, has_images=has_images, toggles=toggles, citations=citations)
     top = params.get("cache_control")
-    return FlatRequest(
+    flat = FlatRequest(
         model=model,
         blocks=blocks,
         settings=settings,
         top_level_cache_control=dict(top) if isinstance(top, Mapping) else None,
     )
+    return flat, units
 
 
 def _has_citations(params: Mapping[str, Any]) -> bool:
@@ -457,3 +609,12 @@ def prefix_keys(blocks: Sequence[Block], settings: Mapping[str, Mapping[str, Any
         key = _xxh64(block.hash.to_bytes(8, "little"), seed=key)
         keys.append(key)
     return keys
+
+
+def clear_memos() -> None:
+    """Forget every memoized unit, digest and token count (for measuring a cold start)."""
+    global _TEXT_MEMO_CHARS
+    _SEGMENT_MEMO.clear()
+    _TEXT_MEMO.clear()
+    _TEXT_MEMO_CHARS = 0
+    _TOKEN_MEMO.clear()

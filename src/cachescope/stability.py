@@ -25,12 +25,14 @@ import datetime as _dt
 import html
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from cachescope._blocks import (
     IMAGE_TOKENS,
     LEVEL_INDEX,
     LEVELS,
+    Block,
     _block_text,
     _contains_image,
     _dumps,
@@ -39,9 +41,11 @@ from cachescope._blocks import (
     _without_cache_control,
     _xxh64,
     flatten,
+    flatten_units,
     prefix_keys,
     request_settings,
 )
+from cachescope._blocks import clear_memos as _clear_block_memos
 from cachescope._tokens import counter_for
 
 __all__ = ["BlockPrint", "Fingerprint", "PrefixDiff", "compare", "fingerprint"]
@@ -90,9 +94,10 @@ def _text_memo(tokenizer: str) -> dict[str, int]:
 
 
 def clear_memos() -> None:
-    """Forget every memoised token count (benchmarks use it to measure a cold start)."""
+    """Forget every memoised token count and flattened unit (benchmarks use it for a cold start)."""
     _hash_tokens.clear()
     _text_tokens.clear()
+    _clear_block_memos()
 
 
 def _model_facts(model: str) -> tuple[str, int | None]:
@@ -346,9 +351,19 @@ def _effective_breakpoints(
     automatic_ttl: str | None,
 ) -> list[tuple[int, str]]:
     points = [(i, mark) for i, mark in enumerate(marks) if mark]
+    return _with_automatic(points, len(marks), kinds, nonempty, automatic_ttl)
+
+
+def _with_automatic(
+    points: list[tuple[int, str]],
+    count: int,
+    kinds: Sequence[str],
+    nonempty: Callable[[int], bool],
+    automatic_ttl: str | None,
+) -> list[tuple[int, str]]:
     if automatic_ttl:
         # Automatic caching marks the last block that can carry cache_control (spec §1.2).
-        for i in range(len(marks) - 1, -1, -1):
+        for i in range(count - 1, -1, -1):
             if kinds[i] not in ("thinking", "redacted_thinking") and nonempty(i):
                 if not points or points[-1][0] != i:
                     points.append((i, automatic_ttl))
@@ -419,6 +434,30 @@ def _kind_of(item: Any) -> str:
     return "unknown"
 
 
+class _Field(Sequence[Any]):
+    """One attribute of every block of a flattened request, read on demand (no per-block lists)."""
+
+    __slots__ = ("_blocks", "_get")
+
+    def __init__(self, blocks: Sequence[Block], name: str) -> None:
+        self._blocks = blocks
+        self._get = attrgetter(name)
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._get(block) for block in self._blocks[i]]
+        return self._get(self._blocks[i])
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self._get, self._blocks)
+
+
+_TOKENS_OF = attrgetter("tokens")
+
+
 class _Side:
     """The positions of one request, with hashes and token counts produced only on demand."""
 
@@ -426,6 +465,7 @@ class _Side:
         "_hashes",
         "_tokens",
         "automatic_ttl",
+        "blocks",
         "fingerprint",
         "kinds",
         "layers",
@@ -440,19 +480,23 @@ class _Side:
         "texts",
         "time",
         "tokenizer",
+        "units",
     )
 
     def __init__(self) -> None:
         self.model = ""
-        self.levels: list[str] = []
-        self.kinds: list[str] = []
-        self.roles: list[str | None] = []
-        self.paths: list[str] = []
-        self.layers: list[str | None] = []
-        self.marks: list[str | None] = []
-        self.texts: _Texts | list[str] | None = None
+        self.levels: Sequence[str] = []
+        self.kinds: Sequence[str] = []
+        self.roles: Sequence[str | None] = []
+        self.paths: Sequence[str] = []
+        self.layers: Sequence[str | None] = []
+        self.marks: Sequence[str | None] = []
+        self.texts: _Texts | Sequence[str] | None = None
         self._hashes: list[int | None] = []
         self._tokens: list[int | None] = []
+        # set for params read through `flatten_units`: the blocks, and the blocks of each unit
+        self.blocks: list[Block] | None = None
+        self.units: list[tuple[Block, ...]] | None = None
         self.prefixes: list[int] | None = None
         self.settings: Mapping[str, Mapping[str, Any]] | None = None
         self.automatic_ttl: str | None = None
@@ -465,6 +509,8 @@ class _Side:
         return len(self.levels)
 
     def hash(self, i: int) -> int:
+        if self.blocks is not None:
+            return self.blocks[i].hash
         value = self._hashes[i]
         if value is None:
             assert self.texts is not None
@@ -474,6 +520,8 @@ class _Side:
         return value
 
     def tokens(self, i: int) -> int:
+        if self.blocks is not None:
+            return self.blocks[i].tokens
         value = self._tokens[i]
         if value is None:
             assert self.texts is not None
@@ -488,7 +536,23 @@ class _Side:
             self._tokens[i] = value
         return value
 
+    def token_sum(self, start: int, end: int) -> int:
+        """Tokens of positions start..end (both included)."""
+        if self.blocks is not None:
+            return sum(map(_TOKENS_OF, self.blocks[start : end + 1]))
+        return sum(self.tokens(i) for i in range(start, end + 1))
+
     def breakpoints(self) -> list[tuple[int, str]]:
+        blocks = self.blocks
+        if blocks is not None:
+            points = [(b.index, b.ttl or "5m") for b in blocks if b.cache_control is not None]
+            return _with_automatic(
+                points,
+                len(blocks),
+                self.kinds,
+                lambda i: blocks[i].text != "",
+                self.automatic_ttl,
+            )
         texts, tokens = self.texts, self._tokens
 
         def nonempty(i: int) -> bool:
@@ -502,14 +566,14 @@ class _Side:
         side.model = str(params.get("model", ""))
         side.tokenizer = _model_facts(side.model)[0]
         texts = _Texts()
-        levels, kinds, roles, paths, layers, marks = (
-            side.levels,
-            side.kinds,
-            side.roles,
-            side.paths,
-            side.layers,
-            side.marks,
-        )
+        levels: list[str] = []
+        kinds: list[str] = []
+        roles: list[str | None] = []
+        paths: list[str] = []
+        layers: list[str | None] = []
+        marks: list[str | None] = []
+        side.levels, side.kinds, side.roles = levels, kinds, roles
+        side.paths, side.layers, side.marks = paths, layers, marks
         toggles: list[str] = []
         has_images = False
         citations = False
@@ -613,6 +677,28 @@ class _Side:
         return side
 
     @classmethod
+    def from_flat(cls, params: Mapping[str, Any]) -> _Side:
+        """Params read through `flatten_units`: every block hashed (an unchanged message is found
+        in the memo by its content key, with its token counts), fields read on demand."""
+        side = cls()
+        side.model = str(params.get("model", ""))
+        side.tokenizer = _model_facts(side.model)[0]
+        flat, units = flatten_units(params, counter_for(side.tokenizer), _hash_memo(side.tokenizer))
+        blocks = flat.blocks
+        side.blocks, side.units = blocks, units
+        side.levels = _Field(blocks, "level")
+        side.kinds = _Field(blocks, "kind")
+        side.roles = _Field(blocks, "role")
+        side.paths = _Field(blocks, "path")
+        side.layers = _Field(blocks, "layer")
+        side.marks = _Field(blocks, "ttl")
+        side.texts = _Field(blocks, "text")
+        side.settings = flat.settings
+        top = flat.top_level_cache_control
+        side.automatic_ttl = str(top.get("ttl") or "5m") if top is not None else None
+        return side
+
+    @classmethod
     def from_fingerprint(cls, fp: Fingerprint) -> _Side:
         side = cls()
         side.fingerprint = fp
@@ -665,7 +751,11 @@ def _side(value: Any) -> _Side:
     if isinstance(value, Mapping):
         if "blocks" in value and "messages" not in value and "system" not in value:
             return _Side.from_fingerprint(Fingerprint.from_dict(value))
-        return _Side.from_params(value)
+        try:
+            return _Side.from_flat(value)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+            # e.g. SDK objects that only serialize when asked: read lazily, as lint does
+            return _Side.from_params(value)
     # A ledger record or anything like it: .fingerprint / .blocks, .model, .time, miss reason.
     fp = getattr(value, "fingerprint", None)
     if callable(fp):
@@ -954,6 +1044,31 @@ def _line_window(text: str, start: int, end: int) -> tuple[str, tuple[int, int]]
 def _first_divergence(a: _Side, b: _Side) -> int | None:
     """First position of `a` that `b` does not reproduce (content only); None if none in common."""
     n = min(len(a), len(b))
+    if (
+        a.units is not None
+        and b.units is not None
+        and a.blocks is not None
+        and b.blocks is not None
+    ):
+        # Equal units are the same memo entry (same content key), so whole units are skipped;
+        # from the first other unit on, blocks are compared by hash, then exactly.
+        start = 0
+        for unit_a, unit_b in zip(a.units, b.units):
+            if unit_a is not unit_b:
+                break
+            start += len(unit_a)
+        blocks_a, blocks_b = a.blocks, b.blocks
+        for i in range(start, n):
+            old, new = blocks_a[i], blocks_b[i]
+            if old is not new and (
+                old.hash != new.hash
+                or old.level != new.level
+                or old.kind != new.kind
+                or old.role != new.role
+                or old.text != new.text
+            ):
+                return i
+        return None
     la, lb = a.levels, b.levels
     ka, kb = a.kinds, b.kinds
     ra, rb = a.roles, b.roles
@@ -1093,8 +1208,7 @@ def compare(
         cumulative, done = 0, -1
         first_entry = len(points)
         for number, (point, _) in enumerate(points):
-            for i in range(done + 1, point + 1):
-                cumulative += side_a.tokens(i)
+            cumulative += side_a.token_sum(done + 1, point)
             done = point
             if cumulative >= minimum:
                 first_entry = number
@@ -1103,8 +1217,7 @@ def compare(
     below_minimum = bool(points) and not entries
     surviving = [entry for entry in entries if index is None or entry[0] < index]
 
-    def tokens_between(start: int, end: int) -> int:
-        return sum(side_a.tokens(i) for i in range(start, end + 1))
+    tokens_between = side_a.token_sum
 
     tokens_lost = 0
     if index is not None and entries and entries[-1][0] >= index:
