@@ -25,7 +25,8 @@ import datetime as _dt
 import html
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import compress, count, repeat
+from operator import attrgetter, is_not
 from typing import Any
 
 from cachescope._blocks import (
@@ -456,6 +457,7 @@ class _Field(Sequence[Any]):
 
 
 _TOKENS_OF = attrgetter("tokens")
+_CACHE_CONTROL_OF = attrgetter("cache_control")
 
 
 class _Side:
@@ -545,7 +547,9 @@ class _Side:
     def breakpoints(self) -> list[tuple[int, str]]:
         blocks = self.blocks
         if blocks is not None:
-            points = [(b.index, b.ttl or "5m") for b in blocks if b.cache_control is not None]
+            # `cache_control={}` is a breakpoint too, so select on `is not None`, not truth
+            marked = compress(blocks, map(is_not, map(_CACHE_CONTROL_OF, blocks), repeat(None)))
+            points = [(b.index, b.ttl or "5m") for b in marked]
             return _with_automatic(
                 points,
                 len(blocks),
@@ -1052,11 +1056,9 @@ def _first_divergence(a: _Side, b: _Side) -> int | None:
     ):
         # Equal units are the same memo entry (same content key), so whole units are skipped;
         # from the first other unit on, blocks are compared by hash, then exactly.
-        start = 0
-        for unit_a, unit_b in zip(a.units, b.units):
-            if unit_a is not unit_b:
-                break
-            start += len(unit_a)
+        same = next(compress(count(), map(is_not, a.units, b.units)), None)
+        units = a.units if same is None else a.units[:same]
+        start = sum(map(len, units))
         blocks_a, blocks_b = a.blocks, b.blocks
         for i in range(start, n):
             old, new = blocks_a[i], blocks_b[i]

@@ -100,7 +100,8 @@ def _mutations(rng: random.Random, base: dict[str, Any]) -> dict[str, Any]:
     elif choice == 3:
         message["role"] = "assistant" if message["role"] == "user" else "user"
     elif choice == 4 and isinstance(content, list):
-        content[-1]["cache_control"] = {"type": "ephemeral", "ttl": "1h"}
+        # an empty cache_control still marks a breakpoint
+        content[-1]["cache_control"] = rng.choice([{"type": "ephemeral", "ttl": "1h"}, {}])
     elif choice == 5:
         del messages[m:]
     elif choice == 6:
