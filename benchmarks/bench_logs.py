@@ -6,6 +6,8 @@ Generates (once) a corpus the size of the published analysis — 3,007 sessions,
 - ccusage `daily --json --offline` (CLAUDE_CONFIG_DIR=<corpus>, a throwaway HOME);
 - `cachescope usage --json --no-cache` (cold, whole command) and `load(no_cache=True)` in-process;
 - the same two warm (second run, incremental cache filled).
+Rounds alternate the cases (ccusage first in each) so that a change in machine load hits all of them;
+each case reports its best round, its CPU time, and every round's ratio to that round's ccusage.
 Token totals of all three (ccusage, cachescope, the generator's truth) must be identical.
 Run: `.venv/bin/python -m benchmarks.bench_logs` (or `make bench`).
 """
@@ -58,7 +60,7 @@ def corpus() -> dict[str, object]:
         subagent_rate=float(params["subagent_rate"]),  # type: ignore[arg-type]
         padding=int(params["padding"]),  # type: ignore[call-overload]
     )
-    summary = {
+    summary: dict[str, object] = {
         "inputTokens": truth.fresh,
         "outputTokens": truth.output,
         "cacheCreationTokens": truth.writes,
@@ -87,25 +89,30 @@ def ensure_ccusage() -> Path:
     return CCUSAGE
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, bytes]:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, bytes]:
+    """Wall seconds, CPU seconds of the process and its children, and stdout of one run."""
+    before = os.times()
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, check=True)
-    return time.perf_counter() - started, done.stdout
+    wall = time.perf_counter() - started
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return wall, cpu, done.stdout
 
 
-def best(cmd: list[str], env: dict[str, str], before: object = None) -> tuple[float, bytes]:
-    results = []
-    for _ in range(RUNS):
-        if callable(before):
-            before()
-        results.append(timed(cmd, env))
-    return min(results, key=lambda r: r[0])
+def load_avg() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "n/a"
 
 
 def main() -> None:
     truth = corpus()
     print(
-        f"corpus: {truth['files']:,} files, {int(truth['bytes']) / 1e6:,.0f} MB, {truth['usageLines']:,} usage lines, {truth['responses']:,} responses"
+        f"corpus: {truth['files']:,} files, {int(str(truth['bytes'])) / 1e6:,.0f} MB, {truth['usageLines']:,} usage lines, {truth['responses']:,} responses"
     )
     binary = ensure_ccusage()
     home = tempfile.mkdtemp(prefix="bench-home-")
@@ -114,55 +121,72 @@ def main() -> None:
         k: v for k, v in os.environ.items() if k not in ("CLAUDE_CONFIG_DIR", "XDG_CONFIG_HOME")
     }
     env = dict(base_env, HOME=home, CLAUDE_CONFIG_DIR=str(CORPUS), XDG_CACHE_HOME=cache)
+    python = sys.executable
+    cli = [python, "-m", "cachescope.cli", "usage", "--json", "--no-progress"]
+    load_snippet = (
+        "import time,sys; t=time.perf_counter(); from cachescope.logs import load; "
+        "df=load(no_cache={nc}); print(time.perf_counter()-t)"
+    )
+
+    def clear_cache() -> None:
+        shutil.rmtree(cache, ignore_errors=True)
+
+    # Every round runs every case once, ccusage first, so a change in machine load hits all of
+    # them alike; each case keeps its best round. In-process `load` times exclude the interpreter
+    # start (its wall time is what the snippet prints).
+    cases: dict[str, list[tuple[float, float]]] = {}
+    outputs: dict[str, bytes] = {}
+
+    def record(name: str, wall: float, cpu: float, out: bytes = b"") -> None:
+        cases.setdefault(name, []).append((wall, cpu))
+        if out:
+            outputs[name] = out
+
     try:
-        # warm the page cache so every tool reads from memory
-        timed([str(binary), "daily", "--json", "--offline"], env)
-        cc_time, cc_out = best([str(binary), "daily", "--json", "--offline"], env)
-        cc_totals = json.loads(cc_out)["totals"]
-
-        python = sys.executable
-        cli = [python, "-m", "cachescope.cli", "usage", "--json", "--no-progress"]
-        cold_cli, out = best([*cli, "--no-cache"], env)
-        ours = json.loads(out)["totals"]
-        load_snippet = (
-            "import time,sys; t=time.perf_counter(); from cachescope.logs import load; "
-            "df=load(no_cache={nc}); print(time.perf_counter()-t); print(df.attrs['load_report'].files_read, file=sys.stderr)"
-        )
-        cold_load = min(
-            float(timed([python, "-c", load_snippet.format(nc=True)], env)[1]) for _ in range(RUNS)
-        )
-
-        def clear_cache() -> None:
-            shutil.rmtree(cache, ignore_errors=True)
-
-        first_cli, _ = best(cli, env, before=clear_cache)  # a run that also fills the cache
-        subprocess.run(cli, env=env, capture_output=True, check=True)
-        warm_cli, out_warm = best(cli, env)
-        warm_load = min(
-            float(timed([python, "-c", load_snippet.format(nc=False)], env)[1]) for _ in range(RUNS)
-        )
-        warm_totals = json.loads(out_warm)["totals"]
+        timed([str(binary), "daily", "--json", "--offline"], env)  # warm the page cache
+        for round_ in range(RUNS):
+            print(f"round {round_ + 1}/{RUNS}, load average {load_avg()}", flush=True)
+            record("ccusage", *timed([str(binary), "daily", "--json", "--offline"], env))
+            record("cli cold", *timed([*cli, "--no-cache"], env))
+            wall, cpu, out = timed([python, "-c", load_snippet.format(nc=True)], env)
+            record("load cold", float(out), cpu)
+            clear_cache()
+            record("cli first", *timed(cli, env))  # fills both caches
+            record("cli warm", *timed(cli, env))
+            wall, cpu, out = timed([python, "-c", load_snippet.format(nc=False)], env)
+            record("load warm", float(out), cpu)
     finally:
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
 
+    cc_totals = json.loads(outputs["ccusage"])["totals"]
+    ours = json.loads(outputs["cli cold"])["totals"]
+    warm_totals = json.loads(outputs["cli warm"])["totals"]
     same = all(cc_totals[k] == ours[k] == truth[k] == warm_totals[k] for k in KEYS)
     print(f"token totals identical (ccusage = cachescope cold = warm = truth): {same}")
     for k in KEYS:
         print(
-            f"  {k:22s} ccusage {cc_totals[k]:>16,}  cachescope {ours[k]:>16,}  truth {int(truth[k]):>16,}"
-        )  # type: ignore[call-overload]
-    rows = [
-        ("ccusage 20.0.24 daily --json --offline", cc_time),
-        ("cachescope usage --json --no-cache (cold)", cold_cli),
-        ("cachescope.logs.load(no_cache=True) (cold, incl. imports)", cold_load),
-        ("cachescope usage --json, first run filling the cache", first_cli),
-        ("cachescope usage --json (warm)", warm_cli),
-        ("cachescope.logs.load() (warm, incl. imports)", warm_load),
-    ]
-    print(f"\n| run (best of {RUNS}) | wall s | × ccusage |\n| --- | --- | --- |")
-    for name, seconds in rows:
-        print(f"| {name} | {seconds:.2f} | {seconds / cc_time:.2f} |")
+            f"  {k:22s} ccusage {cc_totals[k]:>16,}  cachescope {ours[k]:>16,}  truth {int(str(truth[k])):>16,}"
+        )
+    print(f"load average after: {load_avg()}")
+    names = {
+        "ccusage": "ccusage 20.0.24 `daily --json --offline`",
+        "load cold": "`cachescope.logs.load(no_cache=True)` (cold, incl. imports)",
+        "load warm": "`cachescope.logs.load()` (warm, incl. imports)",
+        "cli cold": "`cachescope usage --json --no-cache` (cold, whole command)",
+        "cli first": "`cachescope usage --json`, first run (fills the caches)",
+        "cli warm": "`cachescope usage --json` (warm, whole command)",
+    }
+    cc_best = min(w for w, _ in cases["ccusage"])
+    print(f"\n| run (best of {RUNS}, rounds alternated) | wall s | × ccusage | CPU s of that run |")
+    print("| --- | --- | --- | --- |")
+    for key, name in names.items():
+        wall, cpu = min(cases[key])
+        print(f"| {name} | {wall:.2f} | {wall / cc_best:.3f} | {cpu:.2f} |")
+    print("\nper round, × that round's ccusage:")
+    for key in names:
+        ratios = [w / cc for (w, _), (cc, _) in zip(cases[key], cases["ccusage"])]
+        print(f"  {key:10s} " + "  ".join(f"{r:.3f}" for r in ratios))
 
 
 if __name__ == "__main__":

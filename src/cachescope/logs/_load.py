@@ -195,6 +195,9 @@ def _scan_in_pool(
     results: list[FileResult | None] = [None] * len(sources)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(scan_many, [sources[i] for i in batch]): batch for batch in batches}
+        # the main process only waits from here: import pandas (needed next) while the workers read
+        import pandas  # noqa: F401
+
         for future in as_completed(futures):
             batch = futures[future]
             for i, result in zip(batch, future.result()):
@@ -472,8 +475,6 @@ def load(
         `cost_without_cache` (USD, NaN for a model without a known price) and `source`
         ("claude-code" or "ledger"). `df.attrs["load_report"]` is the `LoadReport`.
     """
-    import pandas as pd
-
     started = _time.perf_counter()
     if paths is None:
         path_list: list[str | os.PathLike[str]] | None = None
@@ -500,6 +501,8 @@ def load(
                 pass  # _gather already warned that the cache folder cannot be written
     else:
         rows = dict(rows, files_read=0)
+    import pandas as pd
+
     times = rows["time"]
     keep = slice(None)
     outside = 0
