@@ -259,9 +259,17 @@ def _content_key(value: Any) -> Any:
     return _scalar_key(value)
 
 
-def _unit_key(tag: int, value: Any, start: int, counter: Any) -> tuple[Any, ...] | None:
-    """Memo key of one unit starting at block `start`; None when it cannot be keyed."""
+def _unit_key(
+    tag: int, value: Any, start: int, counter: Any, walk: bool = True
+) -> tuple[Any, ...] | None:
+    """Memo key of one unit starting at block `start`; None when it cannot be keyed.
+
+    `walk=False` keys by the xxh3 of the unit's JSON right away: better for tool lists, whose many
+    small schema dicts are slow to walk in Python and quick for orjson (no long escaped texts).
+    """
     try:
+        if not walk:
+            raise _Unkeyable
         content = _content_key(value)
     except (_Unkeyable, RecursionError):
         try:
@@ -458,7 +466,7 @@ def flatten_units(
 
     tools = params.get("tools")
     if tools:
-        segment(_unit_key(-2, tools, 0, counter), tools, tools_segment)
+        segment(_unit_key(-2, tools, 0, counter, walk=False), tools, tools_segment)
     system = params.get("system")
     if system:
         segment(_unit_key(-1, system, len(blocks), counter), system, system_segment)
