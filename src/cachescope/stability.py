@@ -13,10 +13,12 @@ API mixes into the prefix. It serializes without prompt text unless asked, so th
   `tool_choice`), and `expired` / `below_minimum` when times and the model table say so;
 * `tokens_lost`, defined precisely in `PrefixDiff`.
 
-Appending to the conversation is not a break. Locating the break never diffs text: two params dicts
-are scanned block by block with C-speed string equality (identity first) that stops at the first
-difference, two fingerprints by their hashes; only the one divergent block is searched for the
-character offset, and token estimates are looked up only for the blocks the cost depends on.
+Appending to the conversation is not a break. Locating the break never diffs text: params are
+flattened through `_blocks.flatten_units`, which hashes every message's texts with xxh3 on every
+call and reuses the blocks memoized under an equal content key, so equal units are skipped as one
+memo entry and the first other block is found by its hash (then checked field by field); two
+fingerprints are scanned by their hashes. Only the one divergent block is searched for the
+character offset, and token estimates are read from the blocks the cost depends on.
 """
 
 from __future__ import annotations
