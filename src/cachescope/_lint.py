@@ -96,6 +96,9 @@ class Findings(list[Finding]):
         head = "<tr><th>severity</th><th>rule</th><th>layer</th><th>where</th><th>text</th><th>fix</th></tr>"
         return f'<table class="cachescope-lint">{head}{rows}</table>'
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self) if not cycle else "Findings(...)")
+
     def _repr_mimebundle_(
         self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
     ) -> dict[str, str]:
@@ -555,8 +558,11 @@ def lint(
     model:
         Model ID for the minimum-length check; by default the request's model.
 
-    Only what is read from cache is checked: everything up to the last breakpoint (tools and
-    system when there is none). Returns a `Findings` list, empty when all is well.
+    Text is scanned where it is re-sent on every call: tools and system, up to the last
+    breakpoint. The conversation is append-only, so a date in an earlier turn is not a buster;
+    with `previous`, an edited turn is reported as `prefix_changed`. Structural checks (minimum
+    length, lookback, TTL order, dynamic placement) cover the whole request. Returns a `Findings`
+    list, empty when all is well.
     """
     out = Findings()
     try:
@@ -594,7 +600,10 @@ def _lint_into(value: Any, previous: Any, model: str | None, out: list[Finding])
         scope = max((i for i, level in enumerate(side.levels) if level != "messages"), default=-1)
     for i in range(scope + 1):
         layer = side.layers[i]
-        if layer == "dynamic":
+        # The conversation is append-only: a date in an earlier turn (or the newest one, where
+        # the dynamic layer belongs) is sent once and read back unchanged, so it busts nothing.
+        # Edited history is caught against `previous` (prefix_changed).
+        if layer == "dynamic" or side.levels[i] == "messages":
             continue
         _scan_text(side.texts[i], layer or side.paths[i], side.paths[i], out)
     _structure(side, model, points, out)

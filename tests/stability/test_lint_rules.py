@@ -191,3 +191,26 @@ def test_lint_never_raises_on_odd_input(system: Any, messages: Any, tools: Any, 
 @given(text=st.text(max_size=400))
 def test_lint_never_raises_on_odd_text(text: str) -> None:
     assert isinstance(lint(_params(text)), list)
+
+
+def test_dates_in_the_conversation_history_are_not_busters() -> None:
+    import cachescope as cs
+
+    prompt = cs.Prompt(
+        "claude-sonnet-5",
+        [cs.Layer("stable", "You are Aura. " * 400), cs.Layer("dynamic", "Current time: 10:01")],
+    )
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "Current time: 10:00"}, {"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": "Hello! Today is 2026-11-21."},
+    ]  # fmt: skip
+    findings = lint(prompt.render(messages=history, user="What now?"))
+    assert [f.rule for f in findings] == []
+
+
+def test_findings_pretty_print_as_text_in_ipython() -> None:
+    from IPython.lib.pretty import pretty
+
+    findings = lint({"model": "claude-sonnet-5", "system": "Today is 2026-11-21. " + "x " * 2000})
+    assert pretty(findings) == str(findings)
+    assert "Finding(" not in pretty(findings)
