@@ -145,14 +145,15 @@ class Memo:
     """
 
     __slots__ = (
-        "blocks",
         "counter",
+        "last",
         "max_entries",
         "messages",
         "seeds",
         "settings",
         "snapshots",
         "systems",
+        "texts",
         "tools",
     )
 
@@ -160,27 +161,47 @@ class Memo:
         self.counter = counter
         self.max_entries = max_entries
         self.seeds: dict[tuple[str, str | None, str], int] = {}
-        self.blocks: dict[tuple[int, str], tuple[int, int]] = {}
         self.tools: dict[bytes, Segment] = {}
         self.systems: dict[bytes, Segment] = {}
         self.messages: dict[bytes, Segment] = {}
         self.settings: dict[Any, int] = {}
+        # the last (JSON, segment) per segment table (tools, system), keyed by id(table)
+        self.last: dict[int, tuple[bytes, Segment]] = {}
+        # (seed, text → (digest, tokens)) per (level, role, kind): `block` without tuple keys
+        self.texts: dict[tuple[str, str | None, str], tuple[int, dict[str, tuple[int, int]]]] = {}
         # the latest snapshot per conversation, keyed by its first message's JSON
         self.snapshots: dict[bytes, _Snapshot] = {}
 
     def block(self, level: str, role: str | None, kind: str, text: str) -> tuple[int, int]:
         """(digest, tokens) of one block, as `_blocks.flatten` computes them."""
-        seed = self.seeds.get((level, role, kind))
-        if seed is None:
-            seed_text = f"{level}\x1f{role or ''}\x1f{kind}\x1f"
-            seed = self.seeds[(level, role, kind)] = _xxh64(seed_text.encode())
-        found = self.blocks.get((seed, text))
+        seed, table = self.text_table(level, role, kind)
+        found = table.get(text)
         if found is None:
-            if len(self.blocks) >= self.max_entries:
-                self.blocks.clear()
-            digest = _xxh64(text.encode("utf-8", "surrogatepass"), seed=seed)
-            tokens = IMAGE_TOKENS if kind == "image" else self.counter.count(text)
-            found = self.blocks[(seed, text)] = (digest, tokens)
+            found = self.new_block(seed, table, kind, text)
+        return found
+
+    def text_table(
+        self, level: str, role: str | None, kind: str
+    ) -> tuple[int, dict[str, tuple[int, int]]]:
+        """The hash seed of a (level, role, kind) and its memo of text → (digest, tokens)."""
+        found = self.texts.get((level, role, kind))
+        if found is None:
+            seed = self.seeds.get((level, role, kind))
+            if seed is None:
+                seed_text = f"{level}\x1f{role or ''}\x1f{kind}\x1f"
+                seed = self.seeds[(level, role, kind)] = _xxh64(seed_text.encode())
+            found = self.texts[(level, role, kind)] = (seed, {})
+        return found
+
+    def new_block(
+        self, seed: int, table: dict[str, tuple[int, int]], kind: str, text: str
+    ) -> tuple[int, int]:
+        """Hash and count a block not seen before, and remember it."""
+        if len(table) >= self.max_entries:
+            table.clear()
+        digest = _xxh64(text.encode("utf-8", "surrogatepass"), seed=seed)
+        tokens = IMAGE_TOKENS if kind == "image" else self.counter.count(text)
+        found = table[text] = (digest, tokens)
         return found
 
     def remember(self, table: dict[bytes, Segment], key: bytes, segment: Segment) -> Segment:
@@ -429,19 +450,40 @@ def _message_segment(message: Any, m: int, memo: Memo) -> Segment:
         role = message.get("role")
         content = message.get("content")
         if role == "user" or role == "assistant":
+            cc = None
             if content.__class__ is str and content:
-                digest, tokens = memo.block("messages", role, "text", content)
-                return _single(digest, tokens, None, "content")
-            if content.__class__ is list and len(content) == 1:
+                text = content
+            elif content.__class__ is list and len(content) == 1:
                 item = content[0]
-                if item.__class__ is dict and item.get("type") == "text":
+                if item.__class__ is not dict or item.get("type") != "text":
+                    text = None
+                else:
                     text = item.get("text")
                     cc = item.get("cache_control")
-                    if text.__class__ is str and text and len(item) == 2 + (cc is not None):
-                        if cc is not None:
-                            cc = _copy(cc)
-                        digest, tokens = memo.block("messages", role, "text", text)
-                        return _single(digest, tokens, cc, "content.0")
+                    if text.__class__ is not str or not text or len(item) != 2 + (cc is not None):
+                        text = None
+            else:
+                text = None
+            if text is not None:
+                seed, table = memo.text_table("messages", role, "text")
+                found = table.get(text)
+                if found is None:
+                    found = memo.new_block(seed, table, "text", text)
+                digest, tokens = found
+                if cc is None:
+                    path = "content" if content.__class__ is str else "content.0"
+                    return (
+                        (digest,),
+                        (tokens,),
+                        digest.to_bytes(8, _BYTEORDER),
+                        (),
+                        (0, None, path),
+                        False,
+                        False,
+                        (),
+                    )
+                cc = _copy(cc)
+                return _single(digest, tokens, cc, "content.0")
     if not _is_mapping(message):
         raise invalid(f"messages.{m}: Input should be a valid dictionary")
     role = message.get("role")
@@ -517,9 +559,14 @@ def _segment(table: dict[bytes, Segment], value: Any, memo: Memo, build: Any) ->
         raw = _dumps(value)
     except TypeError:  # not JSON-serializable: compute without the memo
         return build(value, memo)  # type: ignore[no-any-return]
+    # Usually the same as last time: one memcmp instead of hashing a few KB for the dict.
+    last = memo.last.get(id(table))
+    if last is not None and last[0] == raw:
+        return last[1]
     found = table.get(raw)
     if found is None:
         found = memo.remember(table, raw, build(value, memo))
+    memo.last[id(table)] = (raw, found)
     return found
 
 
@@ -618,6 +665,8 @@ def plan(
             message = messages[m]
             if m == 0 and first_raw:
                 raw_message = first_raw
+            elif m == last and raw:
+                raw_message = raw[byte_end + 1 : -1]  # between "," and the closing "]"
             else:
                 try:
                     raw_message = _dumps(message)
