@@ -324,3 +324,88 @@ def test_ledger_lines_load_beside_transcripts(tmp_path: Path) -> None:
     row = df[df["source"] == "ledger"].iloc[0]
     assert (row["session"], row["read"], row["fresh"]) == ("aura", 100000, 50)
     assert not math.isnan(row["cost"])
+
+
+def _same_frames(a, b) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a, b)
+    ra, rb = a.attrs["load_report"], b.attrs["load_report"]
+    for name in (
+        "files",
+        "bytes",
+        "lines",
+        "usage_lines",
+        "responses",
+        "duplicates_dropped",
+        "replays_dropped",
+        "synthetic_skipped",
+        "outside_dates",
+        "malformed",
+        "unknown_models",
+        "compactions",
+    ):
+        assert getattr(ra, name) == getattr(rb, name), name
+
+
+def test_a_warm_run_returns_the_cold_rows_and_report(corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cold = load(corpus[0], no_cache=True)
+    first = load(corpus[0])  # fills both caches
+    warm = load(corpus[0])  # the final rows, read back
+    assert warm.attrs["load_report"].files_read == 0
+    assert warm.attrs["load_report"].files_from_cache == cold.attrs["load_report"].files
+    _same_frames(cold, first)
+    _same_frames(cold, warm)
+    window = {"since": "2026-09-05", "until": "2026-09-20"}
+    _same_frames(load(corpus[0], no_cache=True, **window), load(corpus[0], **window))
+
+
+def test_a_warm_run_still_warns_about_unknown_models_in_its_window(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "s.jsonl",
+        [
+            _assistant("msg_A", "req_A", model="claude-imaginary-9", stamp="2026-09-01T10:00:00Z"),
+            _assistant("msg_B", "req_B", stamp="2026-09-03T10:00:00Z"),
+        ],
+    )
+    with pytest.warns(UnknownModelWarning):
+        load(tmp_path)
+    with pytest.warns(UnknownModelWarning):
+        warm = load(tmp_path)
+    assert warm.attrs["load_report"].files_read == 0
+    assert warm.attrs["load_report"].unknown_models == ("claude-imaginary-9",)
+    outside = load(tmp_path, since="2026-09-02")  # the unpriced response is outside the window
+    assert outside.attrs["load_report"].unknown_models == ()
+    assert not outside["cost"].isna().any()
+
+
+def test_a_new_file_is_seen_by_a_warm_run(tmp_path: Path) -> None:
+    _write(tmp_path, "a.jsonl", [_assistant("msg_A", "req_A", fresh=3)])
+    assert load(tmp_path)["fresh"].sum() == 3
+    assert load(tmp_path).attrs["load_report"].files_read == 0
+    _write(tmp_path, "b.jsonl", [_assistant("msg_B", "req_B", fresh=4)])
+    again = load(tmp_path)
+    assert again["fresh"].sum() == 7
+    assert again.attrs["load_report"].files_read == 1
+
+
+def test_lines_in_the_usual_layout_and_odd_ones_give_the_same_rows(tmp_path: Path) -> None:
+    """The inline path (content cut out) and the per-line path agree, line numbers included."""
+    usual = (
+        b'{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"/w","sessionId":"s",'
+        b'"version":"2.1.63","gitBranch":"main","message":{"model":"claude-sonnet-4-6","id":"msg_U",'
+        b'"type":"message","role":"assistant","content":[{"type":"tool_use","id":"t","name":"X",'
+        b'"input":{"usage":{"input_tokens":999}}}],"stop_reason":null,"stop_sequence":null,'
+        b'"usage":{"input_tokens":5,"cache_creation_input_tokens":7,"cache_read_input_tokens":11,'
+        b'"output_tokens":13}},"requestId":"req_U","type":"assistant","uuid":"u",'
+        b'"timestamp":"2026-09-01T10:00:00.000Z"}'
+    )
+    odd = _assistant("msg_O", "req_O", fresh=1, read=2, write=3, output=4)
+    negative = _assistant("msg_N", "req_N", fresh=-1)
+    path = _write(tmp_path, "s.jsonl", [odd, b"{broken", usual, negative])
+    df = load(tmp_path, no_cache=True)
+    assert sorted(df["fresh"].tolist()) == [1, 5]
+    assert df["read"].sum() == 13 and df["write_5m"].sum() == 10 and df["output"].sum() == 17
+    skipped = df.attrs["load_report"].malformed
+    assert [(s.path, s.line) for s in skipped] == [(str(path), 2), (str(path), 4)]
