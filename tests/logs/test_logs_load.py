@@ -356,8 +356,8 @@ def test_a_warm_run_returns_the_cold_rows_and_report(corpus, tmp_path: Path) -> 
     assert warm.attrs["load_report"].files_from_cache == cold.attrs["load_report"].files
     _same_frames(cold, first)
     _same_frames(cold, warm)
-    window = {"since": "2026-09-05", "until": "2026-09-20"}
-    _same_frames(load(corpus[0], no_cache=True, **window), load(corpus[0], **window))
+    since, until = "2026-09-05", "2026-09-20"
+    _same_frames(load(corpus[0], since, until, no_cache=True), load(corpus[0], since, until))
 
 
 def test_a_warm_run_still_warns_about_unknown_models_in_its_window(tmp_path: Path) -> None:
