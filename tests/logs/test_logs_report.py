@@ -238,3 +238,27 @@ def test_the_three_charts_are_altair_charts(corpus_report) -> None:  # type: ign
 def test_json_is_serialisable_without_nan(corpus_report) -> None:  # type: ignore[no-untyped-def]
     text = orjson.dumps(corpus_report[0].to_dict())
     assert b"NaN" not in text
+
+
+def test_a_sidechain_line_in_the_main_file_counts_as_subagent_cost(tmp_path: Path) -> None:
+    main = _line("msg_main", "2026-03-01T10:00:00.000Z", read=1_000, write_5m=100)
+    side = orjson.loads(_line("msg_side", "2026-03-01T10:00:05.000Z", read=1_000, write_5m=100))
+    side["isSidechain"] = True
+    side["agentId"] = "a0000000000000001"
+    frame = load(_session(tmp_path, [main, orjson.dumps(side)]), no_cache=True, progress=False)
+    totals = report(frame).totals
+    # Two identical responses, one of them the subagent's: half the cost.
+    assert totals["subagentCostShare"] == pytest.approx(0.5)
+
+
+def test_the_text_table_formats_tokens_money_and_shares(tmp_path: Path) -> None:
+    frame = load(
+        _session(tmp_path, [_line("msg_1", "2026-03-01T10:00:00.000Z", read=123_456, fresh=4)]),
+        no_cache=True,
+        progress=False,
+    )
+    text = report(frame).to_text()
+    assert "123,456" in text
+    assert "30,864" in text  # reads per fresh token: 123,456 / 4
+    assert "$0.0" in text
+    assert "e+" not in text

@@ -186,6 +186,36 @@ def conversation_steps(df: pd.DataFrame) -> dict[str, np.ndarray[Any, Any]]:
     )
 
 
+def _tokens(value: Any) -> str:
+    return f"{int(value):,}" if value == value else "–"
+
+
+def _money_cell(value: Any) -> str:
+    return f"${value:,.4f}" if value == value else "unknown"
+
+
+def _ratio_cell(value: Any) -> str:
+    return f"{value:,.0f}" if value == value else "–"
+
+
+def _share_cell(value: Any) -> str:
+    return f"{value:.1%}" if value == value else "–"
+
+
+# One format per column of `UsageReport.table` (text and HTML): NaN shows as a dash or "unknown".
+_COLUMN_FORMATS: dict[str, Any] = {
+    "fresh": _tokens,
+    "write_5m": _tokens,
+    "write_1h": _tokens,
+    "read": _tokens,
+    "output": _tokens,
+    "cost": _money_cell,
+    "reads_per_fresh": _ratio_cell,
+    "hit_share": _share_cell,
+    "subagent_cost_share": _share_cell,
+}
+
+
 class UsageReport:
     """Caching analytics over the rows of `load` (renders as text and HTML; `.to_dict()` for JSON).
 
@@ -249,8 +279,13 @@ class UsageReport:
         return sums
 
     def _is_subagent(self) -> np.ndarray[Any, Any]:
+        """Rows of subagents: from a subagent file, or a sidechain line (older Claude Code
+        versions wrote subagent turns into the main file with `isSidechain: true`)."""
         named = np.array([label != "" for label in self._agent_labels], dtype=bool)
-        return named[self._agent] if len(named) else np.zeros(len(self.df), dtype=bool)
+        rows = named[self._agent] if len(named) else np.zeros(len(self.df), dtype=bool)
+        if "sidechain" in self.df.columns:
+            rows = rows | self.df["sidechain"].to_numpy(dtype=bool, na_value=False)
+        return rows
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -571,18 +606,17 @@ class UsageReport:
     def to_text(self, grouping: str = "day") -> str:
         import pandas as pd
 
-        with pd.option_context(
-            "display.max_rows", 200, "display.width", 160, "display.float_format", "{:,.4g}".format
-        ):
-            table = self.table(grouping).to_string()
-        return "\n".join([*self._headline()[:-1], "", table, "", self._headline()[-1]])
+        with pd.option_context("display.max_rows", 200, "display.width", 160):
+            table = self.table(grouping).to_string(formatters=_COLUMN_FORMATS)
+        headline = self._headline()
+        return "\n".join([*headline[:-1], "", table, "", headline[-1]])
 
     def __repr__(self) -> str:
         return self.to_text()
 
     def _repr_html_(self) -> str:
         head = "".join(f"<p>{html.escape(line)}</p>" for line in self._headline())
-        table = self.table("day").to_html(escape=True, float_format=lambda v: f"{v:,.4g}")
+        table = self.table("day").to_html(escape=True, formatters=_COLUMN_FORMATS)
         return f'<div class="cachescope-usage-report">{head}<details><summary>By day</summary>{table}</details></div>'
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
