@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+import pytest
 from conftest import MODEL, block, long_text
 
 from cachescope._blocks import flatten
@@ -503,3 +504,32 @@ def test_default_reply_is_deterministic_and_capped_by_max_tokens(clock: VirtualC
     capped = client.messages.create(**{**_system_request("Hello there."), "max_tokens": 3})
     assert capped.usage.output_tokens == 3
     assert capped.stop_reason == "max_tokens"
+
+
+def _two_breakpoints(question: str) -> dict[str, Any]:
+    """A cached system prompt plus a cached user turn: two entries on one prefix."""
+    return {
+        "model": MODEL,
+        "max_tokens": 16,
+        "system": [block(long_text("aura"), cached=True)],
+        "messages": [
+            {"role": "user", "content": [block(long_text(question, words=300), cached=True)]}
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("refresh", "system_read_after_the_gap"), [("reached", True), ("hit", False)]
+)
+def test_a_read_through_a_longer_prefix_refreshes_the_entries_it_passes(
+    clock: VirtualClock, refresh: str, system_read_after_the_gap: bool
+) -> None:
+    sim = Simulator(clock=clock, refresh=refresh)
+    client = anthropic.Anthropic(api_key="sim", http_client=sim.http_client())
+    client.messages.create(**_two_breakpoints("first"))  # writes the system and the turn entry
+    clock.advance(minutes=4)
+    again = client.messages.create(**_two_breakpoints("first")).usage  # reads the turn entry
+    assert again.cache_creation_input_tokens == 0
+    clock.advance(minutes=4)  # 8 minutes after the system entry was written
+    other = client.messages.create(**_two_breakpoints("second")).usage
+    assert (other.cache_read_input_tokens > 0) is system_read_after_the_gap

@@ -97,6 +97,15 @@ def test_break_even_prefers_1h_for_medium_gaps_and_5m_for_short_ones() -> None:
     assert medium.medium_gaps_needed == pytest.approx(1.5 / 2.3)
 
 
+def test_keepalive_pings_keep_a_5m_cache_through_a_12_minute_gap() -> None:
+    recording = _chain([12])
+    plain = recording.replay(ttl="5m")
+    pinged = recording.replay(ttl="5m", keepalive_minutes=15)
+    assert plain.calls[1].cache_read_tokens == 0
+    assert pinged.calls[1].cache_read_tokens == 5_000
+    assert pinged.extra_requests == 2  # pings at 4:45 and 9:30 into the gap
+
+
 def test_prewarm_cuts_time_to_first_token_but_not_cost() -> None:
     recording = _chain([30])
     cold = recording.replay(ttl="5m")

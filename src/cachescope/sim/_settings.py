@@ -31,6 +31,12 @@ class SimSettings:
     cross_ttl_reads:
         Whether a breakpoint may read an entry written with the other TTL (spec §9.7, undocumented).
         True: any live entry with the same prefix is a hit; False: only an entry of the same TTL.
+    refresh:
+        Which entries a read refreshes (spec §1.6, §9.7). "reached" (default): the entry that was
+        read and every live entry at this request's breakpoints before it, since the read prefix
+        passes through them (PC's multi-turn example: a block that was a breakpoint earlier "still
+        counts as a hit and a refresh if it is reached within the TTL"). "hit": only the entry
+        that was read.
     min_cacheable_tokens:
         Override of the per-model minimum from the model table (`models=`): an int for every
         model, or a mapping model ID → minimum (others keep the table's value).
@@ -81,6 +87,7 @@ class SimSettings:
     lookback_unit: Literal["block", "message"] = "block"
     ttl_grace_seconds: float = 0.0
     cross_ttl_reads: bool = True
+    refresh: Literal["reached", "hit"] = "reached"
     min_cacheable_tokens: int | Mapping[str, int] | None = None
     minimum_applies_to: Literal["prefix", "segment"] = "prefix"
     settings_before_tools: bool | frozenset[str] = False

@@ -250,6 +250,19 @@ class Simulator:
                 expires = start + ttl
                 if expires > expires_at:
                     entries[hit_key] = (tokens, expires, available_at, ttl)
+                if settings.refresh == "reached":
+                    # Entries the read prefix passes through are used too, so refreshed.
+                    grace = settings.ttl_grace_seconds
+                    for position, _ttl, _name in request_plan.breakpoints:
+                        if position >= hit_position:
+                            break
+                        passed_key = key(position)
+                        entry = entries.get(passed_key)
+                        if entry is None:
+                            continue
+                        e_tokens, e_expires, e_available, e_ttl = entry
+                        if e_available <= start < e_expires + grace and start + e_ttl > e_expires:
+                            entries[passed_key] = (e_tokens, start + e_ttl, e_available, e_ttl)
             if writes:
                 available_at = start + ttft_ms / 1000.0 if self._delay_availability else start
                 cum = request_plan.cum
