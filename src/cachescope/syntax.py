@@ -117,6 +117,16 @@ class Cell:
         return params
 
 
+def _content_before_header(number: int, raw: str) -> CellSyntaxError:
+    return CellSyntaxError(
+        "content before the first header.",
+        line=number,
+        text=raw,
+        fix="Start the cell with a header such as '@stable' or '@user'; "
+        "to begin a line with '@', write '@@'.",
+    )
+
+
 def _split(text: str) -> list[Section]:
     sections: list[Section] = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -125,26 +135,14 @@ def _split(text: str) -> list[Section]:
             line = raw[1:] if raw.startswith("@@") else raw
             if not sections:
                 if line.strip():
-                    raise CellSyntaxError(
-                        "content before the first header.",
-                        line=number,
-                        text=raw,
-                        fix="Start the cell with a header such as '@stable' or '@user'; "
-                        "to begin a line with '@', write '@@'.",
-                    )
+                    raise _content_before_header(number, raw)
                 continue
             sections[-1].lines.append(line)
             continue
         section = _parse_header(match, number, raw)
         if section is None:  # known kind followed by prose: content, e.g. "@user please ..."
             if not sections:
-                raise CellSyntaxError(
-                    "content before the first header.",
-                    line=number,
-                    text=raw,
-                    fix="Start the cell with a header such as '@stable' or '@user'; "
-                    "to begin a line with '@', write '@@'.",
-                )
+                raise _content_before_header(number, raw)
             sections[-1].lines.append(raw)
             continue
         sections.append(section)
@@ -234,13 +232,7 @@ def _render_text(section: Section, namespace: Mapping[str, Any]) -> str:
             fix="Check the {{ ... }} expression; to write literal braces use {{ '{{' }}.",
         ) from None
     except Exception as error:
-        line = _failing_line(section, namespace)
-        raise CellSyntaxError(
-            _describe_eval_error(error),
-            line=line,
-            text=_line_at(section, line),
-            fix=_eval_fix(error),
-        ) from None
+        raise _evaluation_error(section, namespace, error) from None
 
 
 def _leading_blank_lines(section: Section) -> int:
@@ -269,6 +261,16 @@ def _line_at(section: Section, line: int) -> str:
     return section.lines[index] if 0 <= index < len(section.lines) else ""
 
 
+def _evaluation_error(
+    section: Section, namespace: Mapping[str, Any], error: Exception
+) -> CellSyntaxError:
+    """The error for a {{ }} expression that failed while evaluating, at its line."""
+    line = _failing_line(section, namespace)
+    return CellSyntaxError(
+        _describe_eval_error(error), line=line, text=_line_at(section, line), fix=_eval_fix(error)
+    )
+
+
 def _describe_eval_error(error: Exception) -> str:
     if isinstance(error, jinja2.UndefinedError):
         return f"undefined variable: {error.message}."
@@ -293,13 +295,7 @@ def _tools(section: Section, namespace: Mapping[str, Any]) -> list[dict[str, Any
                 **namespace
             )
         except Exception as error:
-            line = _failing_line(section, namespace)
-            raise CellSyntaxError(
-                _describe_eval_error(error),
-                line=line,
-                text=_line_at(section, line),
-                fix=_eval_fix(error),
-            ) from None
+            raise _evaluation_error(section, namespace, error) from None
         if isinstance(value, jinja2.Undefined):
             raise CellSyntaxError(
                 "undefined variable in @tools.",

@@ -81,13 +81,17 @@ class RecordedCall:
 
     def counts(self) -> pricing.UsageCounts:
         """The recorded usage, in the form `pricing` bills."""
-        return pricing.UsageCounts(
-            self.input_tokens,
-            self.cache_write_5m_tokens,
-            self.cache_write_1h_tokens,
-            self.cache_read_tokens,
-            self.output_tokens,
-        )
+        return _counts(self)
+
+
+def _counts(usage: RecordedCall | CallResult) -> pricing.UsageCounts:
+    return pricing.UsageCounts(
+        usage.input_tokens,
+        usage.cache_write_5m_tokens,
+        usage.cache_write_1h_tokens,
+        usage.cache_read_tokens,
+        usage.output_tokens,
+    )
 
 
 class _MarkerCounter:
@@ -619,13 +623,7 @@ class CallResult:
 
     def counts(self) -> pricing.UsageCounts:
         """This request's usage, in the form `pricing` bills."""
-        return pricing.UsageCounts(
-            self.input_tokens,
-            self.cache_write_5m_tokens,
-            self.cache_write_1h_tokens,
-            self.cache_read_tokens,
-            self.output_tokens,
-        )
+        return _counts(self)
 
     @property
     def cache_write_tokens(self) -> int:
