@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from cachescope._render import mimebundle
 from cachescope.stability import LOOKBACK, _model_facts, _Side, compare
 
 __all__ = ["Finding", "Findings", "lint"]
@@ -102,12 +103,7 @@ class Findings(list[Finding]):
     def _repr_mimebundle_(
         self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
     ) -> dict[str, str]:
-        bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
-        if include is not None:
-            bundle = {k: v for k, v in bundle.items() if k in set(include)}
-        if exclude is not None:
-            bundle = {k: v for k, v in bundle.items() if k not in set(exclude)}
-        return bundle
+        return mimebundle(str(self), self._repr_html_(), include, exclude)
 
     def rules(self) -> list[str]:
         return [finding.rule for finding in self]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from cachescope._errors import CachescopeError, CachescopeWarning
+from cachescope._render import mimebundle
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -294,12 +295,7 @@ class LedgerSummary:
     def _repr_mimebundle_(
         self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
     ) -> dict[str, str]:
-        bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
-        if include is not None:
-            bundle = {k: v for k, v in bundle.items() if k in set(include)}
-        if exclude is not None:
-            bundle = {k: v for k, v in bundle.items() if k not in set(exclude)}
-        return bundle
+        return mimebundle(str(self), self._repr_html_(), include, exclude)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

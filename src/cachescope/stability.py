@@ -49,6 +49,7 @@ from cachescope._blocks import (
     request_settings,
 )
 from cachescope._blocks import clear_memos as _clear_block_memos
+from cachescope._render import mimebundle
 from cachescope._tokens import counter_for
 
 __all__ = ["BlockPrint", "Fingerprint", "PrefixDiff", "compare", "fingerprint"]
@@ -956,14 +957,7 @@ class PrefixDiff:
     def _repr_mimebundle_(
         self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
     ) -> dict[str, str]:
-        bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
-        if include is not None:
-            wanted = set(include)
-            bundle = {k: v for k, v in bundle.items() if k in wanted}
-        if exclude is not None:
-            unwanted = set(exclude)
-            bundle = {k: v for k, v in bundle.items() if k not in unwanted}
-        return bundle
+        return mimebundle(str(self), self._repr_html_(), include, exclude)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field plus the summary sentence."""

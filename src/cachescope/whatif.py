@@ -38,6 +38,7 @@ from typing import Any
 
 from cachescope import pricing
 from cachescope._modeldata import default_table
+from cachescope._render import mimebundle
 
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 _MARKER_RE = re.compile(r"\u27e6(\d+)\u27e7")
@@ -832,7 +833,7 @@ class WhatIf:
         )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": str(self), "text/html": self._repr_html_()}
+        return mimebundle(str(self), self._repr_html_(), include, exclude)
 
 
 @dataclass
@@ -881,7 +882,7 @@ class BreakEven:
         )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": str(self), "text/html": f"<p>{html.escape(str(self))}</p>"}
+        return mimebundle(str(self), f"<p>{html.escape(str(self))}</p>", include, exclude)
 
 
 def model_minimum(model: str) -> int | None:

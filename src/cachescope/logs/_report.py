@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from cachescope._render import mimebundle
 from cachescope.logs._load import CAVEAT, DAY_MS, LoadReport
 from cachescope.logs._phases import Phase, find_phases
 
@@ -620,12 +621,7 @@ class UsageReport:
         return f'<div class="cachescope-usage-report">{head}<details><summary>By day</summary>{table}</details></div>'
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        bundle = {"text/plain": self.to_text(), "text/html": self._repr_html_()}
-        if include:
-            bundle = {k: v for k, v in bundle.items() if k in include}
-        if exclude:
-            bundle = {k: v for k, v in bundle.items() if k not in exclude}
-        return bundle
+        return mimebundle(self.to_text(), self._repr_html_(), include, exclude)
 
     # -- charts --------------------------------------------------------------------------------------
     def chart_token_mix(self) -> Any:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cachescope._render import mimebundle
 from cachescope.views._html import esc, money, percent, table, text_table, tokens
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -277,12 +278,7 @@ class CallView:
     def _repr_mimebundle_(
         self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None
     ) -> tuple[dict[str, str], dict[str, Any]]:
-        bundle = {"text/plain": self.text(), "text/html": self.html()}
-        if include is not None:
-            bundle = {k: v for k, v in bundle.items() if k in set(include)}
-        if exclude is not None:
-            bundle = {k: v for k, v in bundle.items() if k not in set(exclude)}
-        return bundle, self.metadata()
+        return mimebundle(self.text(), self.html(), include, exclude), self.metadata()
 
     def __str__(self) -> str:
         return self.text()

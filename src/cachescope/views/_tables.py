@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cachescope._render import mimebundle
 from cachescope.views._html import money, percent, table, text_table
 
 __all__ = ["SessionsTable"]
@@ -52,9 +53,5 @@ class SessionsTable:
             if self.summaries
             else "<p>No sessions yet: run a <code>%%cached_prompt</code> cell first.</p>"
         )
-        bundle = {"text/plain": str(self), "text/html": html}
-        if include is not None:
-            bundle = {k: v for k, v in bundle.items() if k in set(include)}
-        if exclude is not None:
-            bundle = {k: v for k, v in bundle.items() if k not in set(exclude)}
+        bundle = mimebundle(str(self), html, include, exclude)
         return bundle
