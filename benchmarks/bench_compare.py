@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from benchmarks._machine import cpu_model
 from cachescope.stability import clear_memos, compare, fingerprint
 
 BLOCKS = 500
@@ -213,17 +214,6 @@ def prompt_text(params: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 class Timing:
     """Best (smallest) wall-clock and CPU time of single calls, over every round."""
 
@@ -306,7 +296,7 @@ def main() -> None:
         peer.cpu = peer.wall
 
     print(
-        f"machine: {os.cpu_count()} cores, {_cpu_model()}, {platform.machine()}, "
+        f"machine: {os.cpu_count()} cores, {cpu_model()}, {platform.machine()}, "
         f"{platform.python_implementation()} {platform.python_version()}"
     )
     print(

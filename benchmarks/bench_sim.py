@@ -32,6 +32,7 @@ from typing import Any
 
 import anthropic
 
+from benchmarks._machine import cpu_model
 from cachescope._blocks import flatten
 from cachescope.sim import Simulator, VirtualClock
 
@@ -121,17 +122,6 @@ def _best(run_once: Callable[[], int], repeat: int) -> tuple[float, float]:
     return wall, cpu
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(repeat: int = 5) -> dict[str, float]:
     bodies = build_bodies()
     blocks = sum(len(flatten(b).blocks) for b in bodies[:200]) / 200
@@ -188,7 +178,7 @@ def main() -> None:
     result = run(args.repeat)
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(
-        f"{now}; {os.cpu_count()} CPUs, {_cpu_model()}; Python {platform.python_version()}; "
+        f"{now}; {os.cpu_count()} CPUs, {cpu_model()}; Python {platform.python_version()}; "
         f"load average {result['load_before']:.1f} before, {result['load_after']:.1f} after"
     )
     print(
