@@ -18,6 +18,7 @@ import html
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -133,37 +134,44 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         f"A date in the cached prefix changes daily: {_MOVE}.",
     ),
     (
-        "date",
+        "date_written",
         WARNING,
         rf"\b(?:{_DAYS},? )?{_MONTHS}\.? \d{{1,2}}(?:st|nd|rd|th)?,? (?:19|20)\d{{2}}\b"
         rf"|\b\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTHS},? (?:19|20)\d{{2}}\b"
-        r"|\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b",
+        r"|\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b"
+        r"|\b\d{1,2}\.\d{1,2}\.(?:19|20)\d{2}\b"
+        r"|\b(?:19|20)\d{2}[./](?:0?[1-9]|1[0-2])[./](?:0?[1-9]|[12]\d|3[01])\b",
         f"A written date in the cached prefix changes daily: {_MOVE}.",
     ),
     (
         "time",
         ERROR,
         r"\b(?:[01]?\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?\b(?: ?(?:[AaPp]\.?[Mm]\.?|UTC|GMT|[A-Z]{3,4}\b))?"
-        r"|\b(?:1[0-2]|0?[1-9])(?::[0-5]\d)? ?[AaPp]\.?[Mm]\.?(?= |$|[.,;)])",
+        r"|\b(?:1[0-2]|0?[1-9])(?::[0-5]\d)? ?[AaPp]\.?[Mm]\.?(?= |$|[.,;)])"
+        r"|\b(?:[01]?\d|2[0-3]):[0-5]\d ?(?:UTC|GMT|[ECMP][SD]T|CET|CEST|BST|IST|JST)\b"
+        r"|(?i:\b(?:right now|now|currently|time is|it is|it's|as of)\b[^\n.\d]{0,16}?)"
+        r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b",
         f"A clock time changes on every call: {_MOVE}.",
     ),
     (
         "weekday",
         ERROR,
-        rf"(?i:\b(?:today|tonight|it|now)(?:'s| is)(?: a)? {_DAYS}\b)|\b{_DAYS},? (?:the )?\d{{1,2}}(?:st|nd|rd|th)\b",
+        rf"(?i:\b(?:today|tonight|it|now)(?:'s| is)(?: a)? {_DAYS}\b)|\b{_DAYS},? (?:the )?\d{{1,2}}(?:st|nd|rd|th)\b"
+        rf"|\b{_DAYS},? {_MONTHS}\.? \d{{1,2}}(?:st|nd|rd|th)?\b",
         f"A weekday phrase changes daily: {_MOVE}.",
     ),
     (
         "current_time_label",
         ERROR,
         r"(?i:\b(?:current|today'?s|local|server|request|now)[ _-]?(?:date|time|datetime|timestamp|day)"
-        r"(?: is)?\s*[:=]\s*\S+)",
+        # `localtime=False` is a keyword argument, not a value
+        r"(?: is)?[ \t]*[:=][ \t]*(?!(?:False|True|None|null|true|false)\b)[^\s=:]\S*)",
         "A 'current time' value is different on every call: move the whole line to the dynamic layer.",
     ),
     (
         "epoch",
         WARNING,
-        r"(?<![\w.\-/])1[5-9]\d{8}(?:\d{3})?(?![\w.\-/])",
+        r"(?<![\w.\-/])1[5-9]\d{8}(?:\d{3})?(?![\w\-/]|\.\w)",
         f"This looks like a unix epoch time, which changes on every call: {_MOVE}.",
     ),
     (
@@ -175,8 +183,11 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
     (
         "request_id",
         ERROR,
-        r"\b(?:req|msg|toolu|trace|span|run|sess|evt|chatcmpl|call)_[A-Za-z0-9]{8,}\b"
-        r"|(?i:\b(?:request|trace|span|correlation|session|run)[ _-]?id\s*[:=]\s*[\"']?)[A-Za-z0-9][A-Za-z0-9_\-]{7,}",
+        # a generated suffix has a digit or a capital; `run_pipeline` and `call_count` are code
+        r"\b(?:req|msg|toolu|trace|span|run|sess|evt|chatcmpl|call|conv|thread|chat|job|task|batch)"
+        r"_(?=[A-Za-z]*\d|[a-z\d]*[A-Z])[A-Za-z0-9]{8,}\b"
+        r"|(?i:\b(?:request|trace|span|correlation|session|run|operation|job|task|event|instance|device|client)"
+        r"[ _-]?id\s*[:=]\s*[\"']?)[A-Za-z0-9][A-Za-z0-9_\-]{7,}",
         f"A request or trace ID is new on every call: {_MOVE}.",
     ),
     (
@@ -189,17 +200,41 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "random_number",
         WARNING,
         r"(?<![\w.])0\.\d{7,}\b"
-        r"|(?i:\b(?:seed|nonce|random|rand|salt|token|otp)\w*\s*[:=]\s*)\d{4,}\b",
+        r"|(?i:\b(?:seed|nonce|random|rand|salt|token|otp)\w*\s*[:=]\s*)\d{4,}\b"
+        r"|(?i:\b(?:seed|nonce|salt)\s+)\d{6,}\b",
         f"A random-looking number will differ between calls: {_MOVE}.",
     ),
     (
         "counter",
         WARNING,
-        r"(?i:\b(?:request|call|turn|message|attempt|iteration|retry|visit|session|conversation)"
+        r"(?i:\b(?:request|call|turn|message|attempt|iteration|retry|visit(?:or)?|session|conversation)"
         r"\s*(?:#|no\.|number|count)\s*:?\s*\d+\b)"
         r"|(?i:\b(?:this is (?:your|the) )(?:\d+(?:st|nd|rd|th)) (?:request|call|visit|message|turn|attempt)\b)"
-        r"|(?i:\b(?:calls?|requests?|messages?|turns?|visits?|attempts?) (?:so far|made|sent|remaining)\s*[:=]\s*\d+)",
+        r"|(?i:\b(?:calls?|requests?|messages?|turns?|visits?|attempts?|tokens?|queries|searches|steps?)"
+        r"(?: used)? (?:so far|made|sent|remaining)\s*[:=]\s*\d[\d,]*)"
+        r"|(?i:\b(?:turn|message|request|call|step|iteration|exchange) \d+ (?:of|in) (?:the|this) "
+        r"(?:conversation|session|chat|thread)\b)"
+        r"|(?i:\b(?:remaining|quota|balance|credits?|budget)(?: (?:quota|tokens|credits|budget))?"
+        r"\s*[:=]\s*\$?\d[\d,.]*)",
         f"A counter goes up on every call: {_MOVE}.",
+    ),
+    (
+        "random_id",
+        WARNING,
+        r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{12,}(?![A-Za-z0-9_\-])",
+        f"A random-looking identifier is usually new per call or per session: {_MOVE}.",
+    ),
+    (
+        "relative_time",
+        WARNING,
+        r"(?i:\b\d+ (?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?) ago\b)",
+        f"A relative time ('3 minutes ago') is stale on the next call: {_MOVE}.",
+    ),
+    (
+        "date_week",
+        WARNING,
+        r"(?i:\bweek \d{1,2},? (?:of )?(?:19|20)\d{2}\b)|\b(?:19|20)\d{2}-W(?:0[1-9]|[1-4]\d|5[0-3])\b",
+        f"A week of the year in the cached prefix changes weekly: {_MOVE}.",
     ),
 ]
 
@@ -209,13 +244,18 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
 # prompt lints in a fraction of a second.
 _MONTH_ANCHORS = (
     "/0000",
+    ".0000",
+    "0000.0",
+    "0000/0",
     *("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
 )
 _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
     "timestamp": (("low", "0000-00-00"),),
-    "date": (("low", "0000-00-00"), *(("low", a) for a in _MONTH_ANCHORS)),
+    "date": (("low", "0000-00-00"),),
+    "date_written": tuple(("low", a) for a in _MONTH_ANCHORS),
+    "date_week": (("low", "week 0"), ("low", "0000-w0")),
     "time": (
-        ("low", "0:00:00"),
+        ("low", "0:00"),  # also where H:MM:SS starts (the gate lets those through)
         *(("low", f"0{gap}{half}") for gap in ("", " ") for half in ("am", "pm", "a.m", "p.m")),
     ),
     "weekday": (
@@ -231,6 +271,12 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
     "request_id": tuple(
         ("low", a)
         for a in (
+            "conv_",
+            "thread_",
+            "chat_",
+            "job_",
+            "task_",
+            "batch_",
             "req_",
             "msg_",
             "toolu_",
@@ -264,8 +310,18 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
             " sent",
             "remaining",
             "this is ",
+            "quota",
+            "balance",
+            "credit",
+            "budget",
+            "conversation",
+            "session",
+            "chat",
+            "thread",
         )
     ),
+    "relative_time": (("low", " ago"),),
+    "random_id": (("cls", "a0a"), ("cls", "0a0")),
 }
 
 
@@ -282,9 +338,11 @@ def _positions(shape: str, anchor: str) -> list[int]:
 
 def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
     """A cheap look around an anchor before the rule's regex runs there."""
-    if rule == "date" and anchor in _MONTH_ANCHORS:
-        if anchor == "/0000":
-            return low[max(0, position - 6) : position].count("/") == 1
+    if rule == "date_written":
+        if anchor in ("/0000", ".0000"):
+            return low[max(0, position - 6) : position].count(anchor[0]) == 1
+        if anchor in ("0000.0", "0000/0"):
+            return low[position + 6 : position + 9].count(anchor[4]) == 1
         # a month name starting a word, followed by a day number
         return (position == 0 or not low[position - 1].isalpha()) and "0" in low[
             position : position + 16
@@ -293,17 +351,50 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
         after = low[position : position + 24]
         return ":" in after or "=" in after
     if rule == "counter":
+        if anchor == "#":
+            return "0" in low[position + 1 : position + 3]
+        if anchor in ("conversation", "session", "chat", "thread"):
+            return "0" in low[max(0, position - 16) : position]
         return "0" in low[position : position + 16]
+    if rule == "time" and anchor == "0:00":
+        # H:MM:SS always; a bare HH:MM only with a zone after it or a "now" before it
+        after = low[position + 4 : position + 10]
+        if after.startswith(":00"):
+            return True
+        before = low[max(0, position - 28) : position]
+        return any(zone in after for zone in _ZONES) or any(w in before for w in _NOW_WORDS)
+    if rule == "relative_time":
+        return "0" in low[max(0, position - 12) : position]
     if rule == "random_number" and not anchor.startswith("0"):
         return "0000" in low[position : position + 28]
     return True
 
 
+_ZONES = ("utc", "gmt", "st", "dt", "cet", "bst", "ist", "jst")
+_NOW_WORDS = ("now", "currently", "time is", "it is", "it's", "as of")
+
+
+def _random_looking(token: str) -> bool:
+    """At least four letter/digit alternations: `Zq8Lm3Np0Rx7`, not `x86_64` or `utf8_decoder`."""
+    kinds = ["d" if c.isdigit() else "l" if c.isalpha() else "" for c in token]
+    flips = sum(1 for a, b in pairwise(kinds) if a and b and a != b)
+    return flips >= 4 and sum(c.isdigit() for c in token) >= 3
+
+
+# Rules whose regex finds candidates that a finer check then confirms.
+_CONFIRM = {"random_id": _random_looking}
+
+_CLS = str.maketrans(
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "0" * 10 + "a" * 52
+)
 _LOW = str.maketrans(
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0" * 10 + "abcdefghijklmnopqrstuvwxyz"
 )
 _HEX = str.maketrans("0123456789abcdefABCDEF", "h" * 22)
 _BEFORE, _AFTER = 40, 48
+
+# Several patterns can report under one public rule id; each has its own anchors.
+_PUBLIC_RULE = {"date_written": "date", "date_week": "date"}
 
 _COMPILED = [
     (rule, severity, re.compile(pattern), fix) for rule, severity, pattern, fix in _TEXT_RULES
@@ -319,15 +410,21 @@ def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> N
     ascii_text = text if text.isascii() else text.encode("ascii", "replace").decode("ascii")
     shapes = {"low": ascii_text.translate(_LOW)}
     taken: set[int] = set()
+    found_at: dict[tuple[str, str], list[int]] = {}  # anchors shared by rules are searched once
     found: list[tuple[int, int, str, str, str]] = []
     size = len(text)
     for rule, severity, pattern, fix in _COMPILED:
         for shape_name, anchor in _ANCHORS[rule]:
             shape = shapes.get(shape_name)
             if shape is None:
-                shape = shapes[shape_name] = ascii_text.translate(_HEX)
+                table = _HEX if shape_name == "hex" else _CLS
+                shape = shapes[shape_name] = ascii_text.translate(table)
+            confirm = _CONFIRM.get(rule)
             covered = -1
-            for position in _positions(shape, anchor):
+            positions = found_at.get((shape_name, anchor))
+            if positions is None:
+                positions = found_at[shape_name, anchor] = _positions(shape, anchor)
+            for position in positions:
                 if position >= covered and _gate(rule, shapes["low"], position, anchor):
                     lo = max(0, position - _BEFORE)
                     hi = min(size, position + len(anchor) + _AFTER)
@@ -335,6 +432,8 @@ def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> N
                         start, end = match.span()
                         covered = max(covered, end)
                         if start == end or start in taken or (end - 1) in taken:
+                            continue
+                        if confirm is not None and not confirm(match.group()):
                             continue
                         taken.update(range(start, end))
                         found.append((start, end, rule, severity, fix))
@@ -348,7 +447,7 @@ def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> N
         line_start = text.rfind("\n", 0, start) + 1
         out.append(
             Finding(
-                rule=rule,
+                rule=_PUBLIC_RULE.get(rule, rule),
                 severity=severity,
                 layer=layer,
                 line=line,
