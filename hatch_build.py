@@ -30,7 +30,11 @@ NATIVE_DIR = Path("src") / "cachescope" / "_native"
 
 
 def source_hash(native_dir: Path, name: str) -> str:
-    """The hash a module is built from: its ``.c`` file and every header beside it."""
+    """The hash a module is built from: its ``.c`` file and every header beside it.
+
+    ``cachescope._native.source_hash`` computes the same at import time; the two are kept apart
+    because this file runs in pip's build environment, where cachescope cannot be imported.
+    """
     digest = hashlib.sha256()
     for path in [native_dir / f"{name}.c", *sorted(native_dir.glob("*.h"))]:
         digest.update(path.name.encode())
