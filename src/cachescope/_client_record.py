@@ -10,16 +10,19 @@ request.) Nothing here reads or keeps request headers, so API keys never reach a
 from __future__ import annotations
 
 import contextvars
+import datetime as _dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+import xxhash
 from anthropic import Omit
 from anthropic._types import NotGiven
 
 from cachescope import pricing
-from cachescope._blocks import flatten, prefix_keys
+from cachescope._blocks import LEVELS, Block, flatten_units
 from cachescope.ledger import CallRecord, format_time
 
 TTFT_HEADER = "x-cachescope-ttft-ms"
@@ -95,8 +98,34 @@ def materialize(body: dict[str, Any]) -> None:
             body[key] = list(value)
 
 
-# Per-Block fingerprint entries (without the prefix key), keyed by the Block's identity.
-_ENTRY_MEMO: dict[int, tuple[Any, dict[str, Any]]] = {}
+# Fingerprint entries of whole units (the tool list, the system prompt, one message), keyed by the
+# identity of the unit's tuple of Blocks (flatten_units returns the *same* tuple for an unchanged
+# unit at the same position) and the prefix key it starts from: (unit, entries, tokens, key after).
+_UNIT_MEMO: dict[
+    tuple[int, int], tuple[tuple[Block, ...], tuple[dict[str, Any], ...], int, int]
+] = {}
+_UNIT_MEMO_LIMIT = 20_000
+_LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
+_xxh64 = xxhash.xxh3_64_intdigest
+
+
+def _settings_seed(settings: Mapping[str, Any]) -> bytes:
+    """What `_blocks.prefix_keys` hashes for a level's settings (a test checks they agree)."""
+    return orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)
+
+
+def _entry(block: Block, prefix: int) -> dict[str, Any]:
+    return {
+        "hash": f"{block.hash:016x}",
+        "prefix": f"{prefix:016x}",
+        "level": block.level,
+        "path": block.path,
+        "kind": block.kind,
+        "role": block.role,
+        "layer": block.layer,
+        "tokens": block.tokens,
+        "breakpoint": block.ttl,
+    }
 
 
 def fingerprint_blocks(
@@ -104,41 +133,63 @@ def fingerprint_blocks(
 ) -> tuple[list[dict[str, Any]], int]:
     """Per-position fingerprint of a request (hash, cumulative prefix hash, level, path, kind,
     role, layer, tokens, breakpoint TTL — the keys of `Fingerprint.to_dict()`; text only with
-    `store_text`) and the estimated prompt tokens."""
+    `store_text`) and the estimated prompt tokens.
+
+    The prefix hashes are `_blocks.prefix_keys` computed unit by unit: an unchanged unit reached
+    with an unchanged prefix key reuses its entries and its key after. Records share those entry
+    dicts (read-only by contract, see `CallRecord`): a copy per block per call cost more time
+    than the rest of the fingerprint, and the retained copies made the garbage collector run
+    twice as often.
+    """
     if len(token_cache) > TOKEN_CACHE_LIMIT:
         token_cache.clear()
-    flat = flatten(body, token_cache=token_cache)
-    keys = prefix_keys(flat.blocks, flat.settings)
-    blocks: list[dict[str, Any]] = []
-    total = 0
-    memo = _ENTRY_MEMO
-    if len(memo) > TOKEN_CACHE_LIMIT:
+    flat, units = flatten_units(body, token_cache=token_cache)
+    settings = flat.settings
+    memo = _UNIT_MEMO
+    if len(memo) > _UNIT_MEMO_LIMIT:
         memo.clear()
-    for block, key in zip(flat.blocks, keys):
-        total += block.tokens
-        # flatten reuses Block objects for unchanged messages, so their entries are reused too.
-        cached = memo.get(id(block))
-        if cached is None or cached[0] is not block:
-            cached = memo[id(block)] = (
-                block,
-                {
-                    "hash": f"{block.hash:016x}",
-                    "prefix": "",
-                    "level": block.level,
-                    "path": block.path,
-                    "kind": block.kind,
-                    "role": block.role,
-                    "layer": block.layer,
-                    "tokens": block.tokens,
-                    "breakpoint": block.ttl,
-                },
-            )
-        entry = cached[1].copy()
-        entry["prefix"] = f"{key:016x}"
-        if store_text:
-            entry["text"] = block.text
-        blocks.append(entry)
-    return blocks, total
+    entries: list[dict[str, Any]] = []
+    extend = entries.extend
+    total = 0
+    key = 0
+    level_done = -1
+    for unit in units:
+        if not unit:
+            continue
+        level = _LEVEL_INDEX[unit[0].level]
+        while level_done < level:  # settings fold in where their level starts (as prefix_keys)
+            level_done += 1
+            seed = _settings_seed(settings.get(LEVELS[level_done], {}))
+            key = _xxh64(seed, seed=key)
+        memo_key = (id(unit), key)
+        hit = memo.get(memo_key)
+        if hit is not None and hit[0] is unit:
+            extend(hit[1])
+            total += hit[2]
+            key = hit[3]
+            continue
+        start_key = key
+        built: list[dict[str, Any]] = []
+        tokens = 0
+        uniform = True
+        for block in unit:
+            block_level = _LEVEL_INDEX[block.level]
+            if block_level != level:  # never for flatten's units; kept exact all the same
+                uniform = False
+                while level_done < block_level:
+                    level_done += 1
+                    seed = _settings_seed(settings.get(LEVELS[level_done], {}))
+                    key = _xxh64(seed, seed=key)
+            key = _xxh64(block.hash.to_bytes(8, "little"), seed=key)
+            built.append(_entry(block, key))
+            tokens += block.tokens
+        if uniform:
+            memo[(id(unit), start_key)] = (unit, tuple(built), tokens, key)
+        extend(built)
+        total += tokens
+    if store_text:  # the text makes each entry the record's own
+        entries = [{**entry, "text": block.text} for entry, block in zip(entries, flat.blocks)]
+    return entries, total
 
 
 def _float_header(headers: Mapping[str, str] | None, name: str) -> float | None:
@@ -184,6 +235,21 @@ def _get(source: Any, name: str) -> Any:
     return getattr(source, name, None)
 
 
+_DAYS: dict[str, _dt.date] = {}
+
+
+def _record_day(stamp: str) -> _dt.date | str:
+    """The UTC day of a `format_time` stamp (what `pricing` would parse from it), memoized."""
+    if len(stamp) != 24 or stamp[10] != "T" or stamp[-1] != "Z":
+        return stamp  # not ours: let pricing parse it
+    day = _DAYS.get(stamp[:10])
+    if day is None:
+        if len(_DAYS) > 1024:
+            _DAYS.clear()
+        day = _DAYS[stamp[:10]] = _dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).date()
+    return day
+
+
 def fill_usage(record: CallRecord, usage: Any) -> None:
     """Copy every usage field (5m/1h split included) and the costs onto the record."""
     if usage is None:
@@ -205,8 +271,10 @@ def fill_usage(record: CallRecord, usage: Any) -> None:
         value = _get(server_tools, name)
         if value:
             record.extra[name] = int(value)
-    record.cost = pricing.cost(counts, record.model, when=record.time)
-    record.cost_without_cache = pricing.cost_without_cache(counts, record.model, when=record.time)
+    # = pricing.cost(...) and pricing.cost_without_cache(...), the rates looked up once
+    record.cost, record.cost_without_cache = pricing._costs(
+        counts, record.model, when=_record_day(record.time)
+    )
     if record.cost is not None and record.cost_without_cache is not None:
         record.savings = record.cost_without_cache - record.cost
 

@@ -76,8 +76,38 @@ class LedgerWarning(CachescopeWarning):
     """Something in a ledger file was skipped (a torn or unreadable line)."""
 
 
+_SECOND_PREFIXES: dict[int, str] = {}
+
+
 def format_time(seconds: float) -> str:
-    """Epoch seconds as the ledger's UTC timestamp, e.g. `2026-11-21T23:20:43.123Z`."""
+    """Epoch seconds as the ledger's UTC timestamp, e.g. `2026-11-21T23:20:43.123Z`.
+
+    The same string as `datetime.fromtimestamp(seconds, timezone.utc)` formatted to the
+    millisecond (microseconds rounded half-even first, as CPython does, then truncated), with the
+    date and time of each whole second memoized.
+    """
+    if not math.isfinite(seconds):
+        return _format_time_slow(seconds)  # raises, as datetime does
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        whole += 1.0
+    elif micros < 0:
+        micros += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    prefix = _SECOND_PREFIXES.get(second)
+    if prefix is None:
+        if len(_SECOND_PREFIXES) > 4096:
+            _SECOND_PREFIXES.clear()
+        prefix = _SECOND_PREFIXES[second] = _dt.datetime.fromtimestamp(
+            second, tz=_dt.timezone.utc
+        ).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{prefix}{micros // 1000:03d}Z"
+
+
+def _format_time_slow(seconds: float) -> str:
     stamp = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
@@ -93,7 +123,9 @@ class CallRecord:
     Token fields are the server's `usage` (0 for a failed call). Costs are USD, None when the
     model's price is unknown. `blocks` is the request fingerprint in cache order: per position the
     xxh3 `hash` and cumulative `prefix` hash (hex), the prompt `layer`, estimated `tokens`, the
-    `breakpoint` TTL (None when unmarked) and, only with `store_text=True`, the `text`.
+    `breakpoint` TTL (None when unmarked) and, only with `store_text=True`, the `text`. The
+    client's records share the entry dicts of unchanged blocks with earlier records: treat them
+    as read-only.
     """
 
     time: str

@@ -23,7 +23,7 @@ import math
 import re
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,11 @@ _RESIDENCY_FROM = (4, 6)
 _lock = threading.Lock()
 _overrides: dict[str, Rates] = {}
 _warned: set[str] = set()
+# Known effective rates by (model, day, long-context band, speed, batch, inference_geo); cleared by
+# `set_price` and `reset_prices`. Unknown prices are not remembered (they warn through `rates`).
+_RATES_MEMO: dict[tuple[Any, ...], Rates] = {}
+_RATES_MEMO_LIMIT = 4096
+_generation = [0]  # bumped by every change of the overrides
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,19 @@ def _get(source: Any, name: str) -> Any:
     return getattr(source, name, None)
 
 
+def _mapping_get(source: Any, name: str) -> Any:
+    return source.get(name)
+
+
+def _attr_get(source: Any, name: str) -> Any:
+    return getattr(source, name, None)
+
+
+def _getter(source: Any) -> Callable[[Any, str], Any]:
+    """`_get` for one object, with its Mapping check done once."""
+    return _mapping_get if isinstance(source, Mapping) else _attr_get
+
+
 def _int(value: Any) -> int:
     return int(value) if value is not None else 0
 
@@ -100,25 +118,31 @@ def usage_counts(usage: Any) -> UsageCounts:
     """
     if isinstance(usage, UsageCounts):
         return usage
-    creation_total = _int(_get(usage, "cache_creation_input_tokens"))
-    split = _get(usage, "cache_creation")
-    w5 = _get(split, "ephemeral_5m_input_tokens") if split is not None else None
-    w1 = _get(split, "ephemeral_1h_input_tokens") if split is not None else None
+    # One Mapping check per object (an ABC check is slow) instead of one per field.
+    get = _getter(usage)
+    creation_total = _int(get(usage, "cache_creation_input_tokens"))
+    split = get(usage, "cache_creation")
+    if split is not None:
+        split_get = _getter(split)
+        w5 = split_get(split, "ephemeral_5m_input_tokens")
+        w1 = split_get(split, "ephemeral_1h_input_tokens")
+    else:
+        w5 = w1 = None
     if w5 is None and w1 is None:  # flat form (ledger lines, CallRecord)
-        w5 = _get(usage, "ephemeral_5m_input_tokens")
-        w1 = _get(usage, "ephemeral_1h_input_tokens")
+        w5 = get(usage, "ephemeral_5m_input_tokens")
+        w1 = get(usage, "ephemeral_1h_input_tokens")
     write_5m, write_1h = _int(w5), _int(w1)
     if write_5m + write_1h == 0 and creation_total:
         write_5m = creation_total
     return UsageCounts(
-        input_tokens=_int(_get(usage, "input_tokens")),
-        cache_write_5m_tokens=write_5m,
-        cache_write_1h_tokens=write_1h,
-        cache_read_tokens=_int(_get(usage, "cache_read_input_tokens")),
-        output_tokens=_int(_get(usage, "output_tokens")),
-        speed=_get(usage, "speed"),
-        inference_geo=_get(usage, "inference_geo"),
-        service_tier=_get(usage, "service_tier"),
+        _int(get(usage, "input_tokens")),
+        write_5m,
+        write_1h,
+        _int(get(usage, "cache_read_input_tokens")),
+        _int(get(usage, "output_tokens")),
+        get(usage, "speed"),
+        get(usage, "inference_geo"),
+        get(usage, "service_tier"),
     )
 
 
@@ -161,6 +185,8 @@ def set_price(
     with _lock:
         _overrides[info.id if info is not None else model] = rates
         _warned.discard(model)
+        _RATES_MEMO.clear()
+        _generation[0] += 1
 
 
 def reset_prices() -> None:
@@ -168,6 +194,8 @@ def reset_prices() -> None:
     with _lock:
         _overrides.clear()
         _warned.clear()
+        _RATES_MEMO.clear()
+        _generation[0] += 1
 
 
 def _warn_unknown(model: str, why: str) -> None:
@@ -236,8 +264,28 @@ def rates(
     """
     table = default_table()
     info = table.lookup(model)
+    try:
+        day = _day(when)
+    except (TypeError, ValueError):
+        memo_key = None  # raised below only where the day is needed, as without the memo
+    else:
+        if day is None:
+            day = _dt.date.today()  # what `rates_at` takes for no day, fixed for the memo key
+        threshold = info.long_context_threshold if info is not None else None
+        long_context = (
+            prompt_tokens is not None and threshold is not None and prompt_tokens > threshold
+        )
+        memo_key = (model, day, long_context, speed, batch, inference_geo)
+        try:
+            hash(memo_key)
+        except TypeError:  # odd values from a hand-made usage dict: no memo
+            memo_key = None
     with _lock:
+        known = _RATES_MEMO.get(memo_key) if memo_key is not None else None
+        if known is not None:
+            return known
         override = _overrides.get(info.id if info is not None else model)
+        generation = _generation[0]
     if override is not None:
         found: Rates | None = override
     elif info is None:
@@ -245,7 +293,7 @@ def rates(
             _warn_unknown(model, "not in cachescope's model table")
         return None
     else:
-        found = info.rates_at(_day(when), prompt_tokens)
+        found = info.rates_at(day if memo_key is not None else _day(when), prompt_tokens)
         if found is None:
             if warn:
                 _warn_unknown(model, "no published price in cachescope's data file")
@@ -265,7 +313,14 @@ def rates(
         version = _version(info)
         if version is None or version >= _RESIDENCY_FROM:
             factor *= float(table.meta.get("data_residency_multiplier", 1.1))
-    return found if factor == 1.0 else found.scaled(factor)
+    result = found if factor == 1.0 else found.scaled(factor)
+    if memo_key is not None:
+        with _lock:
+            if generation == _generation[0]:  # no set_price/reset_prices since the lookup
+                if len(_RATES_MEMO) >= _RATES_MEMO_LIMIT:
+                    _RATES_MEMO.clear()
+                _RATES_MEMO[memo_key] = result
+    return result
 
 
 def _rates_for(
@@ -300,13 +355,7 @@ def cost(
     counts, r = _rates_for(usage, model, batch, when)
     if r is None:
         return None
-    return _PER_TOKEN * (
-        r.input * counts.input_tokens
-        + r.cache_write_5m * counts.cache_write_5m_tokens
-        + r.cache_write_1h * counts.cache_write_1h_tokens
-        + r.cache_read * counts.cache_read_tokens
-        + r.output * counts.output_tokens
-    )
+    return _cost(counts, r)
 
 
 def cost_without_cache(
@@ -316,7 +365,32 @@ def cost_without_cache(
     counts, r = _rates_for(usage, model, batch, when)
     if r is None:
         return None
+    return _cost_without_cache(counts, r)
+
+
+def _cost(counts: UsageCounts, r: Rates) -> float:
+    return _PER_TOKEN * (
+        r.input * counts.input_tokens
+        + r.cache_write_5m * counts.cache_write_5m_tokens
+        + r.cache_write_1h * counts.cache_write_1h_tokens
+        + r.cache_read * counts.cache_read_tokens
+        + r.output * counts.output_tokens
+    )
+
+
+def _cost_without_cache(counts: UsageCounts, r: Rates) -> float:
     return _PER_TOKEN * (r.input * counts.prompt_tokens + r.output * counts.output_tokens)
+
+
+def _costs(
+    counts: UsageCounts, model: str, *, when: Any = None
+) -> tuple[float | None, float | None]:
+    """`(cost(counts, model, when=when), cost_without_cache(counts, model, when=when))`, with
+    the rates looked up once (what the client stores on every record)."""
+    found = _rates_for(counts, model, False, when)[1]
+    if found is None:
+        return None, None
+    return _cost(counts, found), _cost_without_cache(counts, found)
 
 
 def savings(

@@ -1,0 +1,277 @@
+"""The client's request fingerprint and record numbers equal the straightforward computations.
+
+`fingerprint_blocks` memoizes entries per unit and prefix key, `pricing._costs` looks the rates up
+once, `format_time` memoizes the second: each is checked here against the plain definition
+(flatten + prefix_keys + one dict per block; `pricing.cost` / `cost_without_cache`; datetime).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cachescope import _client_record, pricing
+from cachescope._blocks import flatten, prefix_keys
+from cachescope._client_record import fingerprint_blocks
+from cachescope.ledger import format_time
+
+MODEL = "claude-sonnet-4-6"
+
+
+def reference(body: dict[str, Any], store_text: bool) -> tuple[list[dict[str, Any]], int]:
+    """The fingerprint as first written: flatten, prefix_keys, one fresh dict per block."""
+    flat = flatten(body)
+    keys = prefix_keys(flat.blocks, flat.settings)
+    out = []
+    for block, key in zip(flat.blocks, keys):
+        entry = {
+            "hash": f"{block.hash:016x}",
+            "prefix": f"{key:016x}",
+            "level": block.level,
+            "path": block.path,
+            "kind": block.kind,
+            "role": block.role,
+            "layer": block.layer,
+            "tokens": block.tokens,
+            "breakpoint": block.ttl,
+        }
+        if store_text:
+            entry["text"] = block.text
+        out.append(entry)
+    return out, sum(block.tokens for block in flat.blocks)
+
+
+texts = st.sampled_from(["alpha", "beta " * 80, "gamma\n" * 70, "δ é \u2028", "x"])
+text_block = st.builds(
+    lambda text, cc: {"type": "text", "text": text, **({"cache_control": cc} if cc else {})},
+    texts,
+    st.sampled_from([None, {"type": "ephemeral"}, {"type": "ephemeral", "ttl": "1h"}]),
+)
+other_block = st.sampled_from(
+    [
+        {"type": "tool_result", "tool_use_id": "t1", "content": "result " * 60},
+        {"type": "tool_use", "id": "t1", "name": "search", "input": {"q": "refunds", "n": 3}},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}},
+        {"type": "text", "text": "cited", "citations": {"enabled": True}},
+    ]
+)
+content = st.one_of(texts, st.lists(st.one_of(text_block, other_block), min_size=0, max_size=3))
+roles = st.sampled_from(["user", "assistant"])
+message = st.builds(lambda role, c: {"role": role, "content": c}, roles, content)
+tool = st.builds(
+    lambda i, cc: {
+        "name": f"tool_{i}",
+        "description": "Looks things up. " * 30,
+        "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+        **({"cache_control": {"type": "ephemeral"}} if cc else {}),
+    },
+    st.integers(0, 3),
+    st.booleans(),
+)
+extras = st.sampled_from(
+    [
+        {},
+        {"tool_choice": {"type": "auto"}},
+        {"thinking": {"type": "enabled", "budget_tokens": 2048}},
+        {"speed": "fast"},
+        {"tools_toggle": True},
+    ]
+)
+
+
+@st.composite
+def requests(draw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": draw(st.sampled_from([MODEL, "claude-haiku-4-5"])),
+        "max_tokens": 8,
+    }
+    tools = draw(st.lists(tool, max_size=3))
+    extra = dict(draw(extras))
+    if extra.pop("tools_toggle", False):
+        tools.append({"type": "web_search_20250305", "name": "web_search"})
+    if tools:
+        body["tools"] = tools
+    system = draw(st.one_of(st.none(), texts, st.lists(text_block, min_size=1, max_size=3)))
+    if system is not None:
+        body["system"] = system
+    body["messages"] = draw(st.lists(message, min_size=1, max_size=6))
+    body.update(extra)
+    return body
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(requests(), min_size=1, max_size=4), st.booleans())
+def test_fingerprint_equals_flatten_and_prefix_keys(
+    bodies: list[dict[str, Any]], store_text: bool
+) -> None:
+    token_cache: dict[int, int] = {}
+    for body in bodies:
+        # twice: the second call of each request is served by the unit memo
+        for _ in range(2):
+            assert fingerprint_blocks(body, token_cache, store_text) == reference(body, store_text)
+
+
+def test_a_growing_conversation_reuses_entries_and_stays_exact() -> None:
+    history: list[dict[str, Any]] = []
+    system = [{"type": "text", "text": "Rules. " * 300, "cache_control": {"type": "ephemeral"}}]
+    previous: list[dict[str, Any]] = []
+    token_cache: dict[int, int] = {}
+    for turn in range(6):
+        # rebuilt from scratch every call: equal content, no shared objects
+        body = {
+            "model": MODEL,
+            "max_tokens": 8,
+            "system": [dict(block) for block in system],
+            "messages": [
+                {"role": m["role"], "content": [dict(b) for b in m["content"]]} for m in history
+            ]
+            + [{"role": "user", "content": [{"type": "text", "text": f"Question {turn}?"}]}],
+        }
+        blocks, tokens = fingerprint_blocks(body, token_cache, False)
+        assert (blocks, tokens) == reference(body, False)
+        if previous:
+            # the unchanged prefix comes back as the same entries (shared, not rebuilt)
+            assert all(a is b for a, b in zip(blocks[:-1], previous[:-1]))
+        previous = blocks
+        history += [
+            {"role": "user", "content": [{"type": "text", "text": f"Question {turn}?"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": f"Answer {turn}. " * 50}]},
+        ]
+
+
+def test_store_text_entries_are_the_records_own() -> None:
+    body = {"model": MODEL, "max_tokens": 8, "system": "S " * 200, "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    plain, _ = fingerprint_blocks(body, {}, False)
+    with_text, _ = fingerprint_blocks(body, {}, True)
+    assert [e["text"] for e in with_text] == ["S " * 200, "hi"]
+    assert all("text" not in e for e in plain)
+    assert fingerprint_blocks(body, {}, False)[0] == plain
+
+
+def test_settings_seed_matches_blocks() -> None:
+    from cachescope import _blocks
+
+    for value in ({}, {"model": MODEL}, {"tool_choice": {"type": "any"}, "images": True}):
+        assert _client_record._settings_seed(value) == _blocks._settings_seed(value)
+
+
+# ---- pricing: both costs from one rates lookup ------------------------------------------------
+
+usages = st.builds(
+    lambda i, w5, w1, r, o, tier, geo, speed: {
+        "input_tokens": i,
+        "cache_creation_input_tokens": w5 + w1,
+        "cache_creation": {"ephemeral_5m_input_tokens": w5, "ephemeral_1h_input_tokens": w1},
+        "cache_read_input_tokens": r,
+        "output_tokens": o,
+        "service_tier": tier,
+        "inference_geo": geo,
+        "speed": speed,
+    },
+    *[st.integers(0, 300_000)] * 5,
+    st.sampled_from([None, "standard", "batch"]),
+    st.sampled_from([None, "us", "global"]),
+    st.sampled_from([None, "standard", "fast"]),
+)
+
+
+@pytest.mark.filterwarnings("ignore::cachescope.UnknownModelWarning")
+@settings(max_examples=200, deadline=None)
+@given(
+    usages,
+    st.sampled_from(
+        ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5", "claude-opus-4-1"]
+    ),
+    st.sampled_from(["2025-01-01T00:00:00.000Z", "2026-11-22T01:02:03.004Z", _dt.date(2026, 3, 1)]),
+)
+def test_costs_equal_cost_and_cost_without_cache(
+    usage: dict[str, Any], model: str, when: Any
+) -> None:
+    counts = pricing.usage_counts(usage)
+    expected = (
+        pricing.cost(usage, model, when=when),
+        pricing.cost_without_cache(usage, model, when=when),
+    )
+    assert pricing._costs(counts, model, when=when) == expected
+    assert pricing._costs(counts, model, when=when) == expected  # served by the rates memo
+
+
+def test_usage_counts_reads_objects_and_mappings_alike() -> None:
+    from anthropic.types import Usage
+
+    data = {
+        "input_tokens": 5,
+        "cache_creation_input_tokens": 30,
+        "cache_creation": {"ephemeral_5m_input_tokens": 10, "ephemeral_1h_input_tokens": 20},
+        "cache_read_input_tokens": 40,
+        "output_tokens": 7,
+        "service_tier": "standard",
+    }
+    assert pricing.usage_counts(Usage.model_validate(data)) == pricing.usage_counts(data)
+    flat = {"ephemeral_5m_input_tokens": 3, "ephemeral_1h_input_tokens": 4, "input_tokens": 1}
+    assert pricing.usage_counts(flat).cache_write_tokens == 7
+
+
+def test_rates_memo_follows_set_price_and_reset_prices() -> None:
+    usage = {"input_tokens": 1_000_000, "output_tokens": 0}
+    before = pricing.cost(usage, MODEL)
+    try:
+        pricing.set_price(MODEL, input=1.0, output=2.0)
+        assert pricing.cost(usage, MODEL) == pytest.approx(1.0)
+        pricing.set_price(MODEL, input=7.0, output=2.0)
+        assert pricing.cost(usage, MODEL) == pytest.approx(7.0)
+    finally:
+        pricing.reset_prices()
+    assert pricing.cost(usage, MODEL) == before
+
+
+def test_rates_memo_keeps_the_long_context_band_apart() -> None:
+    small = pricing.rates("claude-sonnet-4-6", prompt_tokens=1_000)
+    for model in ("claude-sonnet-4-6", "claude-haiku-5-5", "claude-sonnet-5-5"):
+        for tokens in (1_000, 150_000, 250_000, 1_000, 250_000):
+            info = pricing.default_table().lookup(model)
+            if info is None:
+                continue
+            assert pricing.rates(model, prompt_tokens=tokens) == info.rates_at(None, tokens)
+    assert small is not None
+
+
+def test_bad_when_still_raises() -> None:
+    with pytest.raises(TypeError):
+        pricing.rates(MODEL, when=object())
+
+
+# ---- format_time --------------------------------------------------------------------------------
+
+
+EDGES = [0.9999995, 0.9999996, 0.0005, 0.9995, 0.4999995, 1e-7]
+
+
+def plain_format_time(seconds: float) -> str:
+    stamp = _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=4e9, allow_nan=False),
+        st.integers(0, 4_000_000_000),
+        st.builds(lambda s, f: s + f, st.integers(0, 4_000_000_000), st.sampled_from(EDGES)),
+    )
+)
+def test_format_time_equals_datetime(seconds: float) -> None:
+    assert format_time(seconds) == plain_format_time(seconds)
+
+
+def test_format_time_edges() -> None:
+    for seconds in (0, 0.0, 1.9999996, 59.9999995, 1_800_000_000.0005, 1e-7, 86399.9999999):
+        assert format_time(seconds) == plain_format_time(seconds)
+    for bad in (math.nan, math.inf):
+        with pytest.raises((ValueError, OverflowError)):
+            format_time(bad)
