@@ -7,8 +7,12 @@ Only wiring lives here: `usage` calls `cachescope.logs.load` and `report`, `demo
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
 
 USAGE_HELP = """\
 Report prompt-caching usage from Claude Code transcripts and cachescope ledgers.
@@ -92,26 +96,111 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _arguments(args: argparse.Namespace) -> list[str]:
+    """Everything in the command line that shapes the output (for the output cache's key)."""
+    form = "json" if args.json else "csv" if args.csv else "text"
+    return [form, args.by, args.since or "", args.until or "", "\x01", *args.paths]
+
+
+def _replay(args: argparse.Namespace, started: float) -> tuple[Any, str] | None:
+    """Print the cached output of an earlier identical run over unchanged files, if any.
+
+    Returns None when it printed it, else (path, key) for storing this run's output (or None
+    when the cache cannot be consulted: the normal path then reports any error itself).
+    """
+    from cachescope.logs import _warm
+    from cachescope.logs._discover import find_files
+
+    paths: list[str | os.PathLike[str]] | None = list(args.paths) or None
+    try:
+        sources = find_files(paths)
+        signature = _warm.rows_signature(sources, _warm.stat_sources(sources))
+        where = _warm.output_path(_warm.roots_of(paths), signature, _arguments(args))
+    except Exception:  # the full path reports (or recovers from) whatever went wrong
+        return (None, "")
+    entry = _warm.read_output(*where)
+    if entry is None:
+        return where
+    import dataclasses
+    import warnings
+
+    for module, category, message, filename, lineno in entry["warnings"]:
+        kind = getattr(importlib.import_module(module), category, UserWarning)
+        warnings.warn_explicit(message, kind, filename, lineno)
+    seconds = time.perf_counter() - started
+    if entry["form"] == "json":
+        import orjson
+
+        data = orjson.loads(entry["body"])
+        data["load"].update(
+            filesRead=0, filesFromCache=data["load"]["files"], seconds=round(seconds, 3)
+        )
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    elif entry["form"] == "text":
+        report = entry["report"]
+        summary = dataclasses.replace(
+            report, files_read=0, files_from_cache=report.files, seconds=seconds
+        ).summary()
+        sys.stdout.write(entry["head"] + summary + entry["tail"])
+    else:
+        sys.stdout.write(entry["body"])
+    return None
+
+
 def _run_usage(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    where = None
+    if not args.no_cache:
+        where = _replay(args, started)
+        if where is None:
+            return 0
+    import warnings
+
     import orjson
 
     from cachescope.logs import load, report
 
-    df = load(
-        args.paths or None,
-        since=args.since,
-        until=args.until,
-        no_cache=args.no_cache,
-        progress=False if args.no_progress else None,
-        workers=args.workers,
-    )
-    result = report(df)
+    with warnings.catch_warnings(record=True) as caught:
+        df = load(
+            args.paths or None,
+            since=args.since,
+            until=args.until,
+            no_cache=args.no_cache,
+            progress=False if args.no_progress else None,
+            workers=args.workers,
+        )
+        result = report(df)
+    for w in caught:  # shown now as they would have been; kept for the replay
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    entry: dict[str, Any] = {
+        "warnings": [
+            (w.category.__module__, w.category.__qualname__, str(w.message), w.filename, w.lineno)
+            for w in caught
+        ]
+    }
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+        body = orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2)
+        sys.stdout.buffer.write(body + b"\n")
+        entry.update(form="json", body=body)
     elif args.csv:
-        sys.stdout.write(result.by(args.by).to_csv())
+        text = result.by(args.by).to_csv()
+        sys.stdout.write(text)
+        entry.update(form="csv", body=text)
     else:
-        sys.stdout.write(result.to_text(args.by) + "\n")
+        text = result.to_text(args.by) + "\n"
+        sys.stdout.write(text)
+        summary = result.load_report.summary()
+        head, found, tail = text.partition(summary)
+        entry.update(form="text", head=head, tail=tail, report=result.load_report)
+        if not found:
+            where = None
+    if where is not None and where[0] is not None:
+        from cachescope.logs import _warm
+
+        try:
+            _warm.write_output(where[0], where[1], entry)
+        except OSError:
+            pass  # the load already warned when the cache folder cannot be written
     return 0
 
 

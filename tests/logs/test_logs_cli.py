@@ -102,3 +102,59 @@ def test_a_bad_date_exits_with_status_two_and_one_line(
     assert main(["usage", str(corpus[0]), "--since", "yesterday"]) == 2
     err = capsys.readouterr().err
     assert "YYYY-MM-DD" in err and "Traceback" not in err
+
+
+def _without_timing(text: str) -> str:
+    import re
+
+    return re.sub(r'("seconds": )[0-9.]+|; [0-9.]+ s\.$', r"\1", text, flags=re.M)
+
+
+@pytest.mark.parametrize(
+    "options", [["--json"], ["--csv", "--by", "session"], ["--by", "week", "--since", "2026-09-03"]]
+)
+def test_a_warm_run_replays_the_output_without_loading(
+    corpus, options: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from cachescope.logs import _load
+
+    folder = str(corpus[0])
+    main(["usage", folder, *options])
+    capsys.readouterr()
+    main(["usage", folder, *options])  # the full path, warm: what a replay must print
+    full_warm = capsys.readouterr().out
+    assert '"filesRead": 0' in full_warm or "--json" not in options
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("load ran although nothing changed")
+
+    import cachescope.logs
+
+    monkeypatch.setattr(_load, "load", refuse)
+    monkeypatch.setattr(cachescope.logs, "load", refuse)
+    main(["usage", folder, *options])
+    replayed = capsys.readouterr().out
+    assert _without_timing(replayed) == _without_timing(full_warm)
+
+
+def test_a_changed_file_or_no_cache_is_never_replayed(
+    corpus, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    folder = corpus[0]
+    main(["usage", str(folder), "--json"])
+    before = orjson.loads(capsys.readouterr().out)
+    # --no-cache: the full path, reading every file
+    main(["usage", str(folder), "--json", "--no-cache"])
+    assert orjson.loads(capsys.readouterr().out)["load"]["filesRead"] == before["load"]["files"]
+    # a file gains a response: the next run sees it
+    target = next(folder.rglob("*.jsonl"))
+    line = next(ln for ln in target.read_bytes().splitlines() if b'"usage":{' in ln)
+    record = orjson.loads(line)
+    record["message"]["id"] = "msg_new_one"
+    record["requestId"] = "req_new_one"
+    with open(target, "ab") as fh:
+        fh.write(orjson.dumps(record) + b"\n")
+    main(["usage", str(folder), "--json"])
+    after = orjson.loads(capsys.readouterr().out)
+    assert after["load"]["responses"] == before["load"]["responses"] + 1
+    assert after["load"]["filesRead"] == 1

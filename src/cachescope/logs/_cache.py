@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xxhash
 
 from cachescope.logs._scan import COLUMNS, FileResult
-
-# Bump when the scanner's output changes meaning.
-CACHE_VERSION = "cachescope.logs.cache/3"
+from cachescope.logs._warm import CACHE_VERSION as CACHE_VERSION
+from cachescope.logs._warm import cache_dir as cache_dir
+from cachescope.logs._warm import cache_path as cache_path
+from cachescope.logs._warm import rows_path as rows_path
+from cachescope.logs._warm import rows_signature as rows_signature
 
 
 @dataclass
@@ -67,36 +68,6 @@ def _empty_dtype(name: str) -> Any:
         "key": np.uint64,
         "message": np.uint64,
     }.get(name, np.int64)
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cachescope" / "logs"
-
-
-def cache_path(roots: list[str]) -> Path:
-    digest = xxhash.xxh3_64_hexdigest("\x00".join(sorted(roots)).encode())
-    return cache_dir() / f"{digest}.pickle"
-
-
-def rows_path(roots: list[str]) -> Path:
-    return cache_path(roots).with_suffix(".rows.pickle")
-
-
-def rows_signature(sources: list[Any], stats: list[tuple[int, int] | None]) -> str:
-    """What the final rows depend on: every file (path, names, size, mtime) and the price table."""
-    from importlib import resources
-
-    digest = xxhash.xxh3_128()
-    digest.update(CACHE_VERSION.encode())
-    digest.update(resources.files("cachescope").joinpath("data/prices.toml").read_bytes())
-    digest.update(
-        "\x00".join(
-            f"{s.path}\x01{s.project}\x01{s.session}\x01{s.agent}\x01{st}"
-            for s, st in zip(sources, stats)
-        ).encode("utf-8", "surrogateescape")
-    )
-    return digest.hexdigest()
 
 
 def read_rows(path: Path, signature: str) -> dict[str, Any] | None:

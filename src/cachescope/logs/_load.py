@@ -15,7 +15,6 @@ import sys
 import time as _time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -32,7 +31,10 @@ from cachescope.logs._cache import (
     write_cache,
     write_rows,
 )
-from cachescope.logs._discover import SourceFile, default_roots, find_files
+from cachescope.logs._discover import SourceFile, find_files
+from cachescope.logs._loadreport import CAVEAT as CAVEAT
+from cachescope.logs._loadreport import LoadReport as LoadReport
+from cachescope.logs._loadreport import SkippedLine as SkippedLine
 from cachescope.logs._scan import (
     FLAG_FAST,
     FLAG_HAS_SPEED,
@@ -42,6 +44,7 @@ from cachescope.logs._scan import (
     scan_file,
     scan_many,
 )
+from cachescope.logs._warm import roots_of, stat_sources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,79 +53,6 @@ DAY_MS = 86_400_000
 # Below this many bytes to read, a process pool costs more than it saves.
 POOL_MIN_BYTES = 16 << 20
 PROGRESS_MIN_BYTES = 256 << 20
-
-CAVEAT = (
-    "Logs can undercount what was billed: Claude Code does not log every call (some thinking and "
-    "background requests are missing), so treat these figures as a lower bound."
-)
-
-
-@dataclass(frozen=True)
-class SkippedLine:
-    """A line that could not be counted: where it is and why."""
-
-    path: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    """What `load` read and what it left out (in `df.attrs["load_report"]`)."""
-
-    files: int = 0
-    bytes: int = 0
-    lines: int = 0
-    usage_lines: int = 0
-    responses: int = 0
-    duplicates_dropped: int = 0
-    replays_dropped: int = 0
-    synthetic_skipped: int = 0
-    outside_dates: int = 0
-    malformed: tuple[SkippedLine, ...] = ()
-    files_read: int = 0
-    files_from_cache: int = 0
-    seconds: float = 0.0
-    unknown_models: tuple[str, ...] = ()
-    compactions: tuple[tuple[str, int], ...] = field(default=(), repr=False)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> LoadReport:
-        return self  # immutable; pandas deep-copies `attrs` on every operation
-
-    def summary(self) -> str:
-        text = (
-            f"{self.files:,} files ({self.files_read:,} read, {self.files_from_cache:,} from cache), "
-            f"{self.lines:,} lines, {self.usage_lines:,} usage lines -> {self.responses:,} responses "
-            f"({self.duplicates_dropped:,} duplicate lines and {self.replays_dropped:,} sidechain replays "
-            f"dropped, {self.synthetic_skipped:,} <synthetic> errors skipped); "
-            f"{len(self.malformed):,} malformed lines skipped"
-        )
-        if self.outside_dates:
-            text += f"; {self.outside_dates:,} responses outside --since/--until"
-        return text + f"; {self.seconds:.2f} s."
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "files": self.files,
-            "bytes": self.bytes,
-            "lines": self.lines,
-            "usageLines": self.usage_lines,
-            "responses": self.responses,
-            "duplicatesDropped": self.duplicates_dropped,
-            "replaysDropped": self.replays_dropped,
-            "syntheticSkipped": self.synthetic_skipped,
-            "outsideDates": self.outside_dates,
-            "malformed": [
-                {"path": s.path, "line": s.line, "reason": s.reason} for s in self.malformed
-            ],
-            "filesRead": self.files_read,
-            "filesFromCache": self.files_from_cache,
-            "seconds": round(self.seconds, 3),
-            "unknownModels": list(self.unknown_models),
-        }
 
 
 def _parse_day(value: str | _dt.date | None, name: str) -> _dt.date | None:
@@ -204,19 +134,6 @@ def _scan_in_pool(
                 results[i] = result
             bar.update(sum(sizes[sources[i].path] for i in batch))
     return [r for r in results if r is not None]
-
-
-def _stat(sources: list[SourceFile]) -> list[tuple[int, int] | None]:
-    """(size, mtime_ns) of each file, None when it cannot be read."""
-    out: list[tuple[int, int] | None] = []
-    for source in sources:
-        try:
-            info = os.stat(source.path)
-        except OSError:
-            out.append(None)
-        else:
-            out.append((info.st_size, info.st_mtime_ns))
-    return out
 
 
 def _gather(
@@ -485,11 +402,8 @@ def load(
     first_day = _parse_day(since, "since")
     last_day = _parse_day(until, "until")
     sources = find_files(path_list)
-    if path_list is None:
-        roots = ["<default>", *(str(root) for root in default_roots())]
-    else:
-        roots = sorted({os.path.realpath(os.path.expanduser(os.fspath(p))) for p in path_list})
-    stats = _stat(sources)
+    roots = roots_of(path_list)
+    stats = stat_sources(sources)
     signature = rows_signature(sources, stats)
     rows = None if no_cache else read_rows(rows_path(roots), signature)
     if rows is None:

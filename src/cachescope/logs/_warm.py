@@ -1,0 +1,137 @@
+"""The warm path of `cachescope usage`: what a run depends on, and its rendered output, cached.
+
+Light on purpose (no numpy, no pandas): a second `cachescope usage` over unchanged files is Python
+start-up, discovery, one `stat` per file and one read of the stored output. The stored output is
+keyed by everything it depends on: every input file's (path, names, size, mtime), the shipped
+price table, the cache format, cachescope's version and sources, and the command's arguments.
+The load report's per-run figures (files read vs from cache, seconds) are filled in anew on
+every replay, as a warm run of the full path would report them; warnings are replayed too.
+`--no-cache` bypasses all of it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from cachescope.logs._discover import SourceFile, default_roots
+
+# Bump when the scanner's output changes meaning (also stamps `_cache`'s files).
+CACHE_VERSION = "cachescope.logs.cache/3"
+OUTPUT_VERSION = "cachescope.usage.output/1"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cachescope" / "logs"
+
+
+def cache_path(roots: list[str]) -> Path:
+    digest = xxhash.xxh3_64_hexdigest("\x00".join(sorted(roots)).encode())
+    return cache_dir() / f"{digest}.pickle"
+
+
+def rows_path(roots: list[str]) -> Path:
+    return cache_path(roots).with_suffix(".rows.pickle")
+
+
+def roots_of(path_list: list[str | os.PathLike[str]] | None) -> list[str]:
+    """The cache's name for a set of inputs (the default folders, or the given paths)."""
+    if path_list is None:
+        return ["<default>", *(str(root) for root in default_roots())]
+    return sorted({os.path.realpath(os.path.expanduser(os.fspath(p))) for p in path_list})
+
+
+def stat_sources(sources: list[SourceFile]) -> list[tuple[int, int] | None]:
+    """(size, mtime_ns) of each file, None when it cannot be read."""
+    out: list[tuple[int, int] | None] = []
+    for source in sources:
+        try:
+            info = os.stat(source.path)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((info.st_size, info.st_mtime_ns))
+    return out
+
+
+def rows_signature(sources: list[Any], stats: list[tuple[int, int] | None]) -> str:
+    """What the final rows depend on: every file (path, names, size, mtime) and the price table."""
+    digest = xxhash.xxh3_128()
+    digest.update(CACHE_VERSION.encode())
+    digest.update(resources.files("cachescope").joinpath("data/prices.toml").read_bytes())
+    digest.update(
+        "\x00".join(
+            f"{s.path}\x01{s.project}\x01{s.session}\x01{s.agent}\x01{st}"
+            for s, st in zip(sources, stats)
+        ).encode("utf-8", "surrogateescape")
+    )
+    return digest.hexdigest()
+
+
+def _code_stamp() -> str:
+    """cachescope's version and the (size, mtime) of its Python sources and compiled modules."""
+    import cachescope
+
+    package = Path(cachescope.__file__).resolve().parent
+    parts = [str(getattr(cachescope, "__version__", ""))]
+    for folder in (package, package / "logs", package / "_native"):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.endswith((".py", ".so", ".pyd", ".toml")):
+                info = entry.stat()
+                parts.append(f"{entry.name}:{info.st_size}:{info.st_mtime_ns}")
+    data = package / "data" / "prices.toml"
+    try:
+        info = data.stat()
+        parts.append(f"prices:{info.st_size}:{info.st_mtime_ns}")
+    except OSError:
+        pass
+    return "\x00".join(parts)
+
+
+def output_path(roots: list[str], signature: str, arguments: Iterable[str]) -> tuple[Path, str]:
+    """Where the rendered output for these inputs and arguments lives, and its full key."""
+    key = xxhash.xxh3_128_hexdigest(
+        "\x00".join([OUTPUT_VERSION, signature, _code_stamp(), *arguments]).encode(
+            "utf-8", "surrogateescape"
+        )
+    )
+    name = xxhash.xxh3_64_hexdigest("\x00".join(arguments).encode("utf-8", "surrogateescape"))
+    return cache_path(roots).with_suffix(f".out-{name}.pickle"), key
+
+
+def read_output(path: Path, key: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+    except Exception:  # any unreadable or foreign file is a miss
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    return data
+
+
+def write_output(path: Path, key: str, entry: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(dict(entry, key=key), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
