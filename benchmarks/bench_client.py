@@ -31,6 +31,7 @@ from typing import Any
 
 import anthropic
 
+from benchmarks._machine import cpu_model
 from cachescope import CachingClient
 from cachescope._tokens import estimate_tokens
 from cachescope.ledger import Ledger
@@ -102,40 +103,53 @@ def _median_ms(samples: list[float]) -> float:
 
 def run_pair(
     make_ours: Callable[[Simulator], Any], peer_diagnostics: bool, rounds: int = ROUNDS
-) -> tuple[float, float]:
-    """(ours, peer) median milliseconds per create, timed in alternation."""
+) -> tuple[float, float, float, float]:
+    """(ours, peer) median milliseconds per create, wall-clock then CPU time of the process,
+    timed in alternation."""
     sim_ours = Simulator(clock=VirtualClock())
     sim_peer = Simulator(clock=VirtualClock())
     ours = make_ours(sim_ours)
     peer = anthropic.Anthropic(api_key="sim", http_client=sim_peer.http_client())
     previous: str | None = None
-    ours_times: list[float] = []
-    peer_times: list[float] = []
+    ours_wall: list[float] = []
+    peer_wall: list[float] = []
+    ours_cpu: list[float] = []
+    peer_cpu: list[float] = []
+    wall, cpu = time.perf_counter, time.process_time
     for turn in range(rounds + 3):
         params = build_params(turn)
-        started = time.perf_counter()
+        started, started_cpu = wall(), cpu()
         ours.messages.create(**params)
-        ours_elapsed = time.perf_counter() - started
+        ours_elapsed, ours_cpu_elapsed = wall() - started, cpu() - started_cpu
 
         params = build_params(turn)
         extra = {"diagnostics": {"previous_message_id": previous}} if peer_diagnostics else {}
         headers = {"anthropic-beta": "cache-diagnosis-2026-04-07"} if peer_diagnostics else None
-        started = time.perf_counter()
+        started, started_cpu = wall(), cpu()
         message = peer.messages.create(**params, **extra, extra_headers=headers)
-        peer_elapsed = time.perf_counter() - started
+        peer_elapsed, peer_cpu_elapsed = wall() - started, cpu() - started_cpu
         previous = message.id
         if turn >= 3:  # the first calls write the cache and warm up both paths
-            ours_times.append(ours_elapsed)
-            peer_times.append(peer_elapsed)
-    return _median_ms(ours_times), _median_ms(peer_times)
+            ours_wall.append(ours_elapsed)
+            peer_wall.append(peer_elapsed)
+            ours_cpu.append(ours_cpu_elapsed)
+            peer_cpu.append(peer_cpu_elapsed)
+    return (
+        _median_ms(ours_wall),
+        _median_ms(peer_wall),
+        _median_ms(ours_cpu),
+        _median_ms(peer_cpu),
+    )
 
 
 def main() -> None:
     tokens = prompt_tokens(build_params(0))
     print(
-        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; "
+        f"Python {platform.python_version()} on {platform.machine()} ({cpu_model()}), "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
         f"anthropic {anthropic.__version__}; prompt ≈ {tokens:,} tokens; {ROUNDS} calls each"
     )
+    print("medians per call: wall-clock, then CPU time of the process (steadier on a busy machine)")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "calls.jsonl")
         scenarios: list[tuple[str, Callable[[Simulator], Any], bool]] = [
@@ -156,11 +170,13 @@ def main() -> None:
             ),
         ]
         for name, factory, diagnostics in scenarios:
-            ours, peer = run_pair(factory, diagnostics)
+            ours, peer, ours_cpu, peer_cpu = run_pair(factory, diagnostics)
             print(
-                f"{name:<34} CachingClient {ours:8.2f} ms   bare SDK {peer:8.2f} ms   "
-                f"ratio {ours / peer:5.3f}x"
+                f"{name:<34} CachingClient {ours:6.2f} ms  bare SDK {peer:6.2f} ms  "
+                f"ratio {ours / peer:5.3f}x   |  CPU {ours_cpu:6.2f} / {peer_cpu:6.2f} ms  "
+                f"ratio {ours_cpu / peer_cpu:5.3f}x"
             )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     sys.stdout.flush()
 
 

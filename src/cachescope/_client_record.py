@@ -14,6 +14,7 @@ import datetime as _dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import is_
 from typing import Any
 
 import orjson
@@ -79,11 +80,20 @@ def install_probe_hooks(http_client: Any, *, is_async: bool) -> None:
     http_client.event_hooks = hooks
 
 
+# Types that are never the SDK's "not given" markers (checked first: `isinstance` is slow here).
+_PLAIN_TYPES = frozenset({dict, list, tuple, str, int, float, bool, type(None)})
+_MARKER_TYPES = (Omit, NotGiven)
+
+
 def clean_body(body: Mapping[str, Any]) -> dict[str, Any]:
     """The request body without the SDK's "not given" markers, iterables made lists (once)."""
     out: dict[str, Any] = {}
+    plain = _PLAIN_TYPES
     for key, value in body.items():
-        if isinstance(value, (Omit, NotGiven)):
+        kind = type(value)
+        if kind is Omit or kind is NotGiven:
+            continue
+        if kind not in plain and isinstance(value, _MARKER_TYPES):
             continue
         out[key] = value
     return out
@@ -94,7 +104,9 @@ def materialize(body: dict[str, Any]) -> None:
     fingerprinting does not consume what the SDK must send."""
     for key in ("messages", "system", "tools"):
         value = body.get(key)
-        if value is not None and not isinstance(value, (list, tuple, str, Mapping, Omit, NotGiven)):
+        if value is None or type(value) in _PLAIN_TYPES:
+            continue
+        if not isinstance(value, (list, tuple, str, Mapping, Omit, NotGiven)):
             body[key] = list(value)
 
 
@@ -128,74 +140,170 @@ def _entry(block: Block, prefix: int) -> dict[str, Any]:
     }
 
 
+class _Last:
+    """One chain's previous fingerprint, unit by unit (what an unchanged run of units reuses)."""
+
+    __slots__ = ("ends", "entries", "keys", "levels", "seeds", "totals", "units")
+
+    def __init__(
+        self,
+        units: list[tuple[Block, ...]],
+        seeds: tuple[bytes, ...],
+        ends: list[int],
+        keys: list[int],
+        levels: list[int],
+        totals: list[int],
+        entries: list[dict[str, Any]],
+    ) -> None:
+        self.units = units  # holds the unit tuples, so their identities stay theirs
+        self.seeds = seeds
+        self.ends = ends  # after unit i: how many entries,
+        self.keys = keys  # the prefix key,
+        self.levels = levels  # the last level whose settings are folded in,
+        self.totals = totals  # and the token total
+        self.entries = entries
+
+
+class FingerprintCache:
+    """The last fingerprint of each chain (session) of a client.
+
+    A session sends its history again on every call: the units that `flatten_units` returns
+    for it are the very tuples of the previous call (its per-unit memo), so the longest run of
+    identical units — found with one identity check per unit, in C — takes the previous
+    entries, prefix key and token total as they are, and only the units after it are walked.
+    """
+
+    LIMIT = 256  # chains remembered per client
+
+    def __init__(self) -> None:
+        self._last: dict[str | None, _Last] = {}
+
+    def get(self, chain: str | None) -> _Last | None:
+        return self._last.get(chain)
+
+    def put(self, chain: str | None, last: _Last) -> None:
+        if len(self._last) >= self.LIMIT and chain not in self._last:
+            self._last.clear()
+        self._last[chain] = last
+
+
 def fingerprint_blocks(
-    body: Mapping[str, Any], token_cache: dict[int, int], store_text: bool
+    body: Mapping[str, Any],
+    token_cache: dict[int, int],
+    store_text: bool,
+    cache: FingerprintCache | None = None,
+    chain: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Per-position fingerprint of a request (hash, cumulative prefix hash, level, path, kind,
     role, layer, tokens, breakpoint TTL — the keys of `Fingerprint.to_dict()`; text only with
     `store_text`) and the estimated prompt tokens.
 
-    The prefix hashes are `_blocks.prefix_keys` computed unit by unit: an unchanged unit reached
-    with an unchanged prefix key reuses its entries and its key after. Records share those entry
-    dicts (read-only by contract, see `CallRecord`): a copy per block per call cost more time
-    than the rest of the fingerprint, and the retained copies made the garbage collector run
-    twice as often.
+    The prefix hashes are `_blocks.prefix_keys` computed unit by unit. With a `cache`, the run
+    of units identical to the previous call of `chain` is taken from it whole; each other unit
+    reached with a prefix key seen before reuses its entries and its key after from a memo.
+    Records share those entry dicts (read-only by contract, see `CallRecord`): a copy per block
+    per call cost more time than the rest of the fingerprint, and the retained copies made the
+    garbage collector run twice as often.
     """
     if len(token_cache) > TOKEN_CACHE_LIMIT:
         token_cache.clear()
     flat, units = flatten_units(body, token_cache=token_cache)
     settings = flat.settings
+    seeds = tuple(_settings_seed(settings.get(level, {})) for level in LEVELS)
+    last = cache.get(chain) if cache is not None else None
+    same = 0
+    if last is not None and last.seeds == seeds:
+        identical = list(map(is_, units, last.units))
+        try:
+            same = identical.index(False)
+        except ValueError:
+            same = len(identical)
+    if same:
+        assert last is not None
+        entries = last.entries[: last.ends[same - 1]]
+        ends, keys = last.ends[:same], last.keys[:same]
+        levels, totals = last.levels[:same], last.totals[:same]
+        key, level_done, total = keys[-1], levels[-1], totals[-1]
+    else:
+        entries, ends, keys, levels, totals = [], [], [], [], []
+        key, level_done, total = 0, -1, 0
     memo = _UNIT_MEMO
     if len(memo) > _UNIT_MEMO_LIMIT:
         memo.clear()
-    entries: list[dict[str, Any]] = []
     extend = entries.extend
-    total = 0
-    key = 0
-    level_done = -1
-    for unit in units:
-        if not unit:
-            continue
-        level = _LEVEL_INDEX[unit[0].level]
-        while level_done < level:  # settings fold in where their level starts (as prefix_keys)
-            level_done += 1
-            seed = _settings_seed(settings.get(LEVELS[level_done], {}))
-            key = _xxh64(seed, seed=key)
-        memo_key = (id(unit), key)
-        hit = memo.get(memo_key)
-        if hit is not None and hit[0] is unit:
-            extend(hit[1])
-            total += hit[2]
-            key = hit[3]
-            continue
-        start_key = key
-        built: list[dict[str, Any]] = []
-        tokens = 0
-        uniform = True
-        for block in unit:
-            block_level = _LEVEL_INDEX[block.level]
-            if block_level != level:  # never for flatten's units; kept exact all the same
-                uniform = False
-                while level_done < block_level:
-                    level_done += 1
-                    seed = _settings_seed(settings.get(LEVELS[level_done], {}))
-                    key = _xxh64(seed, seed=key)
-            key = _xxh64(block.hash.to_bytes(8, "little"), seed=key)
-            built.append(_entry(block, key))
-            tokens += block.tokens
-        if uniform:
-            memo[(id(unit), start_key)] = (unit, tuple(built), tokens, key)
-        extend(built)
-        total += tokens
+    for unit in units[same:] if same else units:
+        if unit:
+            level = _LEVEL_INDEX[unit[0].level]
+            while level_done < level:  # settings fold in where their level starts
+                level_done += 1
+                key = _xxh64(seeds[level_done], seed=key)
+            hit = memo.get((id(unit), key))
+            if hit is not None and hit[0] is unit:
+                extend(hit[1])
+                total += hit[2]
+                key = hit[3]
+            else:
+                start_key = key
+                built: list[dict[str, Any]] = []
+                tokens = 0
+                uniform = True
+                for block in unit:
+                    block_level = _LEVEL_INDEX[block.level]
+                    if block_level != level:  # never for flatten's units; kept exact all the same
+                        uniform = False
+                        while level_done < block_level:
+                            level_done += 1
+                            key = _xxh64(seeds[level_done], seed=key)
+                    key = _xxh64(block.hash.to_bytes(8, "little"), seed=key)
+                    built.append(_entry(block, key))
+                    tokens += block.tokens
+                if uniform:
+                    memo[(id(unit), start_key)] = (unit, tuple(built), tokens, key)
+                extend(built)
+                total += tokens
+        ends.append(len(entries))
+        keys.append(key)
+        levels.append(level_done)
+        totals.append(total)
+    if cache is not None:
+        cache.put(chain, _Last(units, seeds, ends, keys, levels, totals, entries))
+        entries = entries.copy()  # the record's own list; the cache keeps its own
     if store_text:  # the text makes each entry the record's own
         entries = [{**entry, "text": block.text} for entry, block in zip(entries, flat.blocks)]
     return entries, total
 
 
-def _float_header(headers: Mapping[str, str] | None, name: str) -> float | None:
-    if headers is None:
-        return None
-    value = headers.get(name)
+_WANTED = (b"request-id", TTFT_HEADER.encode(), TOTAL_HEADER.encode())
+
+
+def _read_headers(headers: Any) -> tuple[str | None, ...]:
+    """`headers.get(name)` for request-id, the TTFT and the total latency, in one pass.
+
+    httpx's `Headers.get` re-derives the encoding for every header it looks at (~8 µs a lookup);
+    one pass over `.raw` gives the same strings: the values of a name joined with ", ", decoded
+    — ASCII reads the same in every encoding httpx picks; anything else goes through `.get`.
+    """
+    raw = getattr(headers, "raw", None)
+    if type(raw) is not list:
+        return tuple(headers.get(name.decode()) for name in _WANTED)
+    found: dict[bytes, list[bytes]] = {}
+    for pair in raw:
+        name = pair[0].lower()
+        if name in _WANTED:
+            found.setdefault(name, []).append(pair[1])
+    out: list[str | None] = []
+    for name in _WANTED:
+        values = found.get(name)
+        if values is None:
+            out.append(None)
+        elif all(value.isascii() for value in values):
+            out.append(", ".join(value.decode("ascii") for value in values))
+        else:
+            out.append(headers.get(name.decode()))
+    return tuple(out)
+
+
+def _float(value: str | None) -> float | None:
     if value is None:
         return None
     try:
@@ -296,10 +404,10 @@ def fill_timing(record: CallRecord, probe: Probe, first_token: float | None, end
     """Latency from the simulator's headers when present, else measured around the call."""
     headers = probe.headers
     record.retries = max(0, probe.attempts - 1)
+    ttft = total = None
     if headers is not None:
-        record.request_id = headers.get("request-id")
-    ttft = _float_header(headers, TTFT_HEADER)
-    total = _float_header(headers, TOTAL_HEADER)
+        record.request_id, ttft_text, total_text = _read_headers(headers)
+        ttft, total = _float(ttft_text), _float(total_text)
     if ttft is not None or total is not None:
         record.ttft_ms, record.latency_ms = ttft, total
         record.latency_source = "simulator"

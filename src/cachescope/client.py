@@ -29,6 +29,7 @@ from anthropic._streaming import AsyncStream, Stream
 from anthropic.resources.messages import AsyncMessages, Messages
 
 from cachescope._client_record import (
+    FingerprintCache,
     Probe,
     StreamWatcher,
     clean_body,
@@ -158,6 +159,7 @@ class _ClientBase:
         self.diagnostics = diagnostics
         self.store_text = store_text
         self._token_cache: dict[int, int] = {}
+        self._fingerprints = FingerprintCache()
         self._chain: dict[str | None, str | None] = {}
         self._chain_lock = threading.Lock()
         self._sessions: dict[str, Any] = {}
@@ -185,7 +187,9 @@ class _ClientBase:
             options = _with_beta(options, DIAGNOSTICS_BETA)
         elif isinstance(params.get("diagnostics"), Mapping):
             previous = params["diagnostics"].get("previous_message_id")
-        blocks, tokens = fingerprint_blocks(params, self._token_cache, self.store_text)
+        blocks, tokens = fingerprint_blocks(
+            params, self._token_cache, self.store_text, self._fingerprints, key
+        )
         record = new_record(
             now=float(self.clock.now()),
             model=str(params.get("model", "")),

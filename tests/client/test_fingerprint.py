@@ -7,6 +7,7 @@ once, `format_time` memoizes the second: each is checked here against the plain 
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import math
 from typing import Any
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from cachescope import _client_record, pricing
 from cachescope._blocks import flatten, prefix_keys
-from cachescope._client_record import fingerprint_blocks
+from cachescope._client_record import FingerprintCache, fingerprint_blocks
 from cachescope.ledger import format_time
 
 MODEL = "claude-sonnet-4-6"
@@ -104,16 +105,32 @@ def requests(draw: Any) -> dict[str, Any]:
     return body
 
 
+def grown(body: dict[str, Any], turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same request rebuilt (no shared containers) with more turns: a session's next call."""
+    out = copy.deepcopy(body)
+    out["messages"] = out["messages"] + copy.deepcopy(turns)
+    return out
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(requests(), min_size=1, max_size=4), st.booleans())
+@given(
+    st.lists(requests(), min_size=1, max_size=4),
+    st.lists(message, min_size=0, max_size=2),
+    st.booleans(),
+)
 def test_fingerprint_equals_flatten_and_prefix_keys(
-    bodies: list[dict[str, Any]], store_text: bool
+    bodies: list[dict[str, Any]], turns: list[dict[str, Any]], store_text: bool
 ) -> None:
     token_cache: dict[int, int] = {}
+    cache = FingerprintCache()
     for body in bodies:
         # twice: the second call of each request is served by the unit memo
         for _ in range(2):
             assert fingerprint_blocks(body, token_cache, store_text) == reference(body, store_text)
+        # through a chain: the previous call's run of identical units is reused
+        for sent in (body, grown(body, turns), body, copy.deepcopy(body)):
+            got = fingerprint_blocks(sent, token_cache, store_text, cache, "s")
+            assert got == reference(sent, store_text)
 
 
 def test_a_growing_conversation_reuses_entries_and_stays_exact() -> None:
@@ -142,6 +159,20 @@ def test_a_growing_conversation_reuses_entries_and_stays_exact() -> None:
             {"role": "user", "content": [{"type": "text", "text": f"Question {turn}?"}]},
             {"role": "assistant", "content": [{"type": "text", "text": f"Answer {turn}. " * 50}]},
         ]
+
+
+def test_a_chain_survives_changes_to_what_it_returned() -> None:
+    body = {"model": MODEL, "max_tokens": 8, "system": "S " * 200, "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+    cache = FingerprintCache()
+    first, _ = fingerprint_blocks(body, {}, False, cache, None)
+    first.append({"hash": "junk"})
+    first.pop(0)
+    again, _ = fingerprint_blocks(copy.deepcopy(body), {}, False, cache, None)
+    assert again == reference(body, False)[0]
+    other = dict(body, tool_choice={"type": "auto"})  # settings change: nothing reused wrongly
+    assert fingerprint_blocks(other, {}, False, cache, None)[0] == reference(other, False)[0]
+    shorter = dict(body, messages=[])
+    assert fingerprint_blocks(shorter, {}, False, cache, None) == reference(shorter, False)
 
 
 def test_store_text_entries_are_the_records_own() -> None:
@@ -275,3 +306,32 @@ def test_format_time_edges() -> None:
     for bad in (math.nan, math.inf):
         with pytest.raises((ValueError, OverflowError)):
             format_time(bad)
+
+
+# ---- response headers read in one pass ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [],
+        [
+            (b"Request-Id", b"req_1"),
+            (b"X-Cachescope-TTFT-Ms", b"12.5"),
+            (b"x-cachescope-total-ms", b"40"),
+        ],
+        [(b"request-id", b"a"), (b"REQUEST-ID", b"b"), (b"x-cachescope-ttft-ms", b"nan?")],
+        [(b"request-id", "\u00e9t\u00e9".encode()), (b"x-other", b"1")],
+        [(b"request-id", b"\xe9t\xe9"), (b"x-cachescope-total-ms", b"7")],  # latin-1 fallback
+        [(b"x-other", "\u00e9".encode()), (b"request-id", b"plain")],
+    ],
+)
+def test_read_headers_equals_httpx_get(pairs: list[tuple[bytes, bytes]]) -> None:
+    import httpx2
+
+    headers = httpx2.Headers(pairs)
+    names = ("request-id", "x-cachescope-ttft-ms", "x-cachescope-total-ms")
+    expected = tuple(headers.get(name) for name in names)
+    assert _client_record._read_headers(httpx2.Headers(pairs)) == expected
+    plain = {"request-id": "r", "x-cachescope-total-ms": "3"}  # any mapping without .raw
+    assert _client_record._read_headers(plain) == ("r", None, "3")
