@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -109,13 +110,13 @@ def _replay(args: argparse.Namespace, started: float) -> tuple[Any, str] | None:
     when the cache cannot be consulted: the normal path then reports any error itself).
     """
     from cachescope.logs import _warm
-    from cachescope.logs._discover import find_files
 
     paths: list[str | os.PathLike[str]] | None = list(args.paths) or None
     try:
-        sources = find_files(paths)
+        roots = _warm.roots_of(paths)
+        sources = _warm.find_files_cached(paths, roots)
         signature = _warm.rows_signature(sources, _warm.stat_sources(sources))
-        where = _warm.output_path(_warm.roots_of(paths), signature, _arguments(args))
+        where = _warm.output_path(roots, signature, _arguments(args))
     except Exception:  # the full path reports (or recovers from) whatever went wrong
         return (None, "")
     entry = _warm.read_output(*where)
@@ -131,11 +132,12 @@ def _replay(args: argparse.Namespace, started: float) -> tuple[Any, str] | None:
     if entry["form"] == "json":
         import orjson
 
-        data = orjson.loads(entry["body"])
-        data["load"].update(
-            filesRead=0, filesFromCache=data["load"]["files"], seconds=round(seconds, 3)
+        # the body around the load report's per-run figures (see _run_usage)
+        figures = b'0,\n    "filesFromCache": %d,\n    "seconds": %s,\n' % (
+            entry["files"],
+            orjson.dumps(round(seconds, 3)),
         )
-        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(entry["head"] + figures + entry["tail"])
     elif entry["form"] == "text":
         report = entry["report"]
         summary = dataclasses.replace(
@@ -179,9 +181,18 @@ def _run_usage(args: argparse.Namespace) -> int:
         ]
     }
     if args.json:
-        body = orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2)
-        sys.stdout.buffer.write(body + b"\n")
-        entry.update(form="json", body=body)
+        body = orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+        sys.stdout.buffer.write(body)
+        # kept as the bytes before and after `filesRead`, `filesFromCache` and `seconds` (keys
+        # at this indent and with a raw newline occur nowhere else: strings escape newlines)
+        mark = b'\n    "filesRead": '
+        head, _, rest = body.partition(mark)
+        figures = re.match(rb'\d+,\n    "filesFromCache": \d+,\n    "seconds": [0-9.e+-]+,\n', rest)
+        if body.count(mark) != 1 or figures is None:
+            where = None
+        else:
+            files = result.load_report.files
+            entry.update(form="json", head=head + mark, tail=rest[figures.end() :], files=files)
     elif args.csv:
         text = result.by(args.by).to_csv()
         sys.stdout.write(text)
@@ -190,8 +201,8 @@ def _run_usage(args: argparse.Namespace) -> int:
         text = result.to_text(args.by) + "\n"
         sys.stdout.write(text)
         summary = result.load_report.summary()
-        head, found, tail = text.partition(summary)
-        entry.update(form="text", head=head, tail=tail, report=result.load_report)
+        before, found, after = text.partition(summary)
+        entry.update(form="text", head=before, tail=after, report=result.load_report)
         if not found:
             where = None
     if where is not None and where[0] is not None:

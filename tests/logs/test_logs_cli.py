@@ -158,3 +158,24 @@ def test_a_changed_file_or_no_cache_is_never_replayed(
     after = orjson.loads(capsys.readouterr().out)
     assert after["load"]["responses"] == before["load"]["responses"] + 1
     assert after["load"]["filesRead"] == 1
+
+
+def test_new_and_removed_files_are_seen_by_the_next_run(
+    corpus, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    folder = corpus[0]
+    main(["usage", str(folder), "--json"])
+    before = orjson.loads(capsys.readouterr().out)["load"]
+    # a new session file in an existing project, and a new project
+    first = next(folder.rglob("*.jsonl"))
+    for target in (first.parent / "new-session.jsonl", folder / "projects" / "newproj" / "s.jsonl"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(first.read_bytes())
+        main(["usage", str(folder), "--json"])
+        now = orjson.loads(capsys.readouterr().out)["load"]
+        assert now["files"] == before["files"] + 1
+        assert now["filesRead"] == 1
+        before = now
+    first.unlink()
+    main(["usage", str(folder), "--json"])
+    assert orjson.loads(capsys.readouterr().out)["load"]["files"] == before["files"] - 1

@@ -65,16 +65,19 @@ def _name_file(path: Path, projects_dir: Path | None) -> SourceFile:
     return SourceFile(str(path), project, parts[1], agent or stem)
 
 
-def _walk(folder: Path) -> Iterable[tuple[str, str, bool]]:
+def _walk(folder: Path, visited: list[str] | None = None) -> Iterable[tuple[str, str, bool]]:
     """(path, path relative to `folder`, is a symlink) of every `*.jsonl`, sorted like `os.walk`.
 
     Like `os.walk(folder)`: symlinked folders are listed but not entered. Uses `os.scandir` so a
-    file's type comes from the directory entry, without a `stat` per file.
+    file's type comes from the directory entry, without a `stat` per file. Every folder listed
+    is appended to `visited` when given.
     """
     top = os.fspath(folder)
     stack: list[tuple[str, str]] = [(top, "")]
     while stack:
         dirpath, rel = stack.pop()
+        if visited is not None:
+            visited.append(dirpath)
         try:
             entries = list(os.scandir(dirpath))
         except OSError:
@@ -111,17 +114,26 @@ def _name_rel(path: str, rel: str, projects_dir: Path) -> SourceFile:
     return SourceFile(path, parts[0], parts[1], agent or stem)
 
 
-def find_files(paths: Iterable[str | os.PathLike[str]] | None = None) -> list[SourceFile]:
+def find_files(
+    paths: Iterable[str | os.PathLike[str]] | None = None, *, visited: list[str] | None = None
+) -> list[SourceFile]:
     """Every transcript or ledger file under `paths` (default: the Claude folders), named.
 
     A path may be a Claude root (holding `projects/`), a `projects/` folder, any folder of
-    transcripts (its sub-folders are then the projects), or a single `.jsonl` file.
+    transcripts (its sub-folders are then the projects), or a single `.jsonl` file. `visited`,
+    when given, receives every path whose state decides the answer (the roots looked at and
+    every folder listed), for the warm path's listing cache.
     """
     if paths is None:
         roots: list[Path] = [root / "projects" for root in default_roots()]
+        if visited is not None:
+            visited.extend(str(root) for root in roots)
         roots = [root for root in roots if root.is_dir()]
     else:
         roots = [Path(os.path.expanduser(os.fspath(p))) for p in paths]
+        if visited is not None:
+            visited.extend(str(root) for root in roots)
+            visited.extend(str(root / "projects") for root in roots)
     seen: set[str] = set()
     found: list[SourceFile] = []
     for root in roots:
@@ -136,7 +148,7 @@ def find_files(paths: Iterable[str | os.PathLike[str]] | None = None) -> list[So
             # folders entered by the walk are no symlinks, so a plain file's real path is the
             # real path of `projects_dir` joined with its relative path
             real_top = os.path.realpath(projects_dir)
-            for path, rel, link in _walk(projects_dir):
+            for path, rel, link in _walk(projects_dir, visited):
                 key = os.path.realpath(path) if link else os.path.join(real_top, rel)
                 if key in seen:
                     continue

@@ -31,7 +31,7 @@ from cachescope.logs._cache import (
     write_cache,
     write_rows,
 )
-from cachescope.logs._discover import SourceFile, find_files
+from cachescope.logs._discover import SourceFile
 from cachescope.logs._loadreport import CAVEAT as CAVEAT
 from cachescope.logs._loadreport import LoadReport as LoadReport
 from cachescope.logs._loadreport import SkippedLine as SkippedLine
@@ -44,7 +44,7 @@ from cachescope.logs._scan import (
     scan_file,
     scan_many,
 )
-from cachescope.logs._warm import roots_of, stat_sources
+from cachescope.logs._warm import find_files_cached, roots_of, stat_sources
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -401,8 +401,8 @@ def load(
         path_list = list(paths)
     first_day = _parse_day(since, "since")
     last_day = _parse_day(until, "until")
-    sources = find_files(path_list)
     roots = roots_of(path_list)
+    sources = find_files_cached(path_list, roots, use_cache=not no_cache)
     stats = stat_sources(sources)
     signature = rows_signature(sources, stats)
     rows = None if no_cache else read_rows(rows_path(roots), signature)

@@ -21,11 +21,12 @@ from typing import Any
 
 import xxhash
 
-from cachescope.logs._discover import SourceFile, default_roots
+from cachescope.logs._discover import SourceFile, default_roots, find_files
 
 # Bump when the scanner's output changes meaning (also stamps `_cache`'s files).
 CACHE_VERSION = "cachescope.logs.cache/3"
 OUTPUT_VERSION = "cachescope.usage.output/1"
+LISTING_VERSION = "cachescope.logs.listing/1"
 
 
 def cache_dir() -> Path:
@@ -47,6 +48,51 @@ def roots_of(path_list: list[str | os.PathLike[str]] | None) -> list[str]:
     if path_list is None:
         return ["<default>", *(str(root) for root in default_roots())]
     return sorted({os.path.realpath(os.path.expanduser(os.fspath(p))) for p in path_list})
+
+
+def _state(path: str) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_ino, info.st_mode)
+
+
+def find_files_cached(
+    path_list: list[str | os.PathLike[str]] | None, roots: list[str], *, use_cache: bool = True
+) -> list[SourceFile]:
+    """`find_files`, reusing the last listing while no folder it looked at has changed.
+
+    A file appearing, disappearing or being renamed changes its folder's mtime, so one `stat`
+    per folder (and per root) tells whether the stored listing still holds; the files' own
+    changes are the signature's business. Anything unreadable falls back to a fresh walk.
+    """
+    if not use_cache:
+        return find_files(path_list)
+    where = cache_path(roots).with_suffix(".files.pickle")
+    try:
+        with open(where, "rb") as fh:
+            stored = pickle.load(fh)
+        if (
+            isinstance(stored, dict)
+            and stored.get("version") == LISTING_VERSION
+            and all(_state(p) == state for p, state in stored["probe"])
+        ):
+            return list(stored["sources"])
+    except Exception:  # unreadable or foreign: list again
+        pass
+    visited: list[str] = []
+    sources = find_files(path_list, visited=visited)
+    entry = {
+        "version": LISTING_VERSION,
+        "probe": [(p, _state(p)) for p in visited],
+        "sources": sources,
+    }
+    try:
+        _write(where, entry)
+    except OSError:
+        pass
+    return sources
 
 
 def stat_sources(sources: list[SourceFile]) -> list[tuple[int, int] | None]:
@@ -77,7 +123,7 @@ def rows_signature(sources: list[Any], stats: list[tuple[int, int] | None]) -> s
 
 
 def _code_stamp() -> str:
-    """cachescope's version and the (size, mtime) of its Python sources and compiled modules."""
+    """cachescope's version and the (size, mtime) of its Python sources and of the log scanner."""
     import cachescope
 
     package = Path(cachescope.__file__).resolve().parent
@@ -88,7 +134,7 @@ def _code_stamp() -> str:
         except OSError:
             continue
         for entry in entries:
-            if entry.name.endswith((".py", ".so", ".pyd", ".toml")):
+            if entry.name.endswith(".py") or entry.name.startswith("logscan."):
                 info = entry.stat()
                 parts.append(f"{entry.name}:{info.st_size}:{info.st_mtime_ns}")
     data = package / "data" / "prices.toml"
@@ -123,11 +169,15 @@ def read_output(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def write_output(path: Path, key: str, entry: dict[str, Any]) -> None:
+    _write(path, dict(entry, key=key))
+
+
+def _write(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
     try:
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump(dict(entry, key=key), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except BaseException:
         try:
