@@ -16,14 +16,19 @@ The simulator, `fingerprint`/`compare`, `lint` and the ledger all read requests 
 
 from __future__ import annotations
 
+import struct
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
+from operator import attrgetter
 from typing import Any
 
 import orjson
 import xxhash
 
+from cachescope._native import load as _load_native
 from cachescope._tokens import EstimatingCounter, counter_for
 
 LEVELS: tuple[str, str, str] = ("tools", "system", "messages")
@@ -36,6 +41,10 @@ IMAGE_TOKENS = 1568
 _SYSTEM_TOGGLE_TOOL_PREFIXES = ("web_search", "web_fetch")
 
 _xxh64 = xxhash.xxh3_64_intdigest
+
+# The C walk of `flatten_units` (`_native/blocks.c`), or None: then the pure-Python loop below
+# does the same work (tests hold the two to identical results).
+_native: Any = _load_native("blocks")
 
 
 class LayeredBlocks(list):  # type: ignore[type-arg]
@@ -85,6 +94,10 @@ class FlatRequest:
     blocks: list[Block]
     settings: dict[str, dict[str, Any]]
     top_level_cache_control: dict[str, Any] | None
+    # From the C walk only (None otherwise): indices of the blocks with cache_control, and the
+    # cumulative token counts (native int64 bytes, len(blocks) + 1 of them, from 0).
+    marked: list[int] | None = None
+    cumulative: bytes | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -156,6 +169,9 @@ _TOKEN_MEMO_LIMIT = 200_000
 # Whole units (tool list, system prompt, one message) → their blocks; Blocks are never mutated.
 _SEGMENT_MEMO: dict[tuple[Any, ...], tuple[tuple[Block, ...], bool, bool, tuple[str, ...]]] = {}
 _SEGMENT_MEMO_LIMIT = 20_000
+# The C walk's memo of messages, one per token counter: int key (`message_key`) → the same entries.
+_MESSAGE_MEMOS: dict[Any, dict[int, Any]] = {}
+_MESSAGE_MEMO_COUNTERS = 64
 
 
 def _layer_tuple(value: Any) -> tuple[Any, ...] | None:
@@ -279,6 +295,114 @@ def _unit_key(
     return (tag, content, start, counter, _layer_tuple(value))
 
 
+_NATIVE_TAG = object()
+_TOKENS_OF = attrgetter("tokens")
+# A memo entry of the C walk: (blocks, images, citations, toggles, token counts, marked offsets).
+_NativeEntry = tuple[tuple[Block, ...], bool, bool, tuple[str, ...], bytes, tuple[int, ...]]
+
+
+def _pack_tokens(counts: Iterable[int]) -> bytes:
+    """Token counts as native int64 bytes (what `flatten_messages` reads)."""
+    return array("q", counts).tobytes()
+
+
+def _native_entry(entry: tuple[tuple[Block, ...], bool, bool, tuple[str, ...]]) -> _NativeEntry:
+    unit = entry[0]
+    marks = tuple(i for i, block in enumerate(unit) if block.cache_control is not None)
+    return (*entry, _pack_tokens(map(_TOKENS_OF, unit)), marks)
+
+
+def _native_unit_key(tag: int, value: Any, start: int, counter: Any) -> tuple[Any, ...] | None:
+    """`_unit_key` through the C `value_key` (a list subclass such as `LayeredBlocks` is keyed
+    as its items; its layer names are in the key anyway); None when the value is not plain."""
+    plain = list(value) if type(value) is not list and isinstance(value, list) else value
+    content = _native.value_key(plain)
+    if content is None:
+        return None
+    return (tag, (_NATIVE_TAG, content), start, counter, _layer_tuple(value))
+
+
+# ---- pure-Python twins of `_native/blocks.c` (tests hold the two to identical results) --------
+
+_MAX_DEPTH = 200  # nesting past this is not keyed (the pure key and memo take over)
+_INLINE_BYTES = 32
+_U64 = (1 << 64) - 1
+
+
+def _xxh3_py(data: str | bytes, seed: int = 0) -> int:
+    """Twin of `blocks.xxh3_64`: xxh3-64 of a str's UTF-8 (surrogatepass) or of bytes."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    return _xxh64(data, seed=seed)
+
+
+def _put_str_py(text: str, out: bytearray) -> None:
+    # CPython keeps a str in the narrowest of 1, 2 or 4 bytes per code point
+    widest = max(map(ord, text), default=0)
+    if widest < 0x100:
+        width, raw = 1, text.encode("latin-1")
+    elif widest < 0x10000:
+        width, raw = 2, text.encode("utf-16-le", "surrogatepass")
+    else:
+        width, raw = 4, text.encode("utf-32-le", "surrogatepass")
+    out += b"S" + bytes([width]) + len(text).to_bytes(8, "little")
+    out += raw if len(raw) <= _INLINE_BYTES else _xxh64(raw).to_bytes(8, "little")
+
+
+def _put_value_py(value: Any, out: bytearray, depth: int) -> bool:
+    kind = type(value)
+    if kind is str:
+        _put_str_py(value, out)
+        return True
+    if kind is dict:
+        if depth >= _MAX_DEPTH:
+            return False
+        out += b"D" + len(value).to_bytes(8, "little")
+        for name, item in value.items():
+            if type(name) is not str:
+                return False
+            _put_str_py(name, out)
+            if not _put_value_py(item, out, depth + 1):
+                return False
+        return True
+    if kind is list:
+        if depth >= _MAX_DEPTH:
+            return False
+        out += b"L" + len(value).to_bytes(8, "little")
+        return all(_put_value_py(item, out, depth + 1) for item in value)
+    if kind is int:
+        if not -(1 << 63) <= value < 1 << 63:
+            return False
+        out += b"I" + (value & _U64).to_bytes(8, "little")
+        return True
+    if kind is float:
+        out += b"R" + struct.pack("<d", value)
+        return True
+    if value is True or value is False or value is None:
+        out += {True: b"T", False: b"F", None: b"N"}[value]
+        return True
+    return False
+
+
+def _value_key_py(value: Any) -> int | None:
+    """Twin of `blocks.value_key`: xxh3 of the tagged encoding of a plain JSON value."""
+    out = bytearray()
+    return _xxh64(bytes(out)) if _put_value_py(value, out, 0) else None
+
+
+def _message_key_py(message: Any, m: int, start: int) -> int | None:
+    """Twin of `blocks.message_key`: the memo key of message `m` starting at block `start`."""
+    if type(message) is not dict or any(type(name) is not str for name in message):
+        return None
+    out = bytearray(b"M" + m.to_bytes(8, "little") + b"M" + start.to_bytes(8, "little"))
+    for name in ("role", "content"):
+        if name not in message:
+            out += b"-"
+        elif not _put_value_py(message[name], out, 1):
+            return None
+    return _xxh64(bytes(out))
+
+
 @lru_cache(maxsize=256)
 def _counter_for_model(model: str) -> EstimatingCounter:
     from cachescope._modeldata import default_table
@@ -332,6 +456,7 @@ def flatten_units(
     units: list[tuple[Block, ...]] = []
     toggles: list[str] = []
     flags = [False, False]  # images present, citations on
+    base = [0]  # index of the first block of the unit being built
 
     def add(
         target: list[Block],
@@ -353,7 +478,7 @@ def flatten_units(
                 tokens = token_cache[memo_key] = counter.count(text)
         target.append(
             Block(
-                len(blocks) + len(target),
+                base[0] + len(target),
                 level,
                 path,
                 kind,
@@ -446,13 +571,20 @@ def flatten_units(
     if len(memo) > _SEGMENT_MEMO_LIMIT:
         memo.clear()
 
-    def segment(key: tuple[Any, ...] | None, value: Any, builder: Any, *args: Any) -> None:
+    def segment(
+        key: Any,
+        value: Any,
+        builder: Any,
+        *args: Any,
+        memo: dict[Any, tuple[tuple[Block, ...], bool, bool, tuple[str, ...]]] = memo,
+    ) -> None:
         """Blocks of one unit (the tool list, the system prompt, one message), memoized by a
         content key of the unit (computed on every call) plus where it starts, so an unchanged
         unit costs one walk over its values, an xxh3 of each long string and a lookup."""
         entry = memo.get(key) if key is not None else None
         if entry is None:
             built: list[Block] = []
+            base[0] = len(blocks)
             images, citations, found = builder(built, value, *args)
             entry = (tuple(built), images, citations, found)
             if key is not None:
@@ -464,19 +596,71 @@ def flatten_units(
             flags[1] = flags[1] or entry[2]
             toggles.extend(entry[3])
 
+    native = _native
+    marked: list[int] | None = None
+    cumulative: bytes | None = None
     tools = params.get("tools")
     if tools:
-        segment(_unit_key(-2, tools, 0, counter, walk=False), tools, tools_segment)
+        head_key = _native_unit_key(-2, tools, 0, counter) if native is not None else None
+        if head_key is None:
+            head_key = _unit_key(-2, tools, 0, counter, walk=False)
+        segment(head_key, tools, tools_segment)
     system = params.get("system")
     if system:
-        segment(_unit_key(-1, system, len(blocks), counter), system, system_segment)
+        start = len(blocks)
+        head_key = _native_unit_key(-1, system, start, counter) if native is not None else None
+        if head_key is None:
+            head_key = _unit_key(-1, system, start, counter)
+        segment(head_key, system, system_segment)
+    messages = params.get("messages")
+    if native is not None and type(messages) is list:
+        # The C walk: each message keyed by `message_key` (every text hashed), memo hits taken
+        # in C; anything else comes back here one message at a time.
+        message_memo = _MESSAGE_MEMOS.get(counter)
+        if message_memo is None:
+            if len(_MESSAGE_MEMOS) >= _MESSAGE_MEMO_COUNTERS:
+                _MESSAGE_MEMOS.clear()
+            message_memo = _MESSAGE_MEMOS[counter] = {}
+        elif len(message_memo) > _SEGMENT_MEMO_LIMIT:
+            message_memo.clear()
+
+        def slow(message: Any, m: int, start: int, key: int | None) -> _NativeEntry:
+            if key is None:  # not plain JSON: the pure key and memo
+                unit_key = _unit_key(m, message, start, counter)
+                entry = memo.get(unit_key) if unit_key is not None else None
+                if entry is None:
+                    base[0] = start
+                    built: list[Block] = []
+                    images, citations, found = message_segment(built, message, m)
+                    entry = (tuple(built), images, citations, found)
+                    if unit_key is not None:
+                        memo[unit_key] = entry
+                return _native_entry(entry)
+            base[0] = start
+            built = []
+            images, citations, found = message_segment(built, message, m)
+            native_entry = _native_entry((tuple(built), images, citations, found))
+            message_memo[key] = native_entry
+            return native_entry
+
+        head_tokens = _pack_tokens(accumulate(map(_TOKENS_OF, blocks), initial=0))
+        head_marked = [i for i, block in enumerate(blocks) if block.cache_control is not None]
+        blocks, units_after, marked, cumulative, found = native.flatten_messages(
+            messages, message_memo, blocks, head_tokens, slow
+        )
+        units.extend(units_after)
+        marked[:0] = head_marked
+        if found:
+            flags[0] = flags[0] or bool(found & 1)
+            flags[1] = flags[1] or bool(found & 2)
+        messages = None
     # Messages, the bulk of a request. Inlined for the common shapes (a role and a list of plain
     # text blocks and string tool results): the key holds the role, each block's key order and
     # short fields, and the xxh3 of its text. Anything else is keyed by `_unit_key`.
     memo_get = memo.get
     extend, add_unit = blocks.extend, units.append
     encode = str.encode
-    for m, message in enumerate(params.get("messages") or []):
+    for m, message in enumerate(messages or []):
         start = len(blocks)
         key: Any = None
         if type(message) is dict:
@@ -544,6 +728,8 @@ def flatten_units(
         blocks=blocks,
         settings=settings,
         top_level_cache_control=dict(top) if isinstance(top, Mapping) else None,
+        marked=marked,
+        cumulative=cumulative,
     )
     return flat, units
 
@@ -623,6 +809,7 @@ def clear_memos() -> None:
     """Forget every memoized unit, digest and token count (for measuring a cold start)."""
     global _TEXT_MEMO_CHARS
     _SEGMENT_MEMO.clear()
+    _MESSAGE_MEMOS.clear()
     _TEXT_MEMO.clear()
     _TEXT_MEMO_CHARS = 0
     _TOKEN_MEMO.clear()

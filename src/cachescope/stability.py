@@ -471,10 +471,12 @@ class _Side:
         "_tokens",
         "automatic_ttl",
         "blocks",
+        "cumulative",
         "fingerprint",
         "kinds",
         "layers",
         "levels",
+        "marked",
         "marks",
         "miss_reason",
         "model",
@@ -502,6 +504,9 @@ class _Side:
         # set for params read through `flatten_units`: the blocks, and the blocks of each unit
         self.blocks: list[Block] | None = None
         self.units: list[tuple[Block, ...]] | None = None
+        # from the C walk: indices of the blocks with cache_control, cumulative token counts
+        self.marked: list[int] | None = None
+        self.cumulative: Sequence[int] | None = None
         self.prefixes: list[int] | None = None
         self.settings: Mapping[str, Mapping[str, Any]] | None = None
         self.automatic_ttl: str | None = None
@@ -543,6 +548,10 @@ class _Side:
 
     def token_sum(self, start: int, end: int) -> int:
         """Tokens of positions start..end (both included)."""
+        cumulative = self.cumulative
+        if cumulative is not None:
+            end = min(end, len(cumulative) - 2)
+            return cumulative[end + 1] - cumulative[start] if end >= start else 0
         if self.blocks is not None:
             return sum(map(_TOKENS_OF, self.blocks[start : end + 1]))
         return sum(self.tokens(i) for i in range(start, end + 1))
@@ -551,7 +560,11 @@ class _Side:
         blocks = self.blocks
         if blocks is not None:
             # `cache_control={}` is a breakpoint too, so select on `is not None`, not truth
-            marked = compress(blocks, map(is_not, map(_CACHE_CONTROL_OF, blocks), repeat(None)))
+            marked: Iterable[Block] = (
+                map(blocks.__getitem__, self.marked)
+                if self.marked is not None
+                else compress(blocks, map(is_not, map(_CACHE_CONTROL_OF, blocks), repeat(None)))
+            )
             points = [(b.index, b.ttl or "5m") for b in marked]
             return _with_automatic(
                 points,
@@ -693,6 +706,9 @@ class _Side:
         flat, units = flatten_units(params, counter_for(side.tokenizer), _hash_memo(side.tokenizer))
         blocks = flat.blocks
         side.blocks, side.units = blocks, units
+        side.marked = flat.marked
+        if flat.cumulative is not None:
+            side.cumulative = memoryview(flat.cumulative).cast("q")
         side.levels = _Field(blocks, "level")
         side.kinds = _Field(blocks, "kind")
         side.roles = _Field(blocks, "role")

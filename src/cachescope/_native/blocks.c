@@ -1,0 +1,684 @@
+/* cachescope._native.blocks: the per-call walk of `_blocks.flatten_units`, in C.
+ *
+ * `compare(a, b)` flattens both requests on every call, and every byte of both is hashed each
+ * time: a message's blocks are reused from the memo only under a key computed from its content.
+ * In Python that walk costs ~2 µs per message; here it is one pass over the message's values.
+ *
+ * Functions (pure-Python twins in `cachescope._blocks`, held to identical results by tests):
+ *
+ *   xxh3_64(data, seed=0) -> int
+ *       xxh3-64 of a str's UTF-8 ("surrogatepass") or of bytes. Twin: `_xxh3_py`.
+ *   value_key(value) -> int | None
+ *       The content key of a plain JSON value (exact dict / list / str / int / float / bool /
+ *       None): the xxh3 of a tagged encoding in which each long string enters by its own xxh3.
+ *       None for anything else (subclasses, tuples, SDK objects, ints beyond 64 bits, nesting
+ *       deeper than MAX_DEPTH). Twin: `_value_key_py`.
+ *   message_key(message, m, start) -> int | None
+ *       The memo key of message `m` starting at block `start`. Twin: `_message_key_py`.
+ *   flatten_messages(messages, memo, head, head_tokens, slow)
+ *           -> (blocks, units, marks, tokens, flags)
+ *       For each message: its `message_key`; a memo hit gives the message's entry, otherwise
+ *       `slow(message, m, start, key_or_None)` returns it. Twin: the Python loop in
+ *       `flatten_units` (see the comment above the function below).
+ *
+ * Long inputs are hashed with AVX2 when the CPU has it (runtime check; the result is the same
+ * xxh3 as the scalar/SSE2 code, which is used otherwise). Strings are read in place: a key hashes
+ * the str's own storage (ASCII/latin-1, UCS-2 or UCS-4 units, tagged with the width, which is
+ * canonical in CPython), so no UTF-8 copy is made.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CS_AVX2 1
+#define XXH_DISPATCH_AVX2 1
+#define XXH_TARGET_AVX2 __attribute__((__target__("avx2")))
+/* the AVX2 code loads the accumulator and secret 32-byte aligned */
+#define XXH_ACC_ALIGN 64
+#include <immintrin.h>
+#endif
+
+#define XXH_INLINE_ALL
+#include "xxhash.h"
+
+#define MAX_DEPTH 200
+#define INLINE_BYTES 32
+
+/* ---- hashing ------------------------------------------------------------------------------ */
+
+#ifdef CS_AVX2
+static int have_avx2 = 0;
+
+XXH_TARGET_AVX2 static XXH64_hash_t
+hash_long_avx2(const void *data, size_t size, XXH64_hash_t seed)
+{
+    if (seed == 0)
+        return XXH3_hashLong_64b_internal(data, size, XXH3_kSecret, sizeof(XXH3_kSecret),
+                                          XXH3_accumulate_avx2, XXH3_scrambleAcc_avx2);
+    {
+        XXH_ALIGN(64) xxh_u8 secret[XXH_SECRET_DEFAULT_SIZE];
+        XXH3_initCustomSecret_avx2(secret, seed);
+        return XXH3_hashLong_64b_internal(data, size, secret, sizeof(secret),
+                                          XXH3_accumulate_avx2, XXH3_scrambleAcc_avx2);
+    }
+}
+#endif
+
+static XXH64_hash_t
+cs_hash(const void *data, size_t size, XXH64_hash_t seed)
+{
+#ifdef CS_AVX2
+    if (size > XXH3_MIDSIZE_MAX && have_avx2)
+        return hash_long_avx2(data, size, seed);
+#endif
+    return XXH3_64bits_withSeed(data, size, seed);
+}
+
+/* ---- the key encoding ----------------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *data;
+    size_t len;
+    size_t cap;
+    unsigned char local[2048];
+} Buf;
+
+static void
+buf_init(Buf *b)
+{
+    b->data = b->local;
+    b->len = 0;
+    b->cap = sizeof(b->local);
+}
+
+static void
+buf_free(Buf *b)
+{
+    if (b->data != b->local)
+        PyMem_Free(b->data);
+    b->data = b->local;
+    b->cap = sizeof(b->local);
+    b->len = 0;
+}
+
+static int
+buf_grow(Buf *b, size_t need)
+{
+    size_t cap = b->cap * 2;
+    unsigned char *data;
+    while (cap < need)
+        cap *= 2;
+    if (b->data == b->local) {
+        data = PyMem_Malloc(cap);
+        if (data != NULL)
+            memcpy(data, b->local, b->len);
+    }
+    else {
+        data = PyMem_Realloc(b->data, cap);
+    }
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+/* Make room for `extra` more bytes; returns where they go, or NULL with MemoryError set. */
+static inline unsigned char *
+buf_room(Buf *b, size_t extra)
+{
+    if (b->len + extra > b->cap && buf_grow(b, b->len + extra) < 0)
+        return NULL;
+    return b->data + b->len;
+}
+
+static inline void
+write_u64(unsigned char *out, unsigned long long value)
+{
+    int i;
+    for (i = 0; i < 8; i++)
+        out[i] = (unsigned char)(value >> (8 * i));
+}
+
+/* a tag byte and a 64-bit little-endian number */
+static inline int
+put_tagged(Buf *b, unsigned char tag, unsigned long long value)
+{
+    unsigned char *out = buf_room(b, 9);
+    if (out == NULL)
+        return -1;
+    out[0] = tag;
+    write_u64(out + 1, value);
+    b->len += 9;
+    return 0;
+}
+
+static inline int
+put_tag(Buf *b, unsigned char tag)
+{
+    unsigned char *out = buf_room(b, 1);
+    if (out == NULL)
+        return -1;
+    out[0] = tag;
+    b->len += 1;
+    return 0;
+}
+
+/* 'S', width (1, 2 or 4), length in code points, then the raw storage when it is at most
+ * INLINE_BYTES long, else its xxh3. Returns 1, or -1 with an exception set. */
+static inline int
+put_str(Buf *b, PyObject *text)
+{
+    Py_ssize_t length;
+    int kind;
+    size_t size, i;
+    const unsigned char *data;
+    unsigned char *out;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0)
+        return -1;
+#endif
+    length = PyUnicode_GET_LENGTH(text);
+    kind = (int)PyUnicode_KIND(text);
+    data = (const unsigned char *)PyUnicode_DATA(text);
+    size = (size_t)length * (size_t)kind;
+    out = buf_room(b, 10 + INLINE_BYTES);
+    if (out == NULL)
+        return -1;
+    out[0] = 'S';
+    out[1] = (unsigned char)kind;
+    write_u64(out + 2, (unsigned long long)length);
+    if (size <= INLINE_BYTES) {
+        for (i = 0; i < size; i++)
+            out[10 + i] = data[i];
+        b->len += 10 + size;
+    }
+    else {
+        write_u64(out + 10, cs_hash(data, size, 0));
+        b->len += 18;
+    }
+    return 1;
+}
+
+/* Returns 1 when encoded, 0 when the value is not plain JSON (no exception), -1 on error. */
+static int
+put_value(Buf *b, PyObject *value, int depth)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type == &PyUnicode_Type)
+        return put_str(b, value);
+    if (type == &PyDict_Type) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        if (depth >= MAX_DEPTH)
+            return 0;
+        if (put_tagged(b, 'D', (unsigned long long)PyDict_GET_SIZE(value)) < 0)
+            return -1;
+        /* no Python code runs while encoding, so the dict cannot change under the walk */
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            int done;
+            if (Py_TYPE(key) != &PyUnicode_Type)
+                return 0;
+            if (put_str(b, key) < 0)
+                return -1;
+            done = put_value(b, item, depth + 1);
+            if (done != 1)
+                return done;
+        }
+        return 1;
+    }
+    if (type == &PyList_Type) {
+        Py_ssize_t i, n = PyList_GET_SIZE(value);
+        if (depth >= MAX_DEPTH)
+            return 0;
+        if (put_tagged(b, 'L', (unsigned long long)n) < 0)
+            return -1;
+        for (i = 0; i < n; i++) {
+            int done = put_value(b, PyList_GET_ITEM(value, i), depth + 1);
+            if (done != 1)
+                return done;
+        }
+        return 1;
+    }
+    if (type == &PyLong_Type) {
+        int overflow = 0;
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow)
+            return 0;
+        if (number == -1 && PyErr_Occurred())
+            return -1;
+        if (put_tagged(b, 'I', (unsigned long long)number) < 0)
+            return -1;
+        return 1;
+    }
+    if (type == &PyFloat_Type) {
+        double number = PyFloat_AS_DOUBLE(value);
+        unsigned long long bits;
+        memcpy(&bits, &number, sizeof(bits));
+        if (put_tagged(b, 'R', bits) < 0)
+            return -1;
+        return 1;
+    }
+    if (value == Py_True)
+        return put_tag(b, 'T') < 0 ? -1 : 1;
+    if (value == Py_False)
+        return put_tag(b, 'F') < 0 ? -1 : 1;
+    if (value == Py_None)
+        return put_tag(b, 'N') < 0 ? -1 : 1;
+    return 0;
+}
+
+static PyObject *str_role;
+static PyObject *str_content;
+
+/* 1 when the exact str `key` is `name` (interned literals usually are the same object) */
+static inline int
+is_name(PyObject *key, PyObject *name)
+{
+    return key == name || PyUnicode_Compare(key, name) == 0;
+}
+
+/* The key of message `m` starting at block `start`: 'M', m, start, then the role and the
+ * content (each '-' when missing). Other keys of the message do not make blocks, so they are
+ * left out. Returns 1 and sets *key, 0 when not keyable, -1 on error. */
+static int
+message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
+               unsigned long long *key)
+{
+    PyObject *role = NULL, *content = NULL, *name, *value;
+    Py_ssize_t pos = 0;
+    int done;
+    if (Py_TYPE(message) != &PyDict_Type)
+        return 0;
+    /* one pass over the (usually two) items instead of two lookups; no Python code runs */
+    while (PyDict_Next(message, &pos, &name, &value)) {
+        /* another key type could still equal "role" for `message.get`: not keyable */
+        if (Py_TYPE(name) != &PyUnicode_Type)
+            return 0;
+        if (role == NULL && is_name(name, str_role))
+            role = value;
+        else if (content == NULL && is_name(name, str_content))
+            content = value;
+    }
+    if (PyErr_Occurred())
+        return -1;
+    b->len = 0;
+    if (put_tagged(b, 'M', (unsigned long long)m) < 0 ||
+        put_tagged(b, 'M', (unsigned long long)start) < 0)
+        return -1;
+    if (role == NULL) {
+        if (put_tag(b, '-') < 0)
+            return -1;
+    }
+    else if ((done = put_value(b, role, 1)) != 1)
+        return done;
+    if (content == NULL) {
+        if (put_tag(b, '-') < 0)
+            return -1;
+    }
+    else if ((done = put_value(b, content, 1)) != 1)
+        return done;
+    *key = cs_hash(b->data, b->len, 0);
+    return 1;
+}
+
+/* ---- module functions ------------------------------------------------------------------------- */
+
+static PyObject *
+blocks_xxh3_64(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"data", "seed", NULL};
+    PyObject *data, *seed_obj = NULL;
+    unsigned long long seed = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O!:xxh3_64", names, &data, &PyLong_Type,
+                                     &seed_obj))
+        return NULL;
+    if (seed_obj != NULL) { /* 0 <= seed < 2**64, as xxhash checks */
+        seed = PyLong_AsUnsignedLongLong(seed_obj);
+        if (seed == (unsigned long long)-1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (PyUnicode_Check(data)) {
+        PyObject *encoded;
+        XXH64_hash_t digest;
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(data) < 0)
+            return NULL;
+#endif
+        if (PyUnicode_IS_ASCII(data))
+            return PyLong_FromUnsignedLongLong(cs_hash(
+                PyUnicode_DATA(data), (size_t)PyUnicode_GET_LENGTH(data), (XXH64_hash_t)seed));
+        /* a temporary UTF-8 copy, not PyUnicode_AsUTF8's cached one (it would stay with the
+         * str for its lifetime, and refuses lone surrogates) */
+        encoded = PyUnicode_AsEncodedString(data, "utf-8", "surrogatepass");
+        if (encoded == NULL)
+            return NULL;
+        digest = cs_hash(PyBytes_AS_STRING(encoded), (size_t)PyBytes_GET_SIZE(encoded),
+                         (XXH64_hash_t)seed);
+        Py_DECREF(encoded);
+        return PyLong_FromUnsignedLongLong(digest);
+    }
+    if (PyBytes_Check(data))
+        return PyLong_FromUnsignedLongLong(cs_hash(
+            PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), (XXH64_hash_t)seed));
+    PyErr_Format(PyExc_TypeError, "expected str or bytes, got %.100s", Py_TYPE(data)->tp_name);
+    return NULL;
+}
+
+static PyObject *
+blocks_value_key(PyObject *self, PyObject *value)
+{
+    Buf b;
+    int done;
+    PyObject *result;
+    buf_init(&b);
+    done = put_value(&b, value, 0);
+    if (done < 0) {
+        buf_free(&b);
+        return NULL;
+    }
+    if (done == 0) {
+        buf_free(&b);
+        Py_RETURN_NONE;
+    }
+    result = PyLong_FromUnsignedLongLong(cs_hash(b.data, b.len, 0));
+    buf_free(&b);
+    return result;
+}
+
+static PyObject *
+blocks_message_key(PyObject *self, PyObject *args)
+{
+    PyObject *message;
+    Py_ssize_t m, start;
+    unsigned long long key = 0;
+    int done;
+    Buf b;
+    if (!PyArg_ParseTuple(args, "Onn:message_key", &message, &m, &start))
+        return NULL;
+    if (m < 0 || start < 0) {
+        PyErr_SetString(PyExc_ValueError, "m and start must be >= 0");
+        return NULL;
+    }
+    buf_init(&b);
+    done = message_key_of(&b, message, m, start, &key);
+    buf_free(&b);
+    if (done < 0)
+        return NULL;
+    if (done == 0)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(key);
+}
+
+/* A memo entry of one unit: (blocks, images, citations, toggles, tokens, marks) where blocks is
+ * a tuple of Block, tokens the bytes of one native int64 token count per block and marks a
+ * tuple of the offsets (ints) of the blocks that carry cache_control. */
+#define ENTRY_SIZE 6
+
+/* 0 when `entry` is well formed, else -1 with TypeError set */
+static int
+check_entry(PyObject *entry)
+{
+    PyObject *unit, *tokens, *marks;
+    Py_ssize_t i;
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != ENTRY_SIZE)
+        goto bad;
+    unit = PyTuple_GET_ITEM(entry, 0);
+    tokens = PyTuple_GET_ITEM(entry, 4);
+    marks = PyTuple_GET_ITEM(entry, 5);
+    if (!PyTuple_CheckExact(unit) || !PyBytes_CheckExact(tokens) || !PyTuple_CheckExact(marks) ||
+        PyBytes_GET_SIZE(tokens) != PyTuple_GET_SIZE(unit) * (Py_ssize_t)sizeof(long long))
+        goto bad;
+    for (i = 0; i < PyTuple_GET_SIZE(marks); i++) {
+        PyObject *offset = PyTuple_GET_ITEM(marks, i);
+        Py_ssize_t at;
+        if (!PyLong_CheckExact(offset))
+            goto bad;
+        at = PyLong_AsSsize_t(offset);
+        if (at == -1 && PyErr_Occurred())
+            return -1;
+        if (at < 0 || at >= PyTuple_GET_SIZE(unit))
+            goto bad;
+    }
+    return 0;
+bad:
+    PyErr_SetString(PyExc_TypeError,
+                    "a memo entry must be (blocks tuple, images, citations, toggles, "
+                    "tokens bytes with one int64 per block, tuple of block offsets)");
+    return -1;
+}
+
+typedef struct {
+    PyObject **items;
+    Py_ssize_t len, cap;
+} Entries;
+
+static int
+entries_push(Entries *e, PyObject *entry)
+{
+    if (e->len == e->cap) {
+        Py_ssize_t cap = e->cap ? e->cap * 2 : 256;
+        PyObject **items = PyMem_Realloc(e->items, (size_t)cap * sizeof(PyObject *));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        e->items = items;
+        e->cap = cap;
+    }
+    Py_INCREF(entry);
+    e->items[e->len++] = entry;
+    return 0;
+}
+
+static void
+entries_free(Entries *e)
+{
+    Py_ssize_t i;
+    for (i = 0; i < e->len; i++)
+        Py_DECREF(e->items[i]);
+    PyMem_Free(e->items);
+    e->items = NULL;
+    e->len = e->cap = 0;
+}
+
+/* flatten_messages(messages, memo, head, head_tokens, slow)
+ *     -> (blocks, units, marks, tokens, flags)
+ *
+ * head: the list of blocks before the messages (tools, system); head_tokens: their cumulative
+ * token counts as bytes of len(head) + 1 int64 (starting at 0). For message m starting at block
+ * `start`: a memo hit under message_key gives its entry; otherwise slow(message, m, start,
+ * key_or_None) must return the entry (and may store it). Returns the list of every block (head
+ * included), the list of the messages' block tuples, the list of the blocks (absolute indices)
+ * that carry cache_control, the cumulative token counts of all blocks (bytes of
+ * len(blocks) + 1 int64) and the flags (bit 0 images, bit 1 citations).
+ */
+static PyObject *
+blocks_flatten_messages(PyObject *self, PyObject *args)
+{
+    PyObject *messages, *memo, *head, *head_tokens, *slow;
+    PyObject *blocks = NULL, *units = NULL, *marks = NULL, *tokens = NULL;
+    Py_ssize_t m, i, start, total, head_len;
+    long flags = 0;
+    long long *cumulative;
+    Entries entries = {NULL, 0, 0};
+    Buf b;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O:flatten_messages", &PyList_Type, &messages,
+                          &PyDict_Type, &memo, &PyList_Type, &head, &PyBytes_Type,
+                          &head_tokens, &slow))
+        return NULL;
+    if (!PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "slow must be callable");
+        return NULL;
+    }
+    head_len = PyList_GET_SIZE(head);
+    if (PyBytes_GET_SIZE(head_tokens) != (head_len + 1) * (Py_ssize_t)sizeof(long long)) {
+        PyErr_SetString(PyExc_ValueError, "head_tokens must hold len(head) + 1 int64 counts");
+        return NULL;
+    }
+    buf_init(&b);
+    start = head_len;
+    /* `slow` runs Python code that may change the list: its size is re-read each time */
+    for (m = 0; m < PyList_GET_SIZE(messages); m++) {
+        PyObject *message = PyList_GET_ITEM(messages, m);
+        PyObject *key = NULL, *entry = NULL;
+        unsigned long long digest = 0;
+        int done, images, citations;
+        Py_INCREF(message);
+        done = message_key_of(&b, message, m, start, &digest);
+        if (done < 0)
+            goto fail_message;
+        if (done == 1) {
+            key = PyLong_FromUnsignedLongLong(digest);
+            if (key == NULL)
+                goto fail_message;
+            entry = PyDict_GetItemWithError(memo, key); /* borrowed */
+            if (entry == NULL && PyErr_Occurred())
+                goto fail_message;
+            Py_XINCREF(entry);
+        }
+        if (entry == NULL) {
+            entry = PyObject_CallFunction(slow, "OnnO", message, m, start,
+                                          key != NULL ? key : Py_None);
+            if (entry == NULL)
+                goto fail_message;
+        }
+        if (check_entry(entry) < 0)
+            goto fail_entry;
+        images = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
+        if (images < 0)
+            goto fail_entry;
+        citations = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 2));
+        if (citations < 0)
+            goto fail_entry;
+        flags |= (images ? 1 : 0) | (citations ? 2 : 0);
+        if (entries_push(&entries, entry) < 0)
+            goto fail_entry;
+        start += PyTuple_GET_SIZE(PyTuple_GET_ITEM(entry, 0));
+        Py_DECREF(entry);
+        Py_XDECREF(key);
+        Py_DECREF(message);
+        continue;
+    fail_entry:
+        Py_DECREF(entry);
+    fail_message:
+        Py_XDECREF(key);
+        Py_DECREF(message);
+        goto error;
+    }
+    buf_free(&b);
+
+    total = start;
+    blocks = PyList_New(total);
+    units = PyList_New(entries.len);
+    marks = PyList_New(0);
+    tokens = PyBytes_FromStringAndSize(NULL, (total + 1) * (Py_ssize_t)sizeof(long long));
+    if (blocks == NULL || units == NULL || marks == NULL || tokens == NULL)
+        goto error;
+    /* `head` may have changed size during the callbacks: copy what the offsets assumed */
+    if (PyList_GET_SIZE(head) != head_len) {
+        PyErr_SetString(PyExc_RuntimeError, "head changed during flatten_messages");
+        goto error;
+    }
+    cumulative = (long long *)PyBytes_AS_STRING(tokens);
+    memcpy(cumulative, PyBytes_AS_STRING(head_tokens), (size_t)(head_len + 1) * sizeof(long long));
+    for (i = 0; i < head_len; i++) {
+        PyObject *block = PyList_GET_ITEM(head, i);
+        Py_INCREF(block);
+        PyList_SET_ITEM(blocks, i, block);
+    }
+    start = head_len;
+    for (i = 0; i < entries.len; i++) {
+        PyObject *entry = entries.items[i];
+        PyObject *unit = PyTuple_GET_ITEM(entry, 0);
+        PyObject *offsets = PyTuple_GET_ITEM(entry, 5);
+        const char *counts = PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 4));
+        Py_ssize_t j, n = PyTuple_GET_SIZE(unit);
+        for (j = 0; j < n; j++) {
+            PyObject *block = PyTuple_GET_ITEM(unit, j);
+            long long count;
+            memcpy(&count, counts + j * (Py_ssize_t)sizeof(long long), sizeof(count));
+            cumulative[start + j + 1] = cumulative[start + j] + count;
+            Py_INCREF(block);
+            PyList_SET_ITEM(blocks, start + j, block);
+        }
+        for (j = 0; j < PyTuple_GET_SIZE(offsets); j++) {
+            PyObject *at = PyLong_FromSsize_t(start + PyLong_AsSsize_t(PyTuple_GET_ITEM(offsets, j)));
+            int failed = at == NULL || PyList_Append(marks, at) < 0;
+            Py_XDECREF(at);
+            if (failed)
+                goto error;
+        }
+        Py_INCREF(unit);
+        PyList_SET_ITEM(units, i, unit);
+        start += n;
+    }
+    entries_free(&entries);
+    return Py_BuildValue("(NNNNl)", blocks, units, marks, tokens, flags);
+
+error:
+    buf_free(&b);
+    entries_free(&entries);
+    Py_XDECREF(blocks);
+    Py_XDECREF(units);
+    Py_XDECREF(marks);
+    Py_XDECREF(tokens);
+    return NULL;
+}
+
+static PyMethodDef blocks_methods[] = {
+    {"xxh3_64", (PyCFunction)(void (*)(void))blocks_xxh3_64, METH_VARARGS | METH_KEYWORDS,
+     "xxh3_64(data, seed=0) -> int: xxh3-64 of a str's UTF-8 (surrogatepass) or of bytes."},
+    {"value_key", blocks_value_key, METH_O,
+     "value_key(value) -> int | None: content key of a plain JSON value (None if not plain)."},
+    {"message_key", blocks_message_key, METH_VARARGS,
+     "message_key(message, m, start) -> int | None: memo key of one message."},
+    {"flatten_messages", blocks_flatten_messages, METH_VARARGS,
+     "flatten_messages(messages, memo, head, head_tokens, slow) -> (blocks, units, marks, "
+     "tokens, flags): the message walk of flatten_units."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef blocks_module = {
+    PyModuleDef_HEAD_INIT, "cachescope._native.blocks",
+    "The per-call message walk of cachescope._blocks.flatten_units (pure twin in _blocks).", -1,
+    blocks_methods,
+};
+
+PyMODINIT_FUNC
+PyInit_blocks(void)
+{
+    PyObject *module;
+#ifdef CS_AVX2
+    __builtin_cpu_init();
+    have_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+#endif
+    if (str_role == NULL) {
+        str_role = PyUnicode_InternFromString("role");
+        if (str_role == NULL)
+            return NULL;
+    }
+    if (str_content == NULL) {
+        str_content = PyUnicode_InternFromString("content");
+        if (str_content == NULL)
+            return NULL;
+    }
+    module = PyModule_Create(&blocks_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddStringConstant(module, "SOURCE_HASH", CACHESCOPE_SOURCE_HASH) < 0 ||
+        PyModule_AddIntConstant(module, "AVX2",
+#ifdef CS_AVX2
+                                have_avx2
+#else
+                                0
+#endif
+                                ) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

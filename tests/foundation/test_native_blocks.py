@@ -1,0 +1,373 @@
+"""`_native/blocks.c` (the C walk of `flatten_units`) against its pure-Python twins.
+
+Every function must give exactly what its twin in `cachescope._blocks` gives, `flatten_units`
+must produce the same blocks with and without it, and hostile input must raise, never crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cachescope._native as native
+from cachescope import _blocks
+from cachescope._blocks import LayeredBlocks, flatten_units
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = native.load("blocks")
+needs_module = pytest.mark.skipif(MODULE is None, reason="no compiled accelerators")
+
+# text with every width CPython stores (latin-1, UCS-2, UCS-4) and lone surrogates
+texts = st.text(
+    alphabet=st.one_of(
+        st.characters(max_codepoint=0x7F),
+        st.characters(min_codepoint=0x80, max_codepoint=0xFF),
+        st.characters(min_codepoint=0x100, max_codepoint=0xFFFF),
+        st.characters(min_codepoint=0x10000),
+    ),
+    max_size=80,
+)
+long_texts = st.builds(lambda t, n: t * n, texts, st.integers(1, 40))
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True),
+        texts,
+        long_texts,
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(texts, inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+def test_the_blocks_module_is_built_and_fresh() -> None:
+    if native.pure_requested():
+        pytest.skip("CACHESCOPE_PURE is set")
+    assert MODULE is not None, "run `make native`: src/cachescope/_native/blocks.c is not built"
+    assert native.source_hash("blocks") == MODULE.SOURCE_HASH
+    assert _blocks._native is MODULE
+
+
+@needs_module
+@given(st.one_of(texts, long_texts, st.binary(max_size=3000)), st.integers(0, 2**64 - 1))
+def test_xxh3_equals_the_twin_and_the_xxhash_package(data: str | bytes, seed: int) -> None:
+    expected = _blocks._xxh3_py(data, seed)
+    assert MODULE.xxh3_64(data, seed) == expected
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    assert expected == xxhash.xxh3_64_intdigest(raw, seed=seed)
+
+
+@needs_module
+def test_xxh3_of_long_inputs_every_length_around_the_vector_blocks() -> None:
+    # the AVX2 path starts above 240 bytes; stripes are 64 bytes, blocks 1024
+    data = bytes(range(256)) * 40
+    for size in [*range(230, 300), *range(1000, 1100), 4096, 4097, 10_239, 10_240]:
+        for seed in (0, 1, 2**63 + 5):
+            assert MODULE.xxh3_64(data[:size], seed) == xxhash.xxh3_64_intdigest(
+                data[:size], seed=seed
+            ), (size, seed)
+
+
+@needs_module
+@settings(max_examples=300)
+@given(json_values)
+def test_value_key_equals_the_twin(value: Any) -> None:
+    assert MODULE.value_key(value) == _blocks._value_key_py(value)
+
+
+@needs_module
+@settings(max_examples=200)
+@given(
+    st.dictionaries(st.sampled_from(["role", "content", "id", "x"]), json_values, max_size=4),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+)
+def test_message_key_equals_the_twin(message: dict[str, Any], m: int, start: int) -> None:
+    assert MODULE.message_key(message, m, start) == _blocks._message_key_py(message, m, start)
+
+
+@needs_module
+def test_keys_tell_apart_what_json_tells_apart() -> None:
+    key = MODULE.value_key
+    distinct = [
+        0,
+        0.0,
+        -0.0,
+        False,
+        None,
+        "",
+        "0",
+        [],
+        {},
+        [0],
+        {"a": 0},
+        {"a": "0"},
+        ["a", "b"],
+        ["ab"],
+        {"a": 1, "b": 2},
+        {"b": 2, "a": 1},  # key order is part of the bytes the cache sees
+        "é",
+        "e\u0301",
+        "\U0001f600",
+        "\ud83d\ude00",  # two lone surrogates, not the emoji
+        "x" * 33,
+        "x" * 32 + "y",
+    ]
+    keys = [key(value) for value in distinct]
+    assert None not in keys
+    assert len(set(keys)) == len(keys)
+    # equal values, different objects: equal keys
+    assert key({"a": ["x" * 100, 1.5]}) == key(json.loads('{"a": ["' + "x" * 100 + '", 1.5]}'))
+
+
+@needs_module
+def test_values_that_are_not_plain_json_get_no_key() -> None:
+    class Text(str):
+        pass
+
+    deep: Any = []
+    for _ in range(250):
+        deep = [deep]
+    for value in [
+        (1, 2),
+        Text("a"),
+        {"a": Text("b")},
+        {1: "a"},
+        2**64,
+        -(2**63) - 1,
+        LayeredBlocks(["a"]),
+        object(),
+        b"bytes",
+        deep,
+    ]:
+        assert MODULE.value_key(value) is None, value
+        assert _blocks._value_key_py(value) is None, value
+    assert MODULE.value_key(2**63 - 1) == _blocks._value_key_py(2**63 - 1)
+    assert MODULE.value_key(-(2**63)) == _blocks._value_key_py(-(2**63))
+    # a message whose keys are not all exact str is not keyed (one could equal "role")
+    assert MODULE.message_key({1: "x", "role": "user"}, 0, 0) is None
+    assert MODULE.message_key(["role"], 0, 0) is None
+
+
+@needs_module
+def test_hostile_arguments_raise_instead_of_crashing() -> None:
+    with pytest.raises(TypeError):
+        MODULE.xxh3_64(3)
+    with pytest.raises(TypeError):
+        MODULE.xxh3_64("a", "seed")
+    with pytest.raises(OverflowError):
+        MODULE.xxh3_64("a", -1)
+    with pytest.raises(ValueError):
+        MODULE.message_key({}, -1, 0)
+    with pytest.raises(TypeError):
+        MODULE.message_key({}, "0", 0)
+    walk = MODULE.flatten_messages
+    with pytest.raises(TypeError):
+        walk((), {}, [], bytes(8), print)
+    with pytest.raises(TypeError):
+        walk([], [], [], bytes(8), print)
+    with pytest.raises(TypeError):
+        walk([], {}, [], bytes(8), None)
+    with pytest.raises(ValueError):
+        walk([], {}, [1], bytes(8), print)  # head_tokens must hold len(head) + 1 counts
+    message = {"role": "user", "content": "hi"}
+    bad_entries: list[Any] = [
+        None,
+        (),
+        ((), False, False, ()),
+        ([], False, False, (), b"", ()),
+        ((1,), False, False, (), b"", ()),  # one block, no token count
+        ((1,), False, False, (), bytes(8), (1,)),  # mark past the unit
+        ((1,), False, False, (), bytes(8), ("0",)),
+    ]
+    for entry in bad_entries:
+        with pytest.raises(TypeError):
+            walk([message], {}, [], bytes(8), lambda *args, e=entry: e)
+
+    def boom(*args: Any) -> Any:
+        raise KeyError("from slow")
+
+    with pytest.raises(KeyError, match="from slow"):
+        walk([message], {}, [], bytes(8), boom)
+
+
+@needs_module
+def test_the_walk_survives_callbacks_that_change_its_inputs() -> None:
+    messages: list[Any] = [{"role": "user", "content": f"m{i}"} for i in range(5)]
+    head: list[Any] = []
+    calls: list[int] = []
+
+    def slow(message: Any, m: int, start: int, key: Any) -> Any:
+        calls.append(m)
+        if m == 1:
+            del messages[3:]  # the list shrinks under the walk
+        return ((message,), False, False, (), (7).to_bytes(8, sys.byteorder), (0,))
+
+    blocks, _units, marks, tokens, flags = MODULE.flatten_messages(
+        messages, {}, head, bytes(8), slow
+    )
+    assert calls == [0, 1, 2]
+    assert blocks == messages and marks == [0, 1, 2] and flags == 0
+    assert memoryview(tokens).cast("q").tolist() == [0, 7, 14, 21]
+
+    def grow_head(*args: Any) -> Any:
+        head.append(1)
+        return ((1,), False, False, (), bytes(8), ())
+
+    with pytest.raises(RuntimeError):
+        MODULE.flatten_messages([{"role": "user"}], {}, head, bytes(8), grow_head)
+
+
+# --------------------------------------------------------------------------------------------
+# flatten_units with and without the C walk
+
+
+def _blocks_of(params: dict[str, Any]) -> tuple[Any, ...]:
+    flat, units = flatten_units(params)
+    fields = [
+        (
+            b.index,
+            b.level,
+            b.path,
+            b.kind,
+            b.role,
+            b.hash,
+            b.tokens,
+            b.text,
+            b.cache_control,
+            b.layer,
+        )
+        for b in flat.blocks
+    ]
+    assert [b for unit in units for b in unit] == flat.blocks
+    return (flat.model, fields, flat.settings, flat.top_level_cache_control, len(units))
+
+
+content_blocks = st.one_of(
+    st.builds(lambda t: {"type": "text", "text": t}, st.one_of(texts, long_texts)),
+    st.builds(lambda t: {"type": "text", "text": t, "cache_control": {"type": "ephemeral"}}, texts),
+    st.builds(
+        lambda t, i: {"type": "tool_result", "tool_use_id": i, "content": t}, long_texts, texts
+    ),
+    st.builds(
+        lambda i, v: {"type": "tool_use", "id": i, "name": "f", "input": v}, texts, json_values
+    ),
+    st.just({"type": "image", "source": {"type": "base64", "data": "AAAA"}}),
+    st.just({"type": "document", "citations": {"enabled": True}, "source": {"data": "x"}}),
+    texts,
+    json_values,
+)
+messages_strategy = st.lists(
+    st.one_of(
+        st.builds(
+            lambda r, c: {"role": r, "content": c},
+            st.sampled_from(["user", "assistant"]),
+            st.one_of(texts, st.lists(content_blocks, max_size=3)),
+        ),
+        st.builds(lambda c: {"content": c}, st.lists(content_blocks, max_size=2)),
+        st.builds(
+            lambda r, c: {"role": r, "content": LayeredBlocks(c, ["history"])},
+            st.just("user"),
+            st.lists(content_blocks, min_size=1, max_size=2),
+        ),
+        json_values,
+    ),
+    max_size=8,
+)
+
+
+@needs_module
+@settings(max_examples=150, deadline=None)
+@given(messages_strategy, st.booleans())
+def test_flatten_units_gives_the_same_blocks_with_and_without_the_c_walk(
+    messages: list[Any], with_head: bool
+) -> None:
+    params: dict[str, Any] = {"model": "claude-sonnet-5", "messages": messages}
+    if with_head:
+        params["tools"] = [{"name": "t", "input_schema": {"type": "object"}}]
+        params["system"] = "Be brief."
+    try:
+        pure = _pure(params)
+    except TypeError:  # e.g. content that is an int: both paths refuse it
+        with pytest.raises(TypeError):
+            _blocks_of(params)
+        return
+    assert _blocks_of(params) == pure
+    assert _blocks_of(params) == pure  # second call: every message from the memo
+    flat, _ = flatten_units(params)
+    if flat.marked is not None:
+        assert flat.marked == [i for i, b in enumerate(flat.blocks) if b.cache_control is not None]
+        totals = memoryview(flat.cumulative or b"").cast("q").tolist()
+        running = [0]
+        for block in flat.blocks:
+            running.append(running[-1] + block.tokens)
+        assert totals == running
+
+
+def _pure(params: dict[str, Any]) -> tuple[Any, ...]:
+    saved = _blocks._native
+    _blocks._native = None
+    try:
+        return _blocks_of(params)
+    finally:
+        _blocks._native = saved
+
+
+@needs_module
+def test_units_keep_their_identity_across_calls_and_copies() -> None:
+    long = "Some history text that is long enough to be hashed. " * 20
+    params = {
+        "model": "claude-sonnet-5",
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": long + str(i)}]} for i in range(6)
+        ],
+    }
+    copy = json.loads(json.dumps(params))
+    _, first = flatten_units(params)
+    _, again = flatten_units(copy)
+    assert all(x is y for x, y in zip(first, again))
+    copy["messages"][3]["content"][0]["text"] += "!"
+    _, changed = flatten_units(copy)
+    assert [x is y for x, y in zip(first, changed)] == [True, True, True, False, True, True]
+
+
+def test_pure_and_native_processes_agree_on_compare_and_fingerprint() -> None:
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from benchmarks.bench_compare import build_request, change_one_byte\n"
+        "from cachescope.stability import compare, fingerprint\n"
+        "from cachescope._native import load\n"
+        "a = build_request(); b = change_one_byte(a)\n"
+        "print(json.dumps([load('blocks') is None, compare(a, b).to_dict(),\n"
+        "    compare(a, json.loads(json.dumps(b))).to_dict(),\n"
+        "    fingerprint(a).to_dict(include_text=True)]))\n"
+    )
+    results = []
+    for pure in ("1", "0"):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "CACHESCOPE_PURE": pure},
+            check=False,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        results.append(json.loads(out.stdout))
+    (pure_off, *pure_results), (native_off, *native_results) = results
+    assert pure_off is True
+    if native_off:
+        pytest.skip("no compiled accelerators")
+    assert pure_results == native_results
+    assert pure_results[0]["index"] == 250
