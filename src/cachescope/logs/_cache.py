@@ -42,22 +42,79 @@ class Batch:
 
     @classmethod
     def from_results(cls, results: list[FileResult]) -> Batch:
-        counts = [r.rows for r in results]
+        counts = [len(r.columns["time"]) if r.columns else 0 for r in results]
         offsets = np.zeros(len(results) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         columns: dict[str, np.ndarray[Any, Any]] = {}
         for name in COLUMNS:
-            parts = [r.columns[name] for r in results if r.rows]
+            parts = [r.columns[name] for r, n in zip(results, counts) if n]
             columns[name] = (
                 np.concatenate(parts) if parts else np.zeros(0, dtype=_empty_dtype(name))
             )
-        return cls([replace(r, columns={}) for r in results], columns, offsets)
+        return cls([_metadata(r) for r in results], columns, offsets)
+
+    @classmethod
+    def assemble(cls, pieces: list[tuple[Batch, int]]) -> Batch:
+        """File `i` of batch `b` for each (b, i) of `pieces`, in that order, as one batch."""
+        batches: list[Batch] = []
+        number: dict[int, int] = {}
+        for b, _ in pieces:
+            if id(b) not in number:
+                number[id(b)] = len(batches)
+                batches.append(b)
+        base = np.zeros(len(batches) + 1, dtype=np.int64)
+        np.cumsum([int(b.offsets[-1]) for b in batches], out=base[1:])
+        which = np.array([number[id(b)] for b, _ in pieces], dtype=np.int64)
+        index = np.array([i for _, i in pieces], dtype=np.int64)
+        starts = np.empty(len(pieces), dtype=np.int64)
+        stops = np.empty(len(pieces), dtype=np.int64)
+        for k, b in enumerate(batches):
+            mine = which == k
+            starts[mine] = b.offsets[index[mine]] + base[k]
+            stops[mine] = b.offsets[index[mine] + 1] + base[k]
+        lengths = stops - starts
+        offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        columns: dict[str, np.ndarray[Any, Any]] = {}
+        identity = (
+            len(batches) == 1 and bool((starts == offsets[:-1]).all()) and (offsets[-1] == base[-1])
+        )
+        take = None
+        if not identity:
+            take = np.arange(offsets[-1], dtype=np.int64) + np.repeat(
+                starts - offsets[:-1], lengths
+            )
+        for name in COLUMNS:
+            whole = (
+                batches[0].columns[name]
+                if len(batches) == 1
+                else np.concatenate([b.columns[name] for b in batches])
+            )
+            columns[name] = whole if take is None else whole[take]
+        return cls([b.files[i] for b, i in pieces], columns, offsets)
 
     def result(self, index: int) -> FileResult:
         start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
         return replace(
             self.files[index], columns={k: v[start:stop] for k, v in self.columns.items()}
         )
+
+
+def _metadata(r: FileResult) -> FileResult:
+    """`r` without its columns (kept in the batch's)."""
+    return FileResult(
+        r.source,
+        r.size,
+        r.mtime_ns,
+        r.lines,
+        r.usage_lines,
+        r.synthetic,
+        {},
+        r.models,
+        r.sessions,
+        r.compactions,
+        r.malformed,
+    )
 
 
 def _empty_dtype(name: str) -> Any:

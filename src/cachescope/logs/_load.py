@@ -40,7 +40,6 @@ from cachescope.logs._scan import (
     FLAG_HAS_SPEED,
     FLAG_LEDGER,
     FLAG_SIDECHAIN,
-    FileResult,
     scan_file,
     scan_many,
 )
@@ -70,15 +69,13 @@ def _parse_day(value: str | _dt.date | None, name: str) -> _dt.date | None:
 
 
 def _scan_all(
-    sources: list[SourceFile], workers: int | None, progress: bool | None
-) -> list[FileResult]:
-    sizes = {}
-    for s in sources:
-        try:
-            sizes[s.path] = os.path.getsize(s.path)
-        except OSError:
-            sizes[s.path] = 0
-    total = sum(sizes.values())
+    sources: list[SourceFile],
+    sizes: list[int],
+    workers: int | None,
+    progress: bool | None,
+) -> list[tuple[Batch, int]]:
+    """(batch, index in it) of each source, in order."""
+    total = sum(sizes)
     workers = workers or os.cpu_count() or 1
     show = (
         progress if progress is not None else (total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
@@ -91,30 +88,31 @@ def _scan_all(
     try:
         if workers <= 1 or total < POOL_MIN_BYTES or len(sources) < 2:
             results = []
-            for source in sources:
+            for source, size in zip(sources, sizes):
                 results.append(scan_file(source))
-                bar.update(sizes[source.path])
-            return results
+                bar.update(size)
+            batch = Batch.from_results(results)
+            return [(batch, i) for i in range(len(sources))]
         return _scan_in_pool(sources, sizes, workers, bar)
     finally:
         bar.close()
 
 
 def _scan_in_pool(
-    sources: list[SourceFile], sizes: dict[str, int], workers: int, bar: Any
-) -> list[FileResult]:
+    sources: list[SourceFile], sizes: list[int], workers: int, bar: Any
+) -> list[tuple[Batch, int]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # Batches of about equal bytes, biggest files first, several per worker so the pool balances.
-    order = sorted(range(len(sources)), key=lambda i: -sizes[sources[i].path])
-    target = max(1, sum(sizes.values()) // (workers * 8))
+    order = sorted(range(len(sources)), key=lambda i: -sizes[i])
+    target = max(1, sum(sizes) // (workers * 8))
     batches: list[list[int]] = []
     current: list[int] = []
     current_bytes = 0
     for i in order:
         current.append(i)
-        current_bytes += sizes[sources[i].path]
+        current_bytes += sizes[i]
         if current_bytes >= target:
             batches.append(current)
             current, current_bytes = [], 0
@@ -122,7 +120,7 @@ def _scan_in_pool(
         batches.append(current)
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    results: list[FileResult | None] = [None] * len(sources)
+    placed: list[tuple[Batch, int] | None] = [None] * len(sources)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(scan_many, [sources[i] for i in batch]): batch for batch in batches}
         # the main process only waits from here: import pandas (needed next) while the workers read
@@ -130,10 +128,11 @@ def _scan_in_pool(
 
         for future in as_completed(futures):
             batch = futures[future]
-            for i, result in zip(batch, future.result()):
-                results[i] = result
-            bar.update(sum(sizes[sources[i].path] for i in batch))
-    return [r for r in results if r is not None]
+            done = future.result()
+            for k, i in enumerate(batch):
+                placed[i] = (done, k)
+            bar.update(sum(sizes[i] for i in batch))
+    return [p for p in placed if p is not None]
 
 
 def _gather(
@@ -149,28 +148,33 @@ def _gather(
     index: dict[str, int] = {}
     if cached is not None:
         index = {f.source.path: i for i, f in enumerate(cached.files)}
-    fresh_sources: list[SourceFile] = []
-    reuse: dict[str, int] = {}
-    for source, stat in zip(sources, stats):
+    fresh: list[int] = []
+    pieces: list[tuple[Batch, int] | None] = []
+    for k, (source, stat) in enumerate(zip(sources, stats)):
         i = index.get(source.path)
         if i is not None and cached is not None and stat is not None:
             meta = cached.files[i]
             if stat == (meta.size, meta.mtime_ns):
-                reuse[source.path] = i
+                pieces.append((cached, i))
                 continue
-        fresh_sources.append(source)
-    if cached is not None and not fresh_sources and len(reuse) == len(cached.files):
-        order = [reuse[s.path] for s in sources]
-        if order == list(range(len(cached.files))):
-            return cached, 0
-    scanned = {r.source.path: r for r in _scan_all(fresh_sources, workers, progress)}
-    results = []
-    for source in sources:
-        if source.path in reuse and cached is not None:
-            results.append(cached.result(reuse[source.path]))
-        else:
-            results.append(scanned[source.path])
-    batch = Batch.from_results(results)
+        pieces.append(None)
+        fresh.append(k)
+    if (
+        cached is not None
+        and not fresh
+        and len(sources) == len(cached.files)
+        and all(p is not None and p[1] == k for k, p in enumerate(pieces))
+    ):
+        return cached, 0
+    scanned = _scan_all(
+        [sources[k] for k in fresh],
+        [stats[k][0] if stats[k] is not None else 0 for k in fresh],  # type: ignore[index]
+        workers,
+        progress,
+    )
+    for k, piece in zip(fresh, scanned):
+        pieces[k] = piece
+    batch = Batch.assemble([p for p in pieces if p is not None])
     if not no_cache:
         try:
             write_cache(cache_path(roots), batch)
@@ -180,34 +184,55 @@ def _gather(
                 RuntimeWarning,
                 stacklevel=3,
             )
-    return batch, len(fresh_sources)
+    return batch, len(fresh)
 
 
 def _names(batch: Batch) -> dict[str, Any]:
-    """Per-row codes into global name tables (project, session, agent, model, file)."""
+    """Per-row codes into global name tables (project, session, agent, model, file).
+
+    A file's local session and model codes map into the global tables through one lookup
+    table for all files (names are registered in file order, files without rows skipped).
+    """
     rows = batch.offsets[1:] - batch.offsets[:-1]
     projects: dict[str, int] = {}
     sessions: dict[str, int] = {}
     agents: dict[str, int] = {"": 0}
     models: dict[str, int] = {}
-    file_project = np.zeros(len(batch.files), dtype=np.int32)
-    file_agent = np.zeros(len(batch.files), dtype=np.int32)
-    session_codes = np.empty(len(batch.columns["session"]), dtype=np.int32)
-    model_codes = np.empty(len(batch.columns["model"]), dtype=np.int32)
+    n = len(batch.files)
+    file_project = np.zeros(n, dtype=np.int32)
+    file_agent = np.zeros(n, dtype=np.int32)
+    session_table: list[int] = []
+    model_table: list[int] = []
+    session_base = np.zeros(n, dtype=np.int64)
+    model_base = np.zeros(n, dtype=np.int64)
+    counts = rows.tolist()
     for i, f in enumerate(batch.files):
         src = f.source
         file_project[i] = projects.setdefault(src.project, len(projects))
         file_agent[i] = agents.setdefault(src.agent, len(agents))
-        start, stop = batch.offsets[i], batch.offsets[i + 1]
-        if start == stop:
+        if not counts[i]:
             continue
-        local = [src.session or f"{src.agent or 'unknown'}", *f.sessions[1:]]
-        smap = np.array(
-            [sessions.setdefault(name, len(sessions)) for name in local], dtype=np.int32
+        session_base[i] = len(session_table)
+        session_table.append(
+            sessions.setdefault(src.session or f"{src.agent or 'unknown'}", len(sessions))
         )
-        session_codes[start:stop] = smap[batch.columns["session"][start:stop]]
-        mmap = np.array([models.setdefault(name, len(models)) for name in f.models], dtype=np.int32)
-        model_codes[start:stop] = mmap[batch.columns["model"][start:stop]]
+        for name in f.sessions[1:]:
+            session_table.append(sessions.setdefault(name, len(sessions)))
+        model_base[i] = len(model_table)
+        for name in f.models:
+            model_table.append(models.setdefault(name, len(models)))
+    session_codes = (
+        np.array(session_table, dtype=np.int32)[
+            np.repeat(session_base, rows) + batch.columns["session"]
+        ]
+        if len(batch.columns["session"])
+        else np.empty(0, dtype=np.int32)
+    )
+    model_codes = (
+        np.array(model_table, dtype=np.int32)[np.repeat(model_base, rows) + batch.columns["model"]]
+        if len(batch.columns["model"])
+        else np.empty(0, dtype=np.int32)
+    )
     return {
         "project": (np.repeat(file_project, rows), list(projects)),
         "agent": (np.repeat(file_agent, rows), list(agents)),
