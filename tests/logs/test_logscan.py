@@ -398,3 +398,61 @@ def test_hostile_arguments_raise() -> None:
     a = native.scan_block(data, len(data), 1, {})
     assert native.scan_block(bytearray(data), len(data), 1, {}) == a
     assert native.scan_block(memoryview(data), len(data), 1, {}) == a
+
+
+def _dedup_columns(draw_rows: list[tuple[int, int, int, int, int]]) -> dict[str, Any]:
+    key, total, flags, message, time = (np.array(c, dtype=np.int64) for c in zip(*draw_rows))
+    zeros = np.zeros(len(key), dtype=np.int64)
+    return {
+        "key": key,
+        "message": message,
+        "time": time,
+        "flags": flags.astype(np.uint8),
+        "fresh": total,
+        "write_5m": zeros,
+        "write_1h": zeros,
+        "read": zeros,
+        "output": zeros,
+    }
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-3, 3) | st.integers(-(2**63), 2**63 - 1),
+            st.integers(0, 3),
+            st.integers(0, 7),
+            st.integers(-2, 2),
+            st.integers(0, 4),
+        ),
+        max_size=60,
+    )
+)
+def test_native_dedup_equals_numpy(rows: list[tuple[int, int, int, int, int]]) -> None:
+    if not rows:
+        rows = [(0, 0, 0, 0, 0)]
+    columns = _dedup_columns(rows)
+    fast = _load.deduplicate(columns)
+    pure = _load.deduplicate(columns, pure=True)
+    assert fast[0].dtype == pure[0].dtype
+    assert fast[0].tolist() == pure[0].tolist()
+    assert fast[1:] == pure[1:]
+
+
+@needs_native
+def test_native_dedup_on_the_corpus_and_hostile_input(corpus: Path) -> None:
+    df_rows = _load.Batch.from_results([_scan.scan_file(s) for s in find_files([str(corpus)])])
+    fast = _load.deduplicate(df_rows.columns)
+    pure = _load.deduplicate(df_rows.columns, pure=True)
+    assert fast[0].tolist() == pure[0].tolist() and fast[1:] == pure[1:]
+    assert fast[1] > 0 and fast[2] > 0
+    eight = np.zeros(2, dtype=np.int64)
+    with pytest.raises(ValueError, match="wrong length"):
+        native.dedup(eight, np.zeros(3, dtype=np.int64), b"\0\0", eight, eight)
+    with pytest.raises(ValueError, match="wrong length"):
+        native.dedup(b"1234567", eight, b"\0\0", eight, eight)
+    with pytest.raises(TypeError):
+        native.dedup([1], eight, b"\0\0", eight, eight)
+    assert native.dedup(b"", b"", b"", b"", b"") == (b"", 0, 0)

@@ -1010,7 +1010,144 @@ logscan_stamp_ms(PyObject *self, PyObject *arg)
     return PyLong_FromLongLong(ms);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * De-duplication (pure twin: the numpy path of `cachescope.logs._load.deduplicate`).
+ *
+ * dedup(key, total, flags, message, time) -> (survivors, duplicates, replays): int64 key,
+ * total, message and time columns and the uint8 flags, as buffers of n rows. Within a key
+ * the row with the largest total wins, ties going to the row with FLAG_HAS_SPEED, then to the
+ * first row; among the winners, the earliest (time, row) of a message is primary and any other
+ * winner of that message that has FLAG_SIDECHAIN is a replay. survivors: bytes of int64 row
+ * numbers, ascending.
+ */
+typedef struct {
+    int64_t *slot; /* row number + 1, 0 = empty */
+    uint64_t mask;
+} Table;
+
+static int
+table_init(Table *t, Py_ssize_t n)
+{
+    uint64_t size = 16;
+    while (size < (uint64_t)n * 2)
+        size <<= 1;
+    t->slot = PyMem_Calloc((size_t)size, sizeof(int64_t));
+    t->mask = size - 1;
+    if (t->slot == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* The slot for `value` in column `col`: holding a row with that value, or empty. The values are
+ * xxh3 digests, so their low bits spread well; mixed once more for safety. */
+static int64_t *
+table_find(Table *t, const int64_t *col, int64_t value)
+{
+    uint64_t h = (uint64_t)value * 0x9E3779B97F4A7C15ULL;
+    uint64_t i = (h ^ (h >> 29)) & t->mask;
+    for (;;) {
+        int64_t *slot = &t->slot[i];
+        if (*slot == 0 || col[*slot - 1] == value)
+            return slot;
+        i = (i + 1) & t->mask;
+    }
+}
+
+static int
+column(Py_buffer *view, Py_ssize_t itemsize, Py_ssize_t *n, const char *name)
+{
+    if (view->len % itemsize != 0 || (*n >= 0 && view->len / itemsize != *n)) {
+        PyErr_Format(PyExc_ValueError, "dedup: %s has the wrong length", name);
+        return -1;
+    }
+    *n = view->len / itemsize;
+    return 0;
+}
+
+static PyObject *
+logscan_dedup(PyObject *self, PyObject *args)
+{
+    Py_buffer k, t, f, m, ti;
+    PyObject *result = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*:dedup", &k, &t, &f, &m, &ti))
+        return NULL;
+    Py_ssize_t n = -1;
+    Table by_key = {NULL, 0}, by_message = {NULL, 0};
+    uint8_t *keep = NULL;
+    if (column(&k, 8, &n, "key") < 0 || column(&t, 8, &n, "total") < 0 ||
+        column(&f, 1, &n, "flags") < 0 || column(&m, 8, &n, "message") < 0 ||
+        column(&ti, 8, &n, "time") < 0)
+        goto done;
+    const int64_t *key = k.buf, *total = t.buf, *message = m.buf, *time = ti.buf;
+    const uint8_t *flags = f.buf;
+    if (table_init(&by_key, n) < 0 || table_init(&by_message, n) < 0)
+        goto done;
+    keep = PyMem_Calloc((size_t)(n ? n : 1), 1);
+    if (keep == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t *slot = table_find(&by_key, key, key[i]);
+        if (*slot == 0) {
+            *slot = i + 1;
+            continue;
+        }
+        Py_ssize_t best = (Py_ssize_t)(*slot - 1);
+        if (total[i] > total[best] ||
+            (total[i] == total[best] && (flags[i] & FLAG_HAS_SPEED) &&
+             !(flags[best] & FLAG_HAS_SPEED)))
+            *slot = i + 1;
+    }
+    Py_ssize_t kept = 0;
+    for (uint64_t s = 0; s <= by_key.mask; s++)
+        if (by_key.slot[s]) {
+            keep[by_key.slot[s] - 1] = 1;
+            kept++;
+        }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!keep[i])
+            continue;
+        int64_t *slot = table_find(&by_message, message, message[i]);
+        if (*slot == 0 || time[i] < time[*slot - 1])
+            *slot = i + 1;
+    }
+    Py_ssize_t count = 0, replays = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!keep[i])
+            continue;
+        if ((flags[i] & FLAG_SIDECHAIN) && *table_find(&by_message, message, message[i]) != i + 1)
+            keep[i] = 0, replays++;
+        else
+            count++;
+    }
+    out = PyBytes_FromStringAndSize(NULL, count * 8);
+    if (out == NULL)
+        goto done;
+    int64_t *survivors = (int64_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0, j = 0; i < n; i++)
+        if (keep[i])
+            survivors[j++] = i;
+    result = Py_BuildValue("(Onn)", out, n - kept, replays);
+done:
+    Py_XDECREF(out);
+    PyMem_Free(by_key.slot);
+    PyMem_Free(by_message.slot);
+    PyMem_Free(keep);
+    PyBuffer_Release(&k);
+    PyBuffer_Release(&t);
+    PyBuffer_Release(&f);
+    PyBuffer_Release(&m);
+    PyBuffer_Release(&ti);
+    return result;
+}
+
 static PyMethodDef logscan_methods[] = {
+    {"dedup", logscan_dedup, METH_VARARGS,
+     "dedup(key, total, flags, message, time) -> (survivors, duplicates, replays): the rows "
+     "`cachescope.logs._load.deduplicate` keeps, as bytes of int64 row numbers."},
     {"scan_block", logscan_scan_block, METH_VARARGS,
      "scan_block(buf, end, line_base, models) -> (lines, rows, taken, synthetic, odd, bad, "
      "stamps, compact, ledger): the usual usage lines of buf[0:end] as packed rows."},
