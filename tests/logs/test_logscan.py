@@ -393,6 +393,15 @@ def test_hostile_arguments_raise() -> None:
     with pytest.raises(TypeError):
         native.scan_block(BASE + b"\n", len(BASE) + 1, 1, models)
     assert native.scan_block(b"", 0, 1, {})[:4] == (0, b"", 0, 0)
+    with pytest.raises(ValueError):
+        native.scan_block(b"{}\n{}\n", 3, 1, {}, 4)
+    with pytest.raises(ValueError):
+        native.scan_block(b"{}\n{}\n", 6, 1, {}, -1)
+    # begin: the same lines as a slice, positions counted in the whole buffer
+    two = b"{}\n" + BASE + b"\n"
+    sliced = native.scan_block(BASE + b"\n", len(BASE) + 1, 2, {})
+    offset = native.scan_block(two, len(two), 2, {}, 3)
+    assert offset[:4] == sliced[:4] and offset[6:] == sliced[6:]
     # a bytearray or memoryview reads like bytes
     data = BASE + b"\n"
     a = native.scan_block(data, len(data), 1, {})

@@ -1,6 +1,7 @@
 /* cachescope._native.logscan: the hot loop of `cachescope.logs._scan` (Claude Code transcripts).
  *
- * scan_block(buf, end, line_base, models) reads the complete lines buf[0:end] in one pass and
+ * scan_block(buf, end, line_base, models, begin=0) reads the complete lines buf[begin:end] (the
+ * first numbered line_base; positions returned are offsets into buf) in one pass and
  * does, for the usual usage line, exactly what the pure-Python fast path does (`_Scanner.
  * _usage_block`: one orjson parse of the line with the bytes from `"content":` up to `"usage":{`
  * cut out, then the field checks). It never decides anything the pure path might decide
@@ -13,7 +14,7 @@
  * both to identical FileResults and DataFrames.
  *
  * Returns (lines, rows, taken, synthetic, odd, bad, stamps, compact, ledger):
- * - lines: newlines in buf[0:end];
+ * - lines: newlines in buf[begin:end];
  * - rows: bytes, ROW_SIZE bytes per taken line (struct Row below, native byte order);
  * - taken: number of rows;
  * - synthetic: `<synthetic>` usage lines counted (usage lines without a row, as in the pure path);
@@ -891,19 +892,19 @@ static PyObject *
 logscan_scan_block(PyObject *self, PyObject *args)
 {
     Py_buffer view;
-    Py_ssize_t end, line_base;
+    Py_ssize_t end, line_base, begin = 0;
     PyObject *models, *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*nnO!:scan_block", &view, &end, &line_base, &PyDict_Type,
-                          &models))
+    if (!PyArg_ParseTuple(args, "y*nnO!|n:scan_block", &view, &end, &line_base, &PyDict_Type,
+                          &models, &begin))
         return NULL;
     const unsigned char *b = (const unsigned char *)view.buf;
-    if (end < 0 || end > view.len) {
-        PyErr_SetString(PyExc_ValueError, "scan_block: end is outside the buffer");
+    if (end < 0 || end > view.len || begin < 0 || begin > end) {
+        PyErr_SetString(PyExc_ValueError, "scan_block: begin:end is outside the buffer");
         PyBuffer_Release(&view);
         return NULL;
     }
-    if (end > 0 && b[end - 1] != '\n') {
-        PyErr_SetString(PyExc_ValueError, "scan_block: buf[0:end] must end with a newline");
+    if (end > begin && b[end - 1] != '\n') {
+        PyErr_SetString(PyExc_ValueError, "scan_block: buf[begin:end] must end with a newline");
         PyBuffer_Release(&view);
         return NULL;
     }
@@ -921,7 +922,7 @@ logscan_scan_block(PyObject *self, PyObject *args)
         S.ledger == NULL)
         goto done;
 
-    Py_ssize_t i = 0, line_start = 0, line_no = line_base, lines = 0;
+    Py_ssize_t i = begin, line_start = begin, line_no = line_base, lines = 0;
     Py_ssize_t usage_pos = -1, compact_pos = -1, ledger_pos = -1;
     while (i < end) {
         unsigned mask;
@@ -1149,8 +1150,8 @@ static PyMethodDef logscan_methods[] = {
      "dedup(key, total, flags, message, time) -> (survivors, duplicates, replays): the rows "
      "`cachescope.logs._load.deduplicate` keeps, as bytes of int64 row numbers."},
     {"scan_block", logscan_scan_block, METH_VARARGS,
-     "scan_block(buf, end, line_base, models) -> (lines, rows, taken, synthetic, odd, bad, "
-     "stamps, compact, ledger): the usual usage lines of buf[0:end] as packed rows."},
+     "scan_block(buf, end, line_base, models, begin=0) -> (lines, rows, taken, synthetic, odd, bad, "
+     "stamps, compact, ledger): the usual usage lines of buf[begin:end] as packed rows."},
     {"stamp_ms", logscan_stamp_ms, METH_O,
      "stamp_ms(b'YYYY-MM-DDTHH:MM:SS.sssZ') -> milliseconds since the epoch, or None for any "
      "other form."},

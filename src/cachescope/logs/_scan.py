@@ -218,20 +218,21 @@ class _Scanner:
             self._find_lines(buf, end, line_base, LEDGER_MARK, self._ledger_line)
         return len(newlines)
 
-    def _scan_native(self, buf: bytes | bytearray, end: int, line_base: int) -> int:
-        """`scan` with the compiled scanner: the same rows, malformed lines and counts.
+    def _scan_native(self, buf: Any, end: int, line_base: int, begin: int = 0) -> int:
+        """`scan` of `buf[begin:end]` with the compiled scanner: the same rows, malformed lines
+        and counts.
 
         `buf` may be a reused bytearray: the lines Python handles are copied out as bytes.
         """
         lines, rows, taken, synthetic, odd, bad, stamps, compact, ledger = self.native.scan_block(
-            buf, end, line_base, self.native_models
+            buf, end, line_base, self.native_models, begin
         )
         bad_lines = self.bad_lines
         for number in bad:
             bad_lines.add(number)
             self.malformed.append((number, "broken JSON: the line is cut off"))
         if self.want_session and not self.found_session:
-            at = buf.find(SESSION_KEY, 0, end)
+            at = buf.find(SESSION_KEY, begin, end)
             if at != -1:
                 self.found_session = bytes(buf[at + 13 : buf.find(b'"', at + 13)]).decode(
                     "utf-8", "replace"
