@@ -98,6 +98,9 @@ class FlatRequest:
     # cumulative token counts (native int64 bytes, len(blocks) + 1 of them, from 0).
     marked: list[int] | None = None
     cumulative: bytes | None = None
+    # The C walk's (counter, message keys, message memo entries), so that a later request
+    # flattened with `prior=` this one takes the entries of its equal messages without a lookup.
+    walk: tuple[Any, bytes, list[Any]] | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -435,12 +438,18 @@ def flatten_units(
     params: Mapping[str, Any],
     counter: EstimatingCounter | None = None,
     token_cache: dict[int, int] | None = None,
+    *,
+    prior: FlatRequest | None = None,
 ) -> tuple[FlatRequest, list[tuple[Block, ...]]]:
     """`flatten`, plus the blocks of each unit (the tool list, the system prompt, each message).
 
     Units with the same content at the same position are the *same* tuple of the same `Block`
     objects (they come from one memo entry, found by a content key computed on every call), so
     two requests can be compared unit by unit: identical tuples hold identical blocks.
+
+    `prior`, an earlier request flattened with the same counter, only saves memo lookups: a
+    message whose key (computed as always) equals the key of the prior's message at the same
+    place takes that message's entry, which the memo would have returned.
     """
     model = str(params.get("model", ""))
     if counter is None:
@@ -599,6 +608,7 @@ def flatten_units(
     native = _native
     marked: list[int] | None = None
     cumulative: bytes | None = None
+    walk: tuple[Any, bytes, list[Any]] | None = None
     tools = params.get("tools")
     if tools:
         head_key = _native_unit_key(-2, tools, 0, counter) if native is not None else None
@@ -645,9 +655,16 @@ def flatten_units(
 
         head_tokens = _pack_tokens(accumulate(map(_TOKENS_OF, blocks), initial=0))
         head_marked = [i for i, block in enumerate(blocks) if block.cache_control is not None]
-        blocks, units_after, marked, cumulative, found = native.flatten_messages(
-            messages, message_memo, blocks, head_tokens, slow
-        )
+        earlier = prior.walk if prior is not None else None
+        if earlier is not None and earlier[0] is counter:
+            blocks, units_after, marked, cumulative, found, keys, entries = native.flatten_messages(
+                messages, message_memo, blocks, head_tokens, slow, earlier[1], earlier[2]
+            )
+        else:
+            blocks, units_after, marked, cumulative, found, keys, entries = native.flatten_messages(
+                messages, message_memo, blocks, head_tokens, slow
+            )
+        walk = (counter, keys, entries)
         units.extend(units_after)
         marked[:0] = head_marked
         if found:
@@ -730,6 +747,7 @@ def flatten_units(
         top_level_cache_control=dict(top) if isinstance(top, Mapping) else None,
         marked=marked,
         cumulative=cumulative,
+        walk=walk,
     )
     return flat, units
 

@@ -36,6 +36,7 @@ from cachescope._blocks import (
     LEVEL_INDEX,
     LEVELS,
     Block,
+    FlatRequest,
     _block_text,
     _contains_image,
     _dumps,
@@ -473,6 +474,7 @@ class _Side:
         "blocks",
         "cumulative",
         "fingerprint",
+        "flat",
         "kinds",
         "layers",
         "levels",
@@ -507,6 +509,7 @@ class _Side:
         # from the C walk: indices of the blocks with cache_control, cumulative token counts
         self.marked: list[int] | None = None
         self.cumulative: Sequence[int] | None = None
+        self.flat: FlatRequest | None = None
         self.prefixes: list[int] | None = None
         self.settings: Mapping[str, Mapping[str, Any]] | None = None
         self.automatic_ttl: str | None = None
@@ -697,13 +700,22 @@ class _Side:
         return side
 
     @classmethod
-    def from_flat(cls, params: Mapping[str, Any]) -> _Side:
+    def from_flat(cls, params: Mapping[str, Any], prior: _Side | None = None) -> _Side:
         """Params read through `flatten_units`: every block hashed (an unchanged message is found
-        in the memo by its content key, with its token counts), fields read on demand."""
+        in the memo by its content key, with its token counts), fields read on demand.
+
+        `prior` (the other side, already read) only saves memo lookups for the messages whose
+        keys equal its own at the same place."""
         side = cls()
         side.model = str(params.get("model", ""))
         side.tokenizer = _model_facts(side.model)[0]
-        flat, units = flatten_units(params, counter_for(side.tokenizer), _hash_memo(side.tokenizer))
+        flat, units = flatten_units(
+            params,
+            counter_for(side.tokenizer),
+            _hash_memo(side.tokenizer),
+            prior=prior.flat if prior is not None else None,
+        )
+        side.flat = flat
         blocks = flat.blocks
         side.blocks, side.units = blocks, units
         side.marked = flat.marked
@@ -768,14 +780,14 @@ def _to_seconds(value: Any) -> float | None:
     return None
 
 
-def _side(value: Any) -> _Side:
+def _side(value: Any, prior: _Side | None = None) -> _Side:
     if isinstance(value, Fingerprint):
         return _Side.from_fingerprint(value)
     if isinstance(value, Mapping):
         if "blocks" in value and "messages" not in value and "system" not in value:
             return _Side.from_fingerprint(Fingerprint.from_dict(value))
         try:
-            return _Side.from_flat(value)
+            return _Side.from_flat(value, prior)
         except (TypeError, ValueError, AttributeError, KeyError, IndexError):
             # e.g. SDK objects that only serialize when asked: read lazily, as lint does
             return _Side.from_params(value)
@@ -1188,7 +1200,7 @@ def compare(
         Minimum cacheable tokens; by default from the model table (none for an unknown model).
     """
     side_a = _side(a)
-    side_b = _side(b)
+    side_b = _side(b, side_a)
     if gap_seconds is None and side_a.time is not None and side_b.time is not None:
         gap_seconds = side_b.time - side_a.time
     if server_reason is None:

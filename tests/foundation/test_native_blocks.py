@@ -214,12 +214,26 @@ def test_the_walk_survives_callbacks_that_change_its_inputs() -> None:
             del messages[3:]  # the list shrinks under the walk
         return ((message,), False, False, (), (7).to_bytes(8, sys.byteorder), (0,))
 
-    blocks, _units, marks, tokens, flags = MODULE.flatten_messages(
+    blocks, _units, marks, tokens, flags, keys, entries = MODULE.flatten_messages(
         messages, {}, head, bytes(8), slow
     )
     assert calls == [0, 1, 2]
     assert blocks == messages and marks == [0, 1, 2] and flags == 0
     assert memoryview(tokens).cast("q").tolist() == [0, 7, 14, 21]
+    assert len(keys) == 16 * len(entries) == 16 * 3
+
+    # an earlier walk's entries are taken for equal keys at the same place, and only then
+    again = MODULE.flatten_messages(messages, {}, head, bytes(8), print, keys, entries)
+    assert [x is y for x, y in zip(again[6], entries)] == [True, True, True]
+    changed = [messages[0], {"role": "user", "content": "other"}, messages[2]]
+    calls.clear()
+    after = MODULE.flatten_messages(changed, {}, head, bytes(8), slow, keys, entries)
+    assert calls == [1]
+    assert after[6][0] is entries[0] and after[6][2] is entries[2]
+    with pytest.raises(TypeError):
+        MODULE.flatten_messages(messages, {}, head, bytes(8), slow, keys, entries[:2])
+    with pytest.raises(TypeError):
+        MODULE.flatten_messages(messages, {}, head, bytes(8), slow, keys, None)
 
     def grow_head(*args: Any) -> Any:
         head.append(1)

@@ -15,9 +15,10 @@
  *       deeper than MAX_DEPTH). Twin: `_value_key_py`.
  *   message_key(message, m, start) -> int | None
  *       The memo key of message `m` starting at block `start`. Twin: `_message_key_py`.
- *   flatten_messages(messages, memo, head, head_tokens, slow)
- *           -> (blocks, units, marks, tokens, flags)
- *       For each message: its `message_key`; a memo hit gives the message's entry, otherwise
+ *   flatten_messages(messages, memo, head, head_tokens, slow[, prior_keys, prior_entries])
+ *           -> (blocks, units, marks, tokens, flags, keys, entries)
+ *       For each message: its `message_key`; the entry of an earlier walk's message with the
+ *       same key at the same place, or a memo hit, gives the message's entry, otherwise
  *       `slow(message, m, start, key_or_None)` returns it. Twin: the Python loop in
  *       `flatten_units` (see the comment above the function below).
  *
@@ -192,8 +193,26 @@ put_str(Buf *b, PyObject *text)
     out[1] = (unsigned char)kind;
     write_u64(out + 2, (unsigned long long)length);
     if (size <= INLINE_BYTES) {
-        for (i = 0; i < size; i++)
-            out[10 + i] = data[i];
+        /* fixed-size, possibly overlapping copies (each a single move), never past `size` */
+        unsigned char *to = out + 10;
+        if (size >= 16) {
+            memcpy(to, data, 8);
+            memcpy(to + 8, data + 8, 8);
+            memcpy(to + size - 16, data + size - 16, 8);
+            memcpy(to + size - 8, data + size - 8, 8);
+        }
+        else if (size >= 8) {
+            memcpy(to, data, 8);
+            memcpy(to + size - 8, data + size - 8, 8);
+        }
+        else if (size >= 4) {
+            memcpy(to, data, 4);
+            memcpy(to + size - 4, data + size - 4, 4);
+        }
+        else {
+            for (i = 0; i < size; i++)
+                to[i] = data[i];
+        }
         b->len += 10 + size;
     }
     else {
@@ -451,26 +470,38 @@ bad:
     return -1;
 }
 
+/* the entries of the messages walked so far, with each message's key and whether it has one */
 typedef struct {
     PyObject **items;
+    unsigned long long *keys; /* two per entry: the key, 1 when keyed (else 0) */
     Py_ssize_t len, cap;
 } Entries;
 
 static int
-entries_push(Entries *e, PyObject *entry)
+entries_push(Entries *e, PyObject *entry, unsigned long long key, int keyed)
 {
     if (e->len == e->cap) {
         Py_ssize_t cap = e->cap ? e->cap * 2 : 256;
         PyObject **items = PyMem_Realloc(e->items, (size_t)cap * sizeof(PyObject *));
+        unsigned long long *keys;
         if (items == NULL) {
             PyErr_NoMemory();
             return -1;
         }
         e->items = items;
+        keys = PyMem_Realloc(e->keys, (size_t)cap * 2 * sizeof(unsigned long long));
+        if (keys == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        e->keys = keys;
         e->cap = cap;
     }
     Py_INCREF(entry);
-    e->items[e->len++] = entry;
+    e->items[e->len] = entry;
+    e->keys[2 * e->len] = key;
+    e->keys[2 * e->len + 1] = (unsigned long long)keyed;
+    e->len++;
     return 0;
 }
 
@@ -481,12 +512,14 @@ entries_free(Entries *e)
     for (i = 0; i < e->len; i++)
         Py_DECREF(e->items[i]);
     PyMem_Free(e->items);
+    PyMem_Free(e->keys);
     e->items = NULL;
+    e->keys = NULL;
     e->len = e->cap = 0;
 }
 
-/* flatten_messages(messages, memo, head, head_tokens, slow)
- *     -> (blocks, units, marks, tokens, flags)
+/* flatten_messages(messages, memo, head, head_tokens, slow[, prior_keys, prior_entries])
+ *     -> (blocks, units, marks, tokens, flags, keys, entries)
  *
  * head: the list of blocks before the messages (tools, system); head_tokens: their cumulative
  * token counts as bytes of len(head) + 1 int64 (starting at 0). For message m starting at block
@@ -494,26 +527,46 @@ entries_free(Entries *e)
  * key_or_None) must return the entry (and may store it). Returns the list of every block (head
  * included), the list of the messages' block tuples, the list of the blocks (absolute indices)
  * that carry cache_control, the cumulative token counts of all blocks (bytes of
- * len(blocks) + 1 int64) and the flags (bit 0 images, bit 1 citations).
+ * len(blocks) + 1 int64), the flags (bit 0 images, bit 1 citations), each message's key (bytes
+ * of two uint64 per message: the key, 1 when it has one) and the list of the entries. Given
+ * an earlier walk's keys and entries, a message with the same key at the same place takes the
+ * earlier entry (the one a memo lookup would give) without the lookup.
  */
 static PyObject *
 blocks_flatten_messages(PyObject *self, PyObject *args)
 {
     PyObject *messages, *memo, *head, *head_tokens, *slow;
+    PyObject *prior_keys = Py_None, *prior_entries = Py_None;
     PyObject *blocks = NULL, *units = NULL, *marks = NULL, *tokens = NULL;
-    Py_ssize_t m, i, start, total, head_len;
+    PyObject *keys = NULL, *entry_list = NULL;
+    Py_ssize_t m, i, start, total, head_len, prior_count = 0;
     long flags = 0;
     long long *cumulative;
-    Entries entries = {NULL, 0, 0};
+    const unsigned long long *prior = NULL;
+    Entries entries = {NULL, NULL, 0, 0};
     Buf b;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O:flatten_messages", &PyList_Type, &messages,
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O|OO:flatten_messages", &PyList_Type, &messages,
                           &PyDict_Type, &memo, &PyList_Type, &head, &PyBytes_Type,
-                          &head_tokens, &slow))
+                          &head_tokens, &slow, &prior_keys, &prior_entries))
         return NULL;
     if (!PyCallable_Check(slow)) {
         PyErr_SetString(PyExc_TypeError, "slow must be callable");
         return NULL;
     }
+    if (prior_keys != Py_None || prior_entries != Py_None) {
+        if (!PyBytes_CheckExact(prior_keys) || !PyList_CheckExact(prior_entries) ||
+            PyBytes_GET_SIZE(prior_keys) !=
+                PyList_GET_SIZE(prior_entries) * 2 * (Py_ssize_t)sizeof(unsigned long long)) {
+            PyErr_SetString(PyExc_TypeError,
+                            "prior_keys and prior_entries must come from one earlier walk");
+            return NULL;
+        }
+        /* both are kept alive by the caller's references for the whole call; the list is
+         * re-checked for size before each use, since `slow` could change it */
+        prior = (const unsigned long long *)PyBytes_AS_STRING(prior_keys);
+        prior_count = PyList_GET_SIZE(prior_entries);
+    }
+
     head_len = PyList_GET_SIZE(head);
     if (PyBytes_GET_SIZE(head_tokens) != (head_len + 1) * (Py_ssize_t)sizeof(long long)) {
         PyErr_SetString(PyExc_ValueError, "head_tokens must hold len(head) + 1 int64 counts");
@@ -531,7 +584,14 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
         done = message_key_of(&b, message, m, start, &digest);
         if (done < 0)
             goto fail_message;
-        if (done == 1) {
+        if (done == 1 && prior != NULL && m < prior_count &&
+            m < PyList_GET_SIZE(prior_entries) && prior[2 * m + 1] == 1 &&
+            prior[2 * m] == digest) {
+            /* the same message at the same place as in the earlier request: its entry */
+            entry = PyList_GET_ITEM(prior_entries, m);
+            Py_INCREF(entry);
+        }
+        else if (done == 1) {
             key = PyLong_FromUnsignedLongLong(digest);
             if (key == NULL)
                 goto fail_message;
@@ -555,7 +615,7 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
         if (citations < 0)
             goto fail_entry;
         flags |= (images ? 1 : 0) | (citations ? 2 : 0);
-        if (entries_push(&entries, entry) < 0)
+        if (entries_push(&entries, entry, digest, done == 1) < 0)
             goto fail_entry;
         start += PyTuple_GET_SIZE(PyTuple_GET_ITEM(entry, 0));
         Py_DECREF(entry);
@@ -574,9 +634,14 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
     total = start;
     blocks = PyList_New(total);
     units = PyList_New(entries.len);
+    entry_list = PyList_New(entries.len);
     marks = PyList_New(0);
     tokens = PyBytes_FromStringAndSize(NULL, (total + 1) * (Py_ssize_t)sizeof(long long));
-    if (blocks == NULL || units == NULL || marks == NULL || tokens == NULL)
+    if (blocks == NULL || units == NULL || entry_list == NULL || marks == NULL || tokens == NULL)
+        goto error;
+    keys = PyBytes_FromStringAndSize((const char *)entries.keys,
+                                     entries.len * 2 * (Py_ssize_t)sizeof(unsigned long long));
+    if (keys == NULL)
         goto error;
     /* `head` may have changed size during the callbacks: copy what the offsets assumed */
     if (PyList_GET_SIZE(head) != head_len) {
@@ -614,18 +679,22 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
         }
         Py_INCREF(unit);
         PyList_SET_ITEM(units, i, unit);
+        Py_INCREF(entry);
+        PyList_SET_ITEM(entry_list, i, entry);
         start += n;
     }
     entries_free(&entries);
-    return Py_BuildValue("(NNNNl)", blocks, units, marks, tokens, flags);
+    return Py_BuildValue("(NNNNlNN)", blocks, units, marks, tokens, flags, keys, entry_list);
 
 error:
     buf_free(&b);
     entries_free(&entries);
     Py_XDECREF(blocks);
     Py_XDECREF(units);
+    Py_XDECREF(entry_list);
     Py_XDECREF(marks);
     Py_XDECREF(tokens);
+    Py_XDECREF(keys);
     return NULL;
 }
 
