@@ -523,20 +523,56 @@ class UsageReport:
         return out
 
     def _rows_json(self, grouping: str) -> list[dict[str, Any]]:
+        """`_metrics` of every row of a grouping, computed column-wise (same values, same types)."""
         table = self.by(grouping)
         name = {"day": "date"}.get(grouping, grouping)
-        rows = []
-        records = cast("list[dict[str, Any]]", table.to_dict("records"))
-        for key, row in zip(table.index, records):
-            item: dict[str, Any] = {name: key, **_metrics(row)}
-            if grouping == "session":
-                item["project"] = row["project"]
-                item["firstTimestamp"] = row["first"].isoformat().replace("+00:00", "Z")
-                item["lastTimestamp"] = row["last"].isoformat().replace("+00:00", "Z")
-                item["subagentCost"] = _num(row["subagent_cost"])
-                item["subagentCostShare"] = _num(row["subagent_cost_share"])
-            rows.append(item)
-        return rows
+
+        def column(label: str) -> np.ndarray[Any, Any]:
+            return np.asarray(table[label].to_numpy())
+
+        def ints(values: np.ndarray[Any, Any]) -> list[int]:
+            return cast("list[int]", values.astype(np.int64).tolist())
+
+        def nums(values: np.ndarray[Any, Any]) -> list[float | None]:
+            # `_num` element by element: Python's round, which numpy's does not always equal
+            return [None if v != v else round(v, 6) for v in values.astype(np.float64).tolist()]
+
+        def ratio(top: np.ndarray[Any, Any], bottom: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            top, bottom = top.astype(np.float64), bottom.astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(bottom != 0, top / np.where(bottom != 0, bottom, 1.0), np.nan)
+
+        fresh, w5, w1, read, output = (column(c) for c in TOKEN_COLUMNS)
+        cost, uncached = column("cost"), column("cost_without_cache")
+        writes = w5 + w1
+        prompt = fresh + writes + read
+        fields: dict[str, list[Any]] = {
+            name: [str(k) for k in table.index.tolist()],
+            "inputTokens": ints(fresh),
+            "outputTokens": ints(output),
+            "cacheCreationTokens": ints(writes),
+            "cacheReadTokens": ints(read),
+            "totalTokens": ints(prompt + output),
+            "totalCost": nums(cost),
+            "cacheCreation5mTokens": ints(w5),
+            "cacheCreation1hTokens": ints(w1),
+            "costWithoutCache": nums(uncached),
+            "cachingFactor": nums(ratio(uncached, cost)),
+            "readsPerFreshToken": nums(ratio(read, fresh)),
+            "hitShare": nums(ratio(read, prompt)),
+            "readWriteRatio": nums(ratio(read, writes)),
+            "unreadWriteTokens": ints(column("unread_write")),
+            "responses": ints(column("responses")),
+            "unpricedResponses": ints(column("unpriced")),
+        }
+        if grouping == "session":
+            fields["project"] = [str(p) for p in table["project"].tolist()]
+            fields["firstTimestamp"] = _iso_z(table["first"])
+            fields["lastTimestamp"] = _iso_z(table["last"])
+            fields["subagentCost"] = nums(column("subagent_cost"))
+            fields["subagentCostShare"] = nums(column("subagent_cost_share"))
+        keys = list(fields)
+        return [dict(zip(keys, values)) for values in zip(*fields.values())]
 
     def table(self, grouping: str = "day") -> pd.DataFrame:
         """The readable table of one grouping (what `cachescope usage --by` prints)."""
