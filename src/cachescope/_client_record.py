@@ -231,6 +231,7 @@ def fingerprint_blocks(
     if len(memo) > _UNIT_MEMO_LIMIT:
         memo.clear()
     extend = entries.extend
+    last_unit = units[-1] if units else None
     for unit in units[same:] if same else units:
         if unit:
             level = _LEVEL_INDEX[unit[0].level]
@@ -257,7 +258,8 @@ def fingerprint_blocks(
                     key = _xxh64(block.hash.to_bytes(8, "little"), seed=key)
                     built.append(_entry(block, key))
                     tokens += block.tokens
-                if uniform:
+                if uniform and unit is not last_unit:  # a request's last unit (the new
+                    # turn) rarely comes back as it is: remembering it only feeds the GC
                     memo[(id(unit), start_key)] = (unit, tuple(built), tokens, key)
                 extend(built)
                 total += tokens

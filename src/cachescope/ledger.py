@@ -410,9 +410,7 @@ class Ledger:
         self.skipped_lines: list[int] = []
         self._file_lock: Any = None
         if self.path is not None:
-            from filelock import FileLock
-
-            self._file_lock = FileLock(self.path + ".lock")
+            self._file_lock = _interprocess_lock(self.path + ".lock")
             self._load()
 
     def _load(self) -> None:
@@ -523,6 +521,82 @@ class Ledger:
     def __repr__(self) -> str:
         where = self.path if self.path is not None else "memory"
         return f"Ledger({where!s}, {len(self):,} records)"
+
+
+class _FlockLock:
+    """An exclusive `flock` on `<ledger>.lock`, the lock `filelock.FileLock` takes on POSIX (so
+    the two exclude each other), without its per-acquire bookkeeping (~0.6 ms a call here).
+
+    The lock file stays open between appends; it is reopened in a forked child (which shares
+    the parent's open file and so its `flock`) and when the file was unlinked while unlocked.
+    Callers serialize threads themselves (`Ledger._lock`).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._pid = 0
+
+    def _open(self) -> int:
+        if self._fd >= 0:
+            if self._pid == os.getpid():
+                return self._fd
+            # A forked child: the inherited descriptor shares the parent's lock; closing the
+            # child's copy leaves the parent's lock alone.
+            try:
+                os.close(self._fd)
+            except OSError:  # pragma: no cover
+                pass
+        self._fd = -1
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._pid = os.getpid()
+        return self._fd
+
+    def _drop(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> _FlockLock:
+        while True:
+            fd = self._open()
+            try:
+                _fcntl.flock(fd, _fcntl.LOCK_EX)
+                if os.fstat(fd).st_nlink:
+                    return self
+                _fcntl.flock(fd, _fcntl.LOCK_UN)  # unlinked meanwhile: lock the file by its name
+            except BaseException:
+                self._drop()
+                raise
+            self._drop()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            _fcntl.flock(self._fd, _fcntl.LOCK_UN)
+        except OSError:  # pragma: no cover - closing releases it too
+            self._drop()
+
+    def __del__(self) -> None:
+        try:
+            self._drop()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+try:
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows
+    _fcntl = None  # type: ignore[assignment]
+
+
+def _interprocess_lock(path: str) -> Any:
+    """The lock that serializes appends across processes: `flock` where there is one, else
+    `filelock.FileLock` (Windows)."""
+    if _fcntl is not None and hasattr(_fcntl, "flock"):
+        return _FlockLock(path)
+    from filelock import FileLock  # pragma: no cover - Windows
+
+    return FileLock(path)  # pragma: no cover
 
 
 # fdatasync persists the appended bytes and the new size without the inode's timestamps.

@@ -313,3 +313,71 @@ def test_to_pandas_has_one_row_per_call_with_utc_times() -> None:
     assert len(frame) == 3
     assert str(frame["time"].dt.tz) == "UTC"
     assert list(frame["error_status"].fillna(0).astype(int)) == [0, 0, 429]
+
+
+def test_append_waits_for_a_filelock_holder_of_the_lock_file(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    path = tmp_path / "calls.jsonl"
+    ledger = Ledger(path)
+    ledger.append(record(0))  # the ledger's lock file is open from here on
+    done = threading.Event()
+    with FileLock(str(path) + ".lock"):
+        thread = threading.Thread(target=lambda: (ledger.append(record(1)), done.set()))
+        thread.start()
+        time.sleep(0.3)
+        assert not done.is_set()  # blocked on the lock another holder has
+        assert path.read_bytes().count(b"\n") == 1
+    thread.join(10)
+    assert done.is_set()
+    assert path.read_bytes().count(b"\n") == 2
+
+
+def test_filelock_waits_while_the_ledger_holds_its_lock(tmp_path: Path) -> None:
+    from filelock import FileLock, Timeout
+
+    path = tmp_path / "calls.jsonl"
+    ledger = Ledger(path)
+    with ledger._file_lock, pytest.raises(Timeout):
+        FileLock(str(path) + ".lock").acquire(timeout=0.2)
+    with FileLock(str(path) + ".lock").acquire(timeout=5):
+        pass  # free again afterwards
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_takes_the_lock_on_its_own_open_file(tmp_path: Path) -> None:
+    import fcntl
+
+    path = tmp_path / "calls.jsonl"
+    ledger = Ledger(path)
+    ledger.append(record(0))
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            with ledger._file_lock:
+                os.write(write_end, b"x")
+                time.sleep(1.0)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(read_end, 1) == b"x"
+        # the parent's own descriptor: shared with the child, a flock on it would not exclude
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(ledger._file_lock._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.waitpid(child, 0)
+        os.close(read_end)
+        os.close(write_end)
+    ledger.append(record(1))
+    assert len(Ledger(path)) == 2
+
+
+def test_lock_file_unlinked_between_appends_is_recreated(tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    ledger = Ledger(path)
+    ledger.append(record(0))
+    os.unlink(str(path) + ".lock")
+    ledger.append(record(1))
+    assert os.path.exists(str(path) + ".lock")
+    assert len(Ledger(path)) == 2
