@@ -606,14 +606,15 @@ class _Scanner:
         the other stamps go through `parse_times` as the pure path would (if any of them needs its
         slow path, the whole file does, as there).
         """
-        packed = np.frombuffer(b"".join(self.native_rows), dtype=ROW_DTYPE)
+        packed = np.frombuffer(bytearray(b"".join(self.native_rows)), dtype=ROW_DTYPE)
         columns: dict[str, np.ndarray[Any, Any]] = {}
         if not self.cols[0] and not self.native_stamps:  # every row packed: codes already in order
+            # (writable) views into the packed rows: batches concatenate them anyway
             for name in COLUMNS:
                 if name == "session":
                     columns[name] = np.zeros(len(packed), dtype=np.int32)
                 else:
-                    columns[name] = packed[name].copy()
+                    columns[name] = packed[name]
             return columns, list(self.native_models)
         inserts = self.inserts
         names = [*self.native_models, *self.models]
@@ -687,7 +688,7 @@ class _Scanner:
             columns=columns,
             models=[m.decode("utf-8", "replace") for m in model_names],
             sessions=list(self.sessions),
-            compactions=parse_times(self.compactions).tolist(),
+            compactions=parse_times(self.compactions).tolist() if self.compactions else [],
             malformed=sorted(self.malformed),
         )
 
