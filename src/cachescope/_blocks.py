@@ -21,7 +21,6 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate
 from operator import attrgetter
 from typing import Any
 
@@ -653,20 +652,17 @@ def flatten_units(
             message_memo[key] = native_entry
             return native_entry
 
-        head_tokens = _pack_tokens(accumulate(map(_TOKENS_OF, blocks), initial=0))
-        head_marked = [i for i, block in enumerate(blocks) if block.cache_control is not None]
         earlier = prior.walk if prior is not None else None
         if earlier is not None and earlier[0] is counter:
             blocks, units_after, marked, cumulative, found, keys, entries = native.flatten_messages(
-                messages, message_memo, blocks, head_tokens, slow, earlier[1], earlier[2]
+                messages, message_memo, blocks, None, slow, earlier[1], earlier[2]
             )
         else:
             blocks, units_after, marked, cumulative, found, keys, entries = native.flatten_messages(
-                messages, message_memo, blocks, head_tokens, slow
+                messages, message_memo, blocks, None, slow
             )
         walk = (counter, keys, entries)
         units.extend(units_after)
-        marked[:0] = head_marked
         if found:
             flags[0] = flags[0] or bool(found & 1)
             flags[1] = flags[1] or bool(found & 2)

@@ -27,10 +27,12 @@ import datetime as _dt
 import html
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import compress, count, repeat
 from operator import attrgetter, is_not
 from typing import Any
 
+from cachescope import _blocks
 from cachescope._blocks import (
     IMAGE_TOKENS,
     LEVEL_INDEX,
@@ -105,6 +107,7 @@ def clear_memos() -> None:
     _clear_block_memos()
 
 
+@lru_cache(maxsize=256)
 def _model_facts(model: str) -> tuple[str, int | None]:
     """(tokenizer, minimum cacheable tokens or None when the model is unknown)."""
     from cachescope._modeldata import default_table
@@ -1013,7 +1016,23 @@ def _marked(window: str, span: tuple[int, int] | None, colour: str) -> str:
 
 
 def _common_prefix_length(a: str, b: str) -> int:
-    """Length of the common prefix of two strings, by C-speed slice comparisons."""
+    """Length of the common prefix of two strings (`blocks.common_prefix` when built)."""
+    native = _blocks._native
+    if native is not None and type(a) is str and type(b) is str:
+        return int(native.common_prefix(a, b))
+    return _common_prefix_length_py(a, b)
+
+
+def _common_suffix_length(a: str, b: str, floor: int) -> int:
+    """Length of the common suffix, not reaching back into the first `floor` characters."""
+    native = _blocks._native
+    if native is not None and type(a) is str and type(b) is str and floor >= 0:
+        return int(native.common_suffix(a, b, floor))
+    return _common_suffix_length_py(a, b, floor)
+
+
+def _common_prefix_length_py(a: str, b: str) -> int:
+    """Twin of `blocks.common_prefix`, by C-speed slice comparisons."""
     limit = min(len(a), len(b))
     low = 0
     step = 4096
@@ -1035,8 +1054,8 @@ def _common_prefix_length(a: str, b: str) -> int:
     return limit
 
 
-def _common_suffix_length(a: str, b: str, floor: int) -> int:
-    """Length of the common suffix, not reaching back into the first `floor` characters."""
+def _common_suffix_length_py(a: str, b: str, floor: int) -> int:
+    """Twin of `blocks.common_suffix`."""
     limit = min(len(a), len(b)) - floor
     lo, hi = 0, max(0, limit)
     if hi and a[len(a) - hi :] == b[len(b) - hi :]:
@@ -1081,8 +1100,12 @@ def _first_divergence(a: _Side, b: _Side) -> int | None:
         # Equal units are the same memo entry (same content key), so whole units are skipped;
         # from the first other unit on, blocks are compared by hash, then exactly.
         same = next(compress(count(), map(is_not, a.units, b.units)), None)
-        units = a.units if same is None else a.units[:same]
-        start = sum(map(len, units))
+        if same is None:
+            start = len(a.blocks)  # the units cover every block
+        elif a.units[same]:
+            start = a.units[same][0].index  # a block's index is its position
+        else:
+            start = sum(map(len, a.units[:same]))
         blocks_a, blocks_b = a.blocks, b.blocks
         for i in range(start, n):
             old, new = blocks_a[i], blocks_b[i]

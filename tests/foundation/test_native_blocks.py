@@ -243,6 +243,39 @@ def test_the_walk_survives_callbacks_that_change_its_inputs() -> None:
         MODULE.flatten_messages([{"role": "user"}], {}, head, bytes(8), grow_head)
 
 
+@needs_module
+@settings(max_examples=300)
+@given(texts, texts, texts, st.integers(0, 100))
+def test_common_prefix_and_suffix_equal_their_twins(
+    common: str, left: str, right: str, floor: int
+) -> None:
+    from cachescope import stability
+
+    for a, b in [(common + left, common + right), (left + common, right + common), (left, right)]:
+        assert MODULE.common_prefix(a, b) == stability._common_prefix_length_py(a, b)
+        assert MODULE.common_suffix(a, b, floor) == stability._common_suffix_length_py(a, b, floor)
+        assert MODULE.common_suffix(a, b) == stability._common_suffix_length_py(a, b, 0)
+
+
+@needs_module
+def test_common_affixes_across_string_widths_and_bad_arguments() -> None:
+    # the same characters stored 1, 2 and 4 bytes wide compare equal
+    for wide in ("\u0100", "\U0001f600"):
+        a, b = "abcdefghij" * 3 + "x", "abcdefghij" * 3 + wide
+        assert MODULE.common_prefix(a, b) == 30
+        assert MODULE.common_suffix("x" + a[:-1], wide + a[:-1]) == 30
+    with pytest.raises(TypeError):
+        MODULE.common_prefix("a", b"a")
+    with pytest.raises(TypeError):
+        MODULE.common_suffix("a", "a", "0")
+    with pytest.raises(ValueError):
+        MODULE.common_suffix("a", "a", -1)
+    with pytest.raises(TypeError):
+        MODULE.flatten_messages([], {}, [], "not bytes", print)
+    with pytest.raises(AttributeError):  # head blocks are read for their tokens
+        MODULE.flatten_messages([], {}, [object()], None, print)
+
+
 # --------------------------------------------------------------------------------------------
 # flatten_units with and without the C walk
 

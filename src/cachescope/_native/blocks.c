@@ -292,6 +292,8 @@ put_value(Buf *b, PyObject *value, int depth)
 
 static PyObject *str_role;
 static PyObject *str_content;
+static PyObject *str_tokens;
+static PyObject *str_cache_control;
 
 /* 1 when the exact str `key` is `name` (interned literals usually are the same object) */
 static inline int
@@ -522,7 +524,8 @@ entries_free(Entries *e)
  *     -> (blocks, units, marks, tokens, flags, keys, entries)
  *
  * head: the list of blocks before the messages (tools, system); head_tokens: their cumulative
- * token counts as bytes of len(head) + 1 int64 (starting at 0). For message m starting at block
+ * token counts as bytes of len(head) + 1 int64 (starting at 0), or None to read them (and the
+ * head's breakpoints) from the blocks' `tokens` and `cache_control` attributes. For message m starting at block
  * `start`: a memo hit under message_key gives its entry; otherwise slow(message, m, start,
  * key_or_None) must return the entry (and may store it). Returns the list of every block (head
  * included), the list of the messages' block tuples, the list of the blocks (absolute indices)
@@ -545,10 +548,14 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
     const unsigned long long *prior = NULL;
     Entries entries = {NULL, NULL, 0, 0};
     Buf b;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O|OO:flatten_messages", &PyList_Type, &messages,
-                          &PyDict_Type, &memo, &PyList_Type, &head, &PyBytes_Type,
-                          &head_tokens, &slow, &prior_keys, &prior_entries))
+    if (!PyArg_ParseTuple(args, "O!O!O!OO|OO:flatten_messages", &PyList_Type, &messages,
+                          &PyDict_Type, &memo, &PyList_Type, &head, &head_tokens, &slow,
+                          &prior_keys, &prior_entries))
         return NULL;
+    if (head_tokens != Py_None && !PyBytes_CheckExact(head_tokens)) {
+        PyErr_SetString(PyExc_TypeError, "head_tokens must be bytes or None");
+        return NULL;
+    }
     if (!PyCallable_Check(slow)) {
         PyErr_SetString(PyExc_TypeError, "slow must be callable");
         return NULL;
@@ -568,7 +575,8 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
     }
 
     head_len = PyList_GET_SIZE(head);
-    if (PyBytes_GET_SIZE(head_tokens) != (head_len + 1) * (Py_ssize_t)sizeof(long long)) {
+    if (head_tokens != Py_None &&
+        PyBytes_GET_SIZE(head_tokens) != (head_len + 1) * (Py_ssize_t)sizeof(long long)) {
         PyErr_SetString(PyExc_ValueError, "head_tokens must hold len(head) + 1 int64 counts");
         return NULL;
     }
@@ -649,11 +657,43 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
         goto error;
     }
     cumulative = (long long *)PyBytes_AS_STRING(tokens);
-    memcpy(cumulative, PyBytes_AS_STRING(head_tokens), (size_t)(head_len + 1) * sizeof(long long));
+    if (head_tokens != Py_None)
+        memcpy(cumulative, PyBytes_AS_STRING(head_tokens),
+               (size_t)(head_len + 1) * sizeof(long long));
+    else
+        cumulative[0] = 0;
     for (i = 0; i < head_len; i++) {
         PyObject *block = PyList_GET_ITEM(head, i);
         Py_INCREF(block);
         PyList_SET_ITEM(blocks, i, block);
+        if (head_tokens == Py_None) {
+            /* the head's counts and breakpoints from its blocks' `tokens` and `cache_control` */
+            PyObject *count = PyObject_GetAttr(block, str_tokens);
+            PyObject *control;
+            long long value;
+            if (count == NULL)
+                goto error;
+            value = PyLong_Check(count) ? PyLong_AsLongLong(count) : -1;
+            Py_DECREF(count);
+            if (value == -1 && PyErr_Occurred())
+                goto error;
+            if (value < 0) {
+                PyErr_SetString(PyExc_TypeError, "a head block's tokens must be an int >= 0");
+                goto error;
+            }
+            cumulative[i + 1] = cumulative[i] + value;
+            control = PyObject_GetAttr(block, str_cache_control);
+            if (control == NULL)
+                goto error;
+            Py_DECREF(control);
+            if (control != Py_None) {
+                PyObject *at = PyLong_FromSsize_t(i);
+                int failed = at == NULL || PyList_Append(marks, at) < 0;
+                Py_XDECREF(at);
+                if (failed)
+                    goto error;
+            }
+        }
     }
     start = head_len;
     for (i = 0; i < entries.len; i++) {
@@ -698,6 +738,87 @@ error:
     return NULL;
 }
 
+/* ---- the changed span of one block: common prefix and suffix of two str ------------------- */
+
+static int
+two_str(PyObject *args, const char *name, PyObject **a, PyObject **b, Py_ssize_t *floor)
+{
+    char format[64];
+    if (floor != NULL)
+        *floor = 0;
+    PyOS_snprintf(format, sizeof(format), "UU%s:%s", floor != NULL ? "|n" : "", name);
+    if (!PyArg_ParseTuple(args, format, a, b, floor))
+        return -1;
+    if (floor != NULL && *floor < 0) {
+        PyErr_SetString(PyExc_ValueError, "floor must be >= 0");
+        return -1;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(*a) < 0 || PyUnicode_READY(*b) < 0)
+        return -1;
+#endif
+    return 0;
+}
+
+/* common_prefix(a, b) -> int: length of the common prefix of two str */
+static PyObject *
+blocks_common_prefix(PyObject *self, PyObject *args)
+{
+    PyObject *a, *b;
+    Py_ssize_t i, limit;
+    int kind_a, kind_b;
+    const void *data_a, *data_b;
+    if (two_str(args, "common_prefix", &a, &b, NULL) < 0)
+        return NULL;
+    limit = Py_MIN(PyUnicode_GET_LENGTH(a), PyUnicode_GET_LENGTH(b));
+    kind_a = (int)PyUnicode_KIND(a);
+    kind_b = (int)PyUnicode_KIND(b);
+    data_a = PyUnicode_DATA(a);
+    data_b = PyUnicode_DATA(b);
+    i = 0;
+    if (kind_a == kind_b) {
+        const unsigned char *x = data_a, *y = data_b;
+        size_t bytes = (size_t)limit * (size_t)kind_a, at = 0;
+        while (at + 8 <= bytes) { /* 8 bytes at a time, then unit by unit */
+            unsigned long long u, v;
+            memcpy(&u, x + at, 8);
+            memcpy(&v, y + at, 8);
+            if (u != v)
+                break;
+            at += 8;
+        }
+        i = (Py_ssize_t)(at / (size_t)kind_a);
+    }
+    while (i < limit && PyUnicode_READ(kind_a, data_a, i) == PyUnicode_READ(kind_b, data_b, i))
+        i++;
+    return PyLong_FromSsize_t(i);
+}
+
+/* common_suffix(a, b, floor=0) -> int: length of the common suffix of two str, not reaching
+ * back into their first `floor` characters */
+static PyObject *
+blocks_common_suffix(PyObject *self, PyObject *args)
+{
+    PyObject *a, *b;
+    Py_ssize_t floor, n, len_a, len_b, limit;
+    int kind_a, kind_b;
+    const void *data_a, *data_b;
+    if (two_str(args, "common_suffix", &a, &b, &floor) < 0)
+        return NULL;
+    len_a = PyUnicode_GET_LENGTH(a);
+    len_b = PyUnicode_GET_LENGTH(b);
+    limit = Py_MIN(len_a, len_b) - floor;
+    kind_a = (int)PyUnicode_KIND(a);
+    kind_b = (int)PyUnicode_KIND(b);
+    data_a = PyUnicode_DATA(a);
+    data_b = PyUnicode_DATA(b);
+    n = 0;
+    while (n < limit && PyUnicode_READ(kind_a, data_a, len_a - 1 - n) ==
+                            PyUnicode_READ(kind_b, data_b, len_b - 1 - n))
+        n++;
+    return PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef blocks_methods[] = {
     {"xxh3_64", (PyCFunction)(void (*)(void))blocks_xxh3_64, METH_VARARGS | METH_KEYWORDS,
      "xxh3_64(data, seed=0) -> int: xxh3-64 of a str's UTF-8 (surrogatepass) or of bytes."},
@@ -705,6 +826,11 @@ static PyMethodDef blocks_methods[] = {
      "value_key(value) -> int | None: content key of a plain JSON value (None if not plain)."},
     {"message_key", blocks_message_key, METH_VARARGS,
      "message_key(message, m, start) -> int | None: memo key of one message."},
+    {"common_prefix", blocks_common_prefix, METH_VARARGS,
+     "common_prefix(a, b) -> int: length of the common prefix of two str."},
+    {"common_suffix", blocks_common_suffix, METH_VARARGS,
+     "common_suffix(a, b, floor=0) -> int: length of the common suffix of two str, not "
+     "reaching into their first `floor` characters."},
     {"flatten_messages", blocks_flatten_messages, METH_VARARGS,
      "flatten_messages(messages, memo, head, head_tokens, slow) -> (blocks, units, marks, "
      "tokens, flags): the message walk of flatten_units."},
@@ -733,6 +859,16 @@ PyInit_blocks(void)
     if (str_content == NULL) {
         str_content = PyUnicode_InternFromString("content");
         if (str_content == NULL)
+            return NULL;
+    }
+    if (str_tokens == NULL) {
+        str_tokens = PyUnicode_InternFromString("tokens");
+        if (str_tokens == NULL)
+            return NULL;
+    }
+    if (str_cache_control == NULL) {
+        str_cache_control = PyUnicode_InternFromString("cache_control");
+        if (str_cache_control == NULL)
             return NULL;
     }
     module = PyModule_Create(&blocks_module);
