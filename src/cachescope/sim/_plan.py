@@ -35,9 +35,11 @@ from typing import Any
 import orjson
 import xxhash
 
+from cachescope import _tokens
 from cachescope._blocks import IMAGE_TOKENS
 from cachescope._tokens import TokenCounter
 from cachescope.sim._errors import invalid
+from cachescope.sim._simcore_py import native as _load_native
 
 _xxh64 = xxhash.xxh3_64_intdigest
 _dumps = orjson.dumps
@@ -133,6 +135,45 @@ def _single(digest: int, tokens: int, cc: Any, path: str) -> Segment:
     return ((digest,), (tokens,), packed, marks, (0, cc, path), False, False, ())
 
 
+_ESTIMATOR_PROBES = (
+    "",
+    "a",
+    "Hello, world! The quick brown fox.",
+    'def f(x):\n    return {"k": [1, 2, 3]}  # code; punctuation\n',
+    "Ünïcödé — テキスト 🙂 and ASCII.\n\n",
+    "x" * 1000,
+)
+
+
+def _native_estimator(
+    counter: TokenCounter, native: Any
+) -> tuple[float, float, float, float, float, bytes] | None:
+    """The constants for `native.digest_count` when it counts exactly as `counter` does.
+
+    Only for `cachescope._tokens.EstimatingCounter` itself (not a subclass, not a plugged-in
+    counter); and checked on a few probe texts, so a change to the estimator in `_tokens` turns
+    the C count off instead of making it disagree.
+    """
+    if counter.__class__ is not _tokens.EstimatingCounter:
+        return None
+    try:
+        estimator = (
+            float(counter.factor),
+            float(_tokens.CHARS_PER_TOKEN),
+            float(_tokens.PUNCT_WEIGHT),
+            float(_tokens.NEWLINE_WEIGHT),
+            float(_tokens.NON_ASCII_WEIGHT),
+            bytes(_tokens._PUNCT),
+        )
+        for probe in _ESTIMATOR_PROBES:
+            found = native.digest_count(probe, 0, *estimator)
+            if found is None or found[1] != counter.count(probe):
+                return None
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return estimator
+
+
 class Memo:
     """Memo of snapshots, segments and block digests/token counts for one token counter.
 
@@ -146,9 +187,11 @@ class Memo:
 
     __slots__ = (
         "counter",
+        "estimator",
         "last",
         "max_entries",
         "messages",
+        "native",
         "seeds",
         "settings",
         "snapshots",
@@ -157,9 +200,18 @@ class Memo:
         "tools",
     )
 
-    def __init__(self, counter: TokenCounter, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, counter: TokenCounter, max_entries: int = 100_000, native: Any = "auto"
+    ) -> None:
         self.counter = counter
         self.max_entries = max_entries
+        # The compiled `simcore` (structural digests instead of JSON bytes as memo keys, C digest
+        # and count of new text), or None for the pure-Python path; "auto": whichever loads.
+        self.native: Any = _load_native() if native == "auto" else native
+        # the constants of `digest_count` when it counts exactly as `counter` does, else None
+        self.estimator: tuple[float, float, float, float, float, bytes] | None = (
+            _native_estimator(counter, self.native) if self.native is not None else None
+        )
         self.seeds: dict[tuple[str, str | None, str], int] = {}
         self.tools: dict[bytes, Segment] = {}
         self.systems: dict[bytes, Segment] = {}
@@ -199,6 +251,12 @@ class Memo:
         """Hash and count a block not seen before, and remember it."""
         if len(table) >= self.max_entries:
             table.clear()
+        estimator = self.estimator
+        if estimator is not None and kind != "image":
+            found = self.native.digest_count(text, seed, *estimator)
+            if found is not None:
+                table[text] = found
+                return found  # type: ignore[no-any-return]
         digest = _xxh64(text.encode("utf-8", "surrogatepass"), seed=seed)
         tokens = IMAGE_TOKENS if kind == "image" else self.counter.count(text)
         found = table[text] = (digest, tokens)
@@ -313,13 +371,14 @@ class _Snapshot:
 
     A new request whose serialized `messages` starts with the same bytes as this one up to the
     end of message k reuses messages 0..k wholesale (byte-identical JSON is an identical prefix).
-    Positions are relative to the first message.
+    Positions are relative to the first message. With the compiled core, `raw` is instead the
+    list of the messages' frozen copies (`simcore.freeze`) and `first`/`ends` are unused.
     """
 
     __slots__ = ("ends", "first", "marks", "packed", "raw", "states", "tokens")
 
     def __init__(self) -> None:
-        self.raw = b""
+        self.raw: Any = b""
         self.first = b""  # raw up to the end of the first message
         self.ends: list[int] = []  # byte offset just after each message's JSON
         # after each message: (positions so far, eligible, images so far, citations so far,
@@ -555,10 +614,16 @@ def _message_segment(message: Any, m: int, memo: Memo) -> Segment:
 
 def _segment(table: dict[bytes, Segment], value: Any, memo: Memo, build: Any) -> Segment:
     """The memoized segment of a tools list or system prompt."""
-    try:
-        raw = _dumps(value)
-    except TypeError:  # not JSON-serializable: compute without the memo
-        return build(value, memo)  # type: ignore[no-any-return]
+    native = memo.native
+    if native is not None:
+        raw = native.struct_hash(value)
+        if raw is None:  # not plain JSON: compute without the memo
+            return build(value, memo)  # type: ignore[no-any-return]
+    else:
+        try:
+            raw = _dumps(value)
+        except TypeError:  # not JSON-serializable: compute without the memo
+            return build(value, memo)  # type: ignore[no-any-return]
     # Usually the same as last time: one memcmp instead of hashing a few KB for the dict.
     last = memo.last.get(id(table))
     if last is not None and last[0] == raw:
@@ -618,22 +683,35 @@ def plan(
         if not isinstance(messages, list):
             raise invalid("messages: Input should be a valid list")
     count = len(messages)
-    try:
-        raw = _dumps(messages)
-    except TypeError:  # not JSON-serializable (e.g. SDK objects passed to the core): no reuse
-        raw = b""
-
     # ---- the longest shared prefix with the latest request of the same conversation ---------
+    # With the compiled core, the snapshot holds frozen copies of the messages (`freeze`) and
+    # the prefix is found by structural comparison (`common`), the memo keys are structural
+    # digests (`struct_hash`); without it, the snapshot holds the JSON of `messages` and the
+    # prefix is found by byte comparison. Either way an empty key means no reuse.
+    native = memo.native
+    raw = b""
     images = citations = False
     message_eligible: Eligible | None = None  # positions relative to the first message
     reused = 0
     previous: _Snapshot | None = None
     first_raw = b""
-    if raw and count:
-        first_raw = _dumps(messages[0])
-        previous = memo.snapshots.get(first_raw)
-        if previous is not None:
-            reused = previous.common(raw)
+    if native is not None:
+        if count:
+            first_raw = native.struct_hash(messages[0]) or b""
+            if first_raw:
+                previous = memo.snapshots.get(first_raw)
+                if previous is not None:
+                    reused = native.common(previous.raw, messages)
+    else:
+        try:
+            raw = _dumps(messages)
+        except TypeError:  # not JSON-serializable (e.g. SDK objects passed to the core): no reuse
+            raw = b""
+        if raw and count:
+            first_raw = _dumps(messages[0])
+            previous = memo.snapshots.get(first_raw)
+            if previous is not None:
+                reused = previous.common(raw)
     if previous is not None and reused:
         positions, message_eligible, images, citations, mark_count, empty = previous.states[
             reused - 1
@@ -651,19 +729,34 @@ def plan(
 
     # ---- the other messages, segment by segment ------------------------------------------------
     if reused < count:
+        frozen: list[Any] | None = None
         if reused:
             assert previous is not None
             states = previous.states[:reused]
-            ends = previous.ends[:reused]
-            byte_end = ends[-1]
+            if native is not None:
+                frozen = previous.raw[:reused]
+            else:
+                ends = previous.ends[:reused]
+                byte_end = ends[-1]
         else:
-            states, ends, byte_end = [], [], 0
+            states = []
+            if native is not None:
+                frozen = [] if first_raw else None
+            else:
+                ends, byte_end = [], 0
         table = memo.messages
         last = count - 1
         packed_parts = [packed]
         for m in range(reused, count):
             message = messages[m]
-            if m == 0 and first_raw:
+            if native is not None:
+                raw_message = first_raw if m == 0 else (native.struct_hash(message) or b"")
+                if frozen is not None:
+                    if raw_message:
+                        frozen.append(native.freeze(message))
+                    else:
+                        frozen = None
+            elif m == 0 and first_raw:
                 raw_message = first_raw
             elif m == last and raw:
                 raw_message = raw[byte_end + 1 : -1]  # between "," and the closing "]"
@@ -702,15 +795,19 @@ def plan(
             if seg_citations:
                 citations = True
             positions += len(seg_tokens)
-            byte_end += len(raw_message) + 1  # "[" or "," before each message
-            ends.append(byte_end)
+            if native is None:
+                byte_end += len(raw_message) + 1  # "[" or "," before each message
+                ends.append(byte_end)
             states.append((positions, message_eligible, images, citations, len(marks), empty))
         packed = b"".join(packed_parts)
-        if raw:
+        if raw or frozen is not None:
             snapshot = _Snapshot()
-            snapshot.raw = raw
-            snapshot.first = raw[: ends[0]]
-            snapshot.ends = ends
+            if frozen is not None:
+                snapshot.raw = frozen
+            else:
+                snapshot.raw = raw
+                snapshot.first = raw[: ends[0]]
+                snapshot.ends = ends
             snapshot.states = states
             snapshot.marks = marks
             snapshot.tokens = tokens

@@ -1,0 +1,566 @@
+/* cachescope._native.simcore: the simulator core's hot loops (cachescope.sim._plan).
+ *
+ * Pure-Python twins live in cachescope/sim/_simcore_py.py and a test holds both to identical
+ * results:
+ *
+ * - struct_hash(value) -> bytes | None: a 16-byte digest (XXH3-128, canonical big-endian) of a
+ *   parsed JSON value's *structure*: exact dict (key order matters), list, str, int (64-bit),
+ *   float (bit pattern), True, False, None, each with its own tag, so `1`, `1.0` and `True`
+ *   differ and `{"a":1,"b":2}` differs from `{"b":2,"a":1}`. Any other type (a tuple, a subclass,
+ *   an int beyond 64 bits, a str with lone surrogates, non-str keys) gives None: the caller then
+ *   does not memoize. Two values with the same digest serialize to the same JSON bytes (up to a
+ *   128-bit collision), which is what the simulator's byte-exact reuse needs.
+ * - freeze(value) -> object: an immutable copy of a parsed JSON value (lists as tuples,
+ *   dicts as (Ellipsis, key, value, ...) tuples, atoms as themselves); ValueError where
+ *   struct_hash gives None.
+ * - matches(frozen, value) -> bool: `value` equals what `frozen` was frozen from, with the same
+ *   strictness as struct_hash (exact types, key order, float bits) but exactly, no digest.
+ * - common(frozen_items, values) -> int: how many leading items of `values` match.
+ * - digest_count(text, seed, factor, chars_per_token, punct_weight, newline_weight,
+ *   non_ascii_weight, punct) -> (digest, tokens) | None: xxh3-64 of the text's UTF-8 with `seed`
+ *   and the estimate of cachescope._tokens.EstimatingCounter.count with those constants; None
+ *   for a str that has no UTF-8 form (lone surrogates).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+#include <stdint.h>
+
+#define XXH_INLINE_ALL
+#include "xxhash.h"
+
+/* ---- canonical structure encoding --------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t size;
+    size_t capacity;
+} Buffer;
+
+static int
+buf_reserve(Buffer *b, size_t extra)
+{
+    if (b->size + extra <= b->capacity)
+        return 0;
+    size_t capacity = b->capacity ? b->capacity : 4096;
+    while (capacity < b->size + extra) {
+        if (capacity > ((size_t)PY_SSIZE_T_MAX) / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        capacity *= 2;
+    }
+    char *data = PyMem_Realloc(b->data, capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->capacity = capacity;
+    return 0;
+}
+
+static int
+buf_put(Buffer *b, char tag, const void *payload, size_t size)
+{
+    if (buf_reserve(b, 1 + size) < 0)
+        return -1;
+    b->data[b->size++] = tag;
+    if (size) {
+        memcpy(b->data + b->size, payload, size);
+        b->size += size;
+    }
+    return 0;
+}
+
+static int
+buf_put_u64(Buffer *b, char tag, uint64_t value)
+{
+    unsigned char bytes[8];
+    for (int i = 0; i < 8; i++)
+        bytes[i] = (unsigned char)(value >> (8 * i)); /* little-endian, as the twin packs it */
+    return buf_put(b, tag, bytes, 8);
+}
+
+/* Encoding (the twin writes the same bytes):
+ *   dict  'd' <count u64> then per item: <key as str> <value>
+ *   list  'l' <count u64> then the items
+ *   str   's' <UTF-8 length u64> <UTF-8 bytes>
+ *   int   'i' <value as two's complement u64>
+ *   float 'f' <IEEE-754 bits u64>
+ *   True 't', False 'F', None 'n'
+ * Returns 0, 1 when the value has an unsupported type (no exception set), -1 on error. */
+static int encode(Buffer *b, PyObject *obj, int depth);
+
+static int
+encode_str(Buffer *b, PyObject *obj)
+{
+    Py_ssize_t size;
+    const char *data = PyUnicode_AsUTF8AndSize(obj, &size);
+    if (data == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            PyErr_Clear();
+            return 1;
+        }
+        return -1;
+    }
+    if (buf_put_u64(b, 's', (uint64_t)size) < 0)
+        return -1;
+    if (buf_reserve(b, (size_t)size) < 0)
+        return -1;
+    memcpy(b->data + b->size, data, (size_t)size);
+    b->size += (size_t)size;
+    return 0;
+}
+
+static int
+encode(Buffer *b, PyObject *obj, int depth)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    if (type == &PyUnicode_Type)
+        return encode_str(b, obj);
+    if (depth > 200)
+        return 1; /* deeper than anyone sends: not memoized */
+    if (type == &PyDict_Type) {
+        if (buf_put_u64(b, 'd', (uint64_t)PyDict_GET_SIZE(obj)) < 0)
+            return -1;
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(obj, &pos, &key, &value)) {
+            if (Py_TYPE(key) != &PyUnicode_Type)
+                return 1;
+            int r = encode_str(b, key);
+            if (r != 0)
+                return r;
+            Py_INCREF(value); /* a str key's __eq__ cannot run here, but stay safe */
+            r = encode(b, value, depth + 1);
+            Py_DECREF(value);
+            if (r != 0)
+                return r;
+        }
+        return 0;
+    }
+    if (type == &PyList_Type) {
+        Py_ssize_t n = PyList_GET_SIZE(obj);
+        if (buf_put_u64(b, 'l', (uint64_t)n) < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(obj); i++) {
+            PyObject *item = PyList_GET_ITEM(obj, i);
+            Py_INCREF(item);
+            int r = encode(b, item, depth + 1);
+            Py_DECREF(item);
+            if (r != 0)
+                return r;
+        }
+        return 0;
+    }
+    if (type == &PyLong_Type) {
+        int overflow = 0;
+        long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (overflow)
+            return 1;
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+        return buf_put_u64(b, 'i', (uint64_t)value);
+    }
+    if (type == &PyFloat_Type) {
+        double value = PyFloat_AS_DOUBLE(obj);
+        uint64_t bits;
+        memcpy(&bits, &value, 8);
+        return buf_put_u64(b, 'f', bits);
+    }
+    if (obj == Py_True)
+        return buf_put(b, 't', NULL, 0);
+    if (obj == Py_False)
+        return buf_put(b, 'F', NULL, 0);
+    if (obj == Py_None)
+        return buf_put(b, 'n', NULL, 0);
+    return 1;
+}
+
+static void
+digest_of(const Buffer *b, unsigned char out[16])
+{
+    XXH128_hash_t h = XXH3_128bits(b->data, b->size);
+    XXH128_canonical_t canonical;
+    XXH128_canonicalFromHash(&canonical, h);
+    memcpy(out, canonical.digest, 16);
+}
+
+static PyObject *
+simcore_struct_hash(PyObject *self, PyObject *obj)
+{
+    Buffer b = {NULL, 0, 0};
+    int r = encode(&b, obj, 0);
+    if (r != 0) {
+        PyMem_Free(b.data);
+        if (r < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    unsigned char out[16];
+    digest_of(&b, out);
+    PyMem_Free(b.data);
+    return PyBytes_FromStringAndSize((const char *)out, 16);
+}
+
+/* ---- frozen copies ------------------------------------------------------------------------ *
+ * freeze(value) -> object: an immutable copy of a parsed JSON value that `matches` can
+ * compare a later value against, exactly as struct_hash would (same types, same key order, float
+ * bits): a list becomes a tuple of frozen items, a dict a tuple (Ellipsis, key0, frozen value0,
+ * key1, ...), atoms (exact str, int, float, True, False, None) stay themselves (immutable).
+ * ValueError when struct_hash would give None. */
+
+static int
+supported_int(PyObject *obj)
+{
+    int overflow = 0;
+    long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    return overflow ? 0 : 1;
+}
+
+/* Returns a new reference, Py_None-less NULL with no exception for "unsupported", NULL with an
+ * exception on error. */
+static PyObject *
+freeze(PyObject *obj, int depth)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    if (type == &PyUnicode_Type) {
+        Py_ssize_t size;
+        if (PyUnicode_AsUTF8AndSize(obj, &size) == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+                PyErr_Clear();
+            return NULL;
+        }
+        Py_INCREF(obj);
+        return obj;
+    }
+    if (type == &PyLong_Type) {
+        int r = supported_int(obj);
+        if (r <= 0)
+            return NULL;
+        Py_INCREF(obj);
+        return obj;
+    }
+    if (type == &PyFloat_Type || obj == Py_True || obj == Py_False || obj == Py_None) {
+        Py_INCREF(obj);
+        return obj;
+    }
+    if (depth > 200)
+        return NULL;
+    if (type == &PyList_Type) {
+        Py_ssize_t n = PyList_GET_SIZE(obj);
+        PyObject *result = PyTuple_New(n);
+        if (result == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i >= PyList_GET_SIZE(obj)) {
+                Py_DECREF(result);
+                return NULL;
+            }
+            PyObject *item = PyList_GET_ITEM(obj, i);
+            Py_INCREF(item);
+            PyObject *frozen = freeze(item, depth + 1);
+            Py_DECREF(item);
+            if (frozen == NULL) {
+                Py_DECREF(result);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(result, i, frozen);
+        }
+        return result;
+    }
+    if (type == &PyDict_Type) {
+        Py_ssize_t n = PyDict_GET_SIZE(obj);
+        PyObject *result = PyTuple_New(1 + 2 * n);
+        if (result == NULL)
+            return NULL;
+        Py_INCREF(Py_Ellipsis);
+        PyTuple_SET_ITEM(result, 0, Py_Ellipsis);
+        Py_ssize_t pos = 0, i = 1;
+        PyObject *key, *value;
+        while (PyDict_Next(obj, &pos, &key, &value)) {
+            if (i >= 1 + 2 * n || Py_TYPE(key) != &PyUnicode_Type) {
+                Py_DECREF(result);
+                return NULL;
+            }
+            PyObject *frozen_key = freeze(key, depth + 1);
+            if (frozen_key == NULL) {
+                Py_DECREF(result);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(result, i, frozen_key);
+            Py_INCREF(value);
+            PyObject *frozen = freeze(value, depth + 1);
+            Py_DECREF(value);
+            if (frozen == NULL) {
+                Py_DECREF(result);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(result, i + 1, frozen);
+            i += 2;
+        }
+        if (i != 1 + 2 * n) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        return result;
+    }
+    return NULL;
+}
+
+static PyObject *
+simcore_freeze(PyObject *self, PyObject *obj)
+{
+    PyObject *result = freeze(obj, 0);
+    if (result == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "not plain JSON (see struct_hash)");
+    return result;
+}
+
+/* 1 when `value` (live) is what `frozen` was frozen from, 0 when not, -1 on error. */
+static int
+matches(PyObject *frozen, PyObject *value, int depth)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type == &PyUnicode_Type) {
+        if (frozen == value)
+            return 1;
+        if (Py_TYPE(frozen) != &PyUnicode_Type)
+            return 0;
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(value) < 0)
+            return -1;
+#endif
+        Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+        if (PyUnicode_GET_LENGTH(frozen) != n || PyUnicode_KIND(frozen) != PyUnicode_KIND(value))
+            return 0;
+        if (memcmp(PyUnicode_DATA(frozen), PyUnicode_DATA(value),
+                   (size_t)n * PyUnicode_KIND(value)) != 0)
+            return 0;
+        /* equal code points; a str with lone surrogates never froze, but the live one might
+         * hold them only if the frozen one did: equal data means equal strings. */
+        return 1;
+    }
+    if (type == &PyLong_Type) {
+        if (Py_TYPE(frozen) != &PyLong_Type)
+            return 0;
+        if (frozen == value)
+            return 1;
+        return PyObject_RichCompareBool(frozen, value, Py_EQ);
+    }
+    if (type == &PyFloat_Type) {
+        if (Py_TYPE(frozen) != &PyFloat_Type)
+            return 0;
+        double a = PyFloat_AS_DOUBLE(frozen), b = PyFloat_AS_DOUBLE(value);
+        return memcmp(&a, &b, sizeof(double)) == 0;
+    }
+    if (value == Py_True || value == Py_False || value == Py_None)
+        return frozen == value;
+    if (depth > 200 || Py_TYPE(frozen) != &PyTuple_Type)
+        return 0;
+    Py_ssize_t size = PyTuple_GET_SIZE(frozen);
+    if (type == &PyList_Type) {
+        Py_ssize_t n = PyList_GET_SIZE(value);
+        if (size != n || (n && PyTuple_GET_ITEM(frozen, 0) == Py_Ellipsis))
+            return 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i >= PyList_GET_SIZE(value))
+                return 0;
+            PyObject *item = PyList_GET_ITEM(value, i);
+            Py_INCREF(item);
+            int r = matches(PyTuple_GET_ITEM(frozen, i), item, depth + 1);
+            Py_DECREF(item);
+            if (r != 1)
+                return r;
+        }
+        return 1;
+    }
+    if (type == &PyDict_Type) {
+        Py_ssize_t n = PyDict_GET_SIZE(value);
+        if (size != 1 + 2 * n || PyTuple_GET_ITEM(frozen, 0) != Py_Ellipsis)
+            return 0;
+        Py_ssize_t pos = 0, i = 1;
+        PyObject *key, *item;
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            if (i >= size || Py_TYPE(key) != &PyUnicode_Type)
+                return 0;
+            int r = matches(PyTuple_GET_ITEM(frozen, i), key, depth + 1);
+            if (r != 1)
+                return r;
+            Py_INCREF(item);
+            r = matches(PyTuple_GET_ITEM(frozen, i + 1), item, depth + 1);
+            Py_DECREF(item);
+            if (r != 1)
+                return r;
+            i += 2;
+        }
+        return i == size;
+    }
+    return 0;
+}
+
+static PyObject *
+simcore_matches(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "matches(frozen, value) takes 2 arguments");
+        return NULL;
+    }
+    int r = matches(args[0], args[1], 0);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(r);
+}
+
+/* common(frozen_items, values) -> int: how many leading items of the list `values` match the
+ * frozen items (a list of freeze() results). */
+static PyObject *
+simcore_common(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "common(frozen: list, values: list)");
+        return NULL;
+    }
+    PyObject *frozen = args[0], *values = args[1];
+    Py_ssize_t i = 0;
+    for (;; i++) {
+        if (i >= PyList_GET_SIZE(frozen) || i >= PyList_GET_SIZE(values))
+            break;
+        PyObject *a = PyList_GET_ITEM(frozen, i), *b = PyList_GET_ITEM(values, i);
+        Py_INCREF(a);
+        Py_INCREF(b);
+        int r = matches(a, b, 0);
+        Py_DECREF(a);
+        Py_DECREF(b);
+        if (r < 0)
+            return NULL;
+        if (r == 0)
+            break;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
+/* ---- block digest and token estimate ------------------------------------------------------ */
+
+static PyObject *
+simcore_digest_count(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "digest_count(text, seed, factor, chars_per_token, punct_weight, "
+                        "newline_weight, non_ascii_weight, punct) takes 8 arguments");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "text must be str, not %.100s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    unsigned long long seed = PyLong_AsUnsignedLongLong(args[1]);
+    if (seed == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    double params[5];
+    for (int i = 0; i < 5; i++) {
+        params[i] = PyFloat_AsDouble(args[2 + i]);
+        if (params[i] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    if (!PyBytes_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError, "punct must be bytes");
+        return NULL;
+    }
+    unsigned char is_punct[256] = {0};
+    const unsigned char *punct = (const unsigned char *)PyBytes_AS_STRING(args[7]);
+    for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(args[7]); i++)
+        is_punct[punct[i]] = 1;
+
+    Py_ssize_t size;
+    const char *data = PyUnicode_AsUTF8AndSize(text, &size);
+    if (data == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        return NULL;
+    }
+    uint64_t digest = XXH3_64bits_withSeed(data, (size_t)size, (XXH64_hash_t)seed);
+    long long tokens = 0;
+    Py_ssize_t chars = PyUnicode_GET_LENGTH(text);
+    if (chars) {
+        const unsigned char *p = (const unsigned char *)data;
+        Py_ssize_t punct_count = 0, newlines = 0;
+        for (Py_ssize_t i = 0; i < size; i++) {
+            punct_count += is_punct[p[i]];
+            newlines += p[i] == '\n';
+        }
+        Py_ssize_t extra = size - chars;
+        Py_ssize_t plain = chars - punct_count - newlines;
+        /* the same operations in the same order as EstimatingCounter.count (IEEE doubles) */
+        double estimate = (double)plain / params[1] + (double)punct_count * params[2] +
+                          (double)newlines * params[3] + (double)extra * params[4];
+        double rounded = ceil(estimate * params[0]);
+        if (!(rounded < 9.0e18) ) {
+            PyErr_SetString(PyExc_OverflowError, "token estimate out of range");
+            return NULL;
+        }
+        tokens = (long long)rounded;
+        if (tokens < 1)
+            tokens = 1;
+    }
+    PyObject *d = PyLong_FromUnsignedLongLong(digest);
+    if (d == NULL)
+        return NULL;
+    PyObject *t = PyLong_FromLongLong(tokens);
+    if (t == NULL) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    PyObject *result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(d);
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, d);
+    PyTuple_SET_ITEM(result, 1, t);
+    return result;
+}
+
+/* ---- module ------------------------------------------------------------------------------- */
+
+static PyMethodDef simcore_methods[] = {
+    {"struct_hash", simcore_struct_hash, METH_O,
+     "struct_hash(value) -> bytes | None: 16-byte structural digest of a parsed JSON value."},
+    {"freeze", simcore_freeze, METH_O,
+     "freeze(value) -> object: an immutable copy that matches() compares against."},
+    {"matches", (PyCFunction)(void (*)(void))simcore_matches, METH_FASTCALL,
+     "matches(frozen, value) -> bool: value is structurally what frozen was frozen from."},
+    {"common", (PyCFunction)(void (*)(void))simcore_common, METH_FASTCALL,
+     "common(frozen: list, values: list) -> int: leading items that match."},
+    {"digest_count", (PyCFunction)(void (*)(void))simcore_digest_count, METH_FASTCALL,
+     "digest_count(text, seed, factor, cpt, pw, nw, naw, punct) -> (digest, tokens) | None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef simcore_module = {
+    PyModuleDef_HEAD_INIT, "cachescope._native.simcore",
+    "The simulator core's hot loops (pure twin: cachescope.sim._simcore_py).", -1,
+    simcore_methods,
+};
+
+PyMODINIT_FUNC
+PyInit_simcore(void)
+{
+    PyObject *module = PyModule_Create(&simcore_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddStringConstant(module, "SOURCE_HASH", CACHESCOPE_SOURCE_HASH) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
