@@ -370,13 +370,14 @@ def fill_usage(record: CallRecord, usage: Any) -> None:
     record.output_tokens = counts.output_tokens
     record.ephemeral_5m_input_tokens = counts.cache_write_5m_tokens
     record.ephemeral_1h_input_tokens = counts.cache_write_1h_tokens
+    get = pricing._getter(usage)  # one Mapping check for the object, not one per field
     record.cache_creation_input_tokens = int(
-        _get(usage, "cache_creation_input_tokens") or counts.cache_write_tokens
+        get(usage, "cache_creation_input_tokens") or counts.cache_write_tokens
     )
     record.service_tier = counts.service_tier
     record.speed = counts.speed
     record.inference_geo = counts.inference_geo
-    server_tools = _get(usage, "server_tool_use")
+    server_tools = get(usage, "server_tool_use")
     for name in ("web_search_requests", "web_fetch_requests"):
         value = _get(server_tools, name)
         if value:
@@ -392,10 +393,14 @@ def fill_usage(record: CallRecord, usage: Any) -> None:
 def fill_message(record: CallRecord, message: Any) -> None:
     """Usage, id, stop reason and the server's cache diagnosis from an SDK `Message`."""
     record.message = message
-    record.message_id = _get(message, "id")
-    record.stop_reason = _get(message, "stop_reason")
-    fill_usage(record, _get(message, "usage"))
-    reason = _get(_get(message, "diagnostics"), "cache_miss_reason")
+    if message is None:
+        record.message_id = record.stop_reason = None
+        return
+    get = pricing._getter(message)
+    record.message_id = get(message, "id")
+    record.stop_reason = get(message, "stop_reason")
+    fill_usage(record, get(message, "usage"))
+    reason = _get(get(message, "diagnostics"), "cache_miss_reason")
     if reason is not None:
         record.cache_miss_reason = _get(reason, "type")
         missed = _get(reason, "cache_missed_input_tokens")

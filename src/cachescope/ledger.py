@@ -76,35 +76,34 @@ class LedgerWarning(CachescopeWarning):
     """Something in a ledger file was skipped (a torn or unreadable line)."""
 
 
-_SECOND_PREFIXES: dict[int, str] = {}
+_DAY_PREFIXES: dict[int, str] = {}
 
 
 def format_time(seconds: float) -> str:
     """Epoch seconds as the ledger's UTC timestamp, e.g. `2026-11-21T23:20:43.123Z`.
 
     The same string as `datetime.fromtimestamp(seconds, timezone.utc)` formatted to the
-    millisecond (microseconds rounded half-even first, as CPython does, then truncated), with the
-    date and time of each whole second memoized.
+    millisecond (microseconds rounded half-even first, as CPython does, then truncated): the
+    date comes from datetime once per day (POSIX days are 86,400 s), the time of day by
+    arithmetic — `strftime` alone costs tens of µs a call on a busy machine.
     """
-    if not math.isfinite(seconds):
-        return _format_time_slow(seconds)  # raises, as datetime does
+    if not (0.0 <= seconds < 253_402_300_800.0):  # NaN, inf, before 1970, after 9999
+        return _format_time_slow(seconds)
     fraction, whole = math.modf(seconds)
     micros = round(fraction * 1e6)
     if micros >= 1_000_000:
         micros -= 1_000_000
         whole += 1.0
-    elif micros < 0:
-        micros += 1_000_000
-        whole -= 1.0
-    second = int(whole)
-    prefix = _SECOND_PREFIXES.get(second)
+    day, rest = divmod(int(whole), 86_400)
+    prefix = _DAY_PREFIXES.get(day)
     if prefix is None:
-        if len(_SECOND_PREFIXES) > 4096:
-            _SECOND_PREFIXES.clear()
-        prefix = _SECOND_PREFIXES[second] = _dt.datetime.fromtimestamp(
-            second, tz=_dt.timezone.utc
-        ).strftime("%Y-%m-%dT%H:%M:%S.")
-    return f"{prefix}{micros // 1000:03d}Z"
+        if len(_DAY_PREFIXES) > 4096:
+            _DAY_PREFIXES.clear()
+        stamp = _dt.datetime.fromtimestamp(day * 86_400, tz=_dt.timezone.utc)
+        prefix = _DAY_PREFIXES[day] = stamp.strftime("%Y-%m-%dT")
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    return f"{prefix}{hours:02d}:{minutes:02d}:{secs:02d}.{micros // 1000:03d}Z"
 
 
 def _format_time_slow(seconds: float) -> str:

@@ -301,9 +301,9 @@ def test_format_time_equals_datetime(seconds: float) -> None:
 
 
 def test_format_time_edges() -> None:
-    for seconds in (0, 0.0, 1.9999996, 59.9999995, 1_800_000_000.0005, 1e-7, 86399.9999999):
+    for seconds in (0, 0.0, 1.9999996, 59.9999995, 1_800_000_000.0005, 1e-7, 86399.9999999, 86399.9999996, -1.5, 253_402_300_799.9, 3e10 + 0.9995):  # fmt: skip
         assert format_time(seconds) == plain_format_time(seconds)
-    for bad in (math.nan, math.inf):
+    for bad in (math.nan, math.inf, 253_402_300_800.0):
         with pytest.raises((ValueError, OverflowError)):
             format_time(bad)
 
