@@ -15,6 +15,8 @@ Scenarios for `compare`:
 * cold — fresh copies and no memo at all: `a`'s token estimates over the lost range are counted.
 * stored fingerprints — `fingerprint(a)` and `fingerprint(b)` from scratch (xxh3 of every block and
   a token estimate for each), then `compare` of the two fingerprints.
+* session, pure Python — the session scenario with the C accelerators switched off (what
+  `CACHESCOPE_PURE=1` runs), for the before/after in one run.
 
 Run: `.venv/bin/python -m benchmarks.bench_compare`
 """
@@ -34,6 +36,7 @@ from typing import Any
 import orjson
 
 from benchmarks._machine import cpu_model
+from cachescope import _blocks, _tokens
 from cachescope.stability import clear_memos, compare, fingerprint
 
 BLOCKS = 500
@@ -273,6 +276,18 @@ def main() -> None:
         clear_memos()
         compare(fingerprint(a), fingerprint(b_copy)).tokens_lost  # noqa: B018
 
+    accelerators = (_blocks._native, _tokens._native)
+
+    def pure_session() -> None:
+        _blocks._native = _tokens._native = None
+        try:
+            compare(a, b).tokens_lost  # noqa: B018
+        finally:
+            _blocks._native, _tokens._native = accelerators
+
+    pure_session()  # warm the pure path's memo, as the session's is
+    assert compare(a, b).to_dict() == diff.to_dict()
+
     fingerprint(a)  # the client fingerprints every call it sends
     compare(a, b)
     scenarios: list[tuple[str, Callable[[], object], int]] = [
@@ -281,6 +296,7 @@ def main() -> None:
         ("compare, fresh copy of b", fresh, 30),
         ("compare, cold (no memo)", cold, 5),
         ("fingerprint both + compare, cold", stored, 5),
+        ("compare, session, pure Python", pure_session, 10),
     ]
     peer = Timing()
     timings = {name: Timing() for name, _, _ in scenarios}
@@ -303,6 +319,9 @@ def main() -> None:
         f"load average (1, 5, 15 min): before {load_before[0]:.2f} {load_before[1]:.2f} "
         f"{load_before[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
     )
+    names = ("blocks", "tokens")
+    built = [name for name, module in zip(names, accelerators) if module is not None]
+    print(f"C accelerators: {', '.join(built) or 'none (pure Python)'}")
     print(
         f"request: {size / 1e6:.2f} MB of JSON, {blocks} positions, {lines:,} prompt lines; "
         f"one byte changed in block {CHANGED_BLOCK}"

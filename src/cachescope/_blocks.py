@@ -174,6 +174,8 @@ _SEGMENT_MEMO_LIMIT = 20_000
 # The C walk's memo of messages, one per token counter: int key (`message_key`) → the same entries.
 _MESSAGE_MEMOS: dict[Any, dict[int, Any]] = {}
 _MESSAGE_MEMO_COUNTERS = 64
+# The last C walk per counter: (counter, message keys, entries); see `flatten_units`.
+_LAST_WALKS: dict[Any, tuple[Any, bytes, list[Any]]] = {}
 
 
 def _layer_tuple(value: Any) -> tuple[Any, ...] | None:
@@ -196,6 +198,9 @@ def _seed(level: str, role: str | None, kind: str) -> int:
 
 def _digest(text: str, seed: int) -> int:
     global _TEXT_MEMO_CHARS
+    native = _native
+    if native is not None and type(text) is str:
+        return int(native.xxh3_64(text, seed))  # faster than remembering it
     key = (id(text), seed)
     hit = _TEXT_MEMO.get(key)
     if hit is not None and hit[0] is text:
@@ -629,6 +634,7 @@ def flatten_units(
         if message_memo is None:
             if len(_MESSAGE_MEMOS) >= _MESSAGE_MEMO_COUNTERS:
                 _MESSAGE_MEMOS.clear()
+                _LAST_WALKS.clear()
             message_memo = _MESSAGE_MEMOS[counter] = {}
         elif len(message_memo) > _SEGMENT_MEMO_LIMIT:
             message_memo.clear()
@@ -652,8 +658,12 @@ def flatten_units(
             message_memo[key] = native_entry
             return native_entry
 
+        # The entries of an earlier walk (the one asked for, else this counter's last one)
+        # stand in for memo lookups of messages whose keys, computed now, equal its own.
         earlier = prior.walk if prior is not None else None
-        if earlier is not None and earlier[0] is counter:
+        if earlier is None or earlier[0] is not counter:
+            earlier = _LAST_WALKS.get(counter)
+        if earlier is not None:
             blocks, units_after, marked, cumulative, found, keys, entries = native.flatten_messages(
                 messages, message_memo, blocks, None, slow, earlier[1], earlier[2]
             )
@@ -661,7 +671,7 @@ def flatten_units(
             blocks, units_after, marked, cumulative, found, keys, entries = native.flatten_messages(
                 messages, message_memo, blocks, None, slow
             )
-        walk = (counter, keys, entries)
+        walk = _LAST_WALKS[counter] = (counter, keys, entries)
         units.extend(units_after)
         if found:
             flags[0] = flags[0] or bool(found & 1)
@@ -824,6 +834,7 @@ def clear_memos() -> None:
     global _TEXT_MEMO_CHARS
     _SEGMENT_MEMO.clear()
     _MESSAGE_MEMOS.clear()
+    _LAST_WALKS.clear()
     _TEXT_MEMO.clear()
     _TEXT_MEMO_CHARS = 0
     _TOKEN_MEMO.clear()
