@@ -82,23 +82,26 @@ def _walk(folder: Path, visited: list[str] | None = None) -> Iterable[tuple[str,
             entries = list(os.scandir(dirpath))
         except OSError:
             continue
-        files: list[tuple[str, bool]] = []
-        subdirs: list[str] = []
+        prefix = rel + "/" if rel else ""
+        files: list[tuple[str, str, bool]] = []
+        subdirs: list[tuple[str, str]] = []
         for entry in entries:
+            name = entry.name
             try:
                 is_dir = entry.is_dir()
             except OSError:
                 is_dir = False
             if is_dir:
                 if not entry.is_symlink():
-                    subdirs.append(entry.name)
-            elif entry.name.endswith(".jsonl"):
-                files.append((entry.name, entry.is_symlink()))
+                    subdirs.append((name, entry.path))
+            elif name.endswith(".jsonl"):
+                files.append((name, entry.path, entry.is_symlink()))
         files.sort()
-        for name, link in files:
-            yield os.path.join(dirpath, name), (rel + "/" + name if rel else name), link
-        for name in sorted(subdirs, reverse=True):
-            stack.append((os.path.join(dirpath, name), rel + "/" + name if rel else name))
+        for name, path, link in files:
+            yield path, prefix + name, link
+        subdirs.sort(reverse=True)
+        for name, path in subdirs:
+            stack.append((path, prefix + name))
 
 
 def _name_rel(path: str, rel: str, projects_dir: Path) -> SourceFile:
