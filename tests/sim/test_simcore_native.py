@@ -326,3 +326,85 @@ def test_nan_and_infinity_floats_stay_exact() -> None:
     assert twin.struct_hash(math.nan) is not None
     assert not twin.matches(twin.freeze(math.nan), None)
     assert twin.struct_hash(float("inf")) != twin.struct_hash(float("-inf"))
+
+
+_roles = st.sampled_from(["user", "assistant", "system", "", None, 1])
+_texts = st.sampled_from(["hello there", "", "x", "A longer text, with punctuation!\n", 7, None])
+_ccs = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["ephemeral", "persistent", 1])},
+        optional={"ttl": st.sampled_from(["5m", "1h", "", None, "2h", 0, False, 300])},
+    ),
+    st.sampled_from(["ephemeral", [], 1]),
+)
+
+
+@st.composite
+def _messages(draw: st.DrawFn) -> Any:
+    role = draw(_roles)
+    shape = draw(st.sampled_from(["str", "one", "one+extra", "two", "empty", "other"]))
+    text = draw(_texts)
+    cc = draw(_ccs)
+    block: dict[str, Any] = {
+        "type": draw(st.sampled_from(["text", "text", "image", 3])),
+        "text": text,
+    }
+    if draw(st.booleans()):
+        block["cache_control"] = cc
+    content: Any
+    if shape == "str":
+        content = text
+    elif shape == "one":
+        content = [block]
+    elif shape == "one+extra":
+        content = [{**block, "citations": None}]
+    elif shape == "two":
+        content = [block, {"type": "text", "text": "second"}]
+    elif shape == "empty":
+        content = []
+    else:
+        content = draw(st.sampled_from([None, 5, {"type": "text"}, ["text"]]))
+    message: Any = {"role": role, "content": content}
+    if draw(st.booleans()):
+        message = {"content": content, "role": role}
+    if draw(st.integers(0, 9)) == 0:
+        message = [message]
+    return message
+
+
+def _segment_or_error(message: Any, memo: Memo) -> Any:
+    from cachescope.sim._plan import _message_segment
+
+    try:
+        return _message_segment(message, 3, memo)
+    except Exception as error:
+        return (type(error).__name__, str(error))
+
+
+@needs_c
+@given(st.lists(_messages(), min_size=1, max_size=4))
+@settings(max_examples=300)
+def test_the_c_text_message_fast_path_agrees_with_python(messages: list[Any]) -> None:
+    memo_c = Memo(_tokens.CLASSIC, max_entries=3)
+    memo_py = Memo(_tokens.CLASSIC, max_entries=3, native=None)
+    assert memo_c.fast_text is not None and memo_py.fast_text is None
+    for message in messages * 2:  # the second time from the text memo
+        assert _segment_or_error(message, memo_c) == _segment_or_error(message, memo_py)
+    for key in memo_c.texts.keys() | memo_py.texts.keys():  # the same texts memoized
+        assert memo_c.texts.get(key, (0, {}))[1] == memo_py.texts.get(key, (0, {}))[1]
+
+
+@needs_c
+def test_text_message_rejects_malformed_memos() -> None:
+    message = {"role": "user", "content": "hi"}
+    estimator = Memo(_tokens.CLASSIC).estimator
+    with pytest.raises(TypeError):
+        C.text_message(message, (0, {}), (0, {}), 10)
+    with pytest.raises(TypeError):
+        C.text_message(message, (0,), (0, {}), 10, estimator)
+    with pytest.raises(TypeError):
+        C.text_message(message, (0, {}), (0, {}), 10, ())
+    with pytest.raises(TypeError):
+        C.text_message(message, (0, {"hi": "bad"}), (0, {}), 10, estimator)
+    assert C.text_message("not a dict", (0, {}), (0, {}), 10, estimator) is None

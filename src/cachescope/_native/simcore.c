@@ -530,6 +530,230 @@ simcore_digest_count(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return result;
 }
 
+/* ---- the segment of a plain text message --------------------------------------------------- *
+ * text_message(message, user, assistant, max_entries, estimator) -> segment | None
+ *
+ * The fast path of cachescope.sim._plan._message_segment for the common shapes: an exact dict
+ * whose role is exactly "user" or "assistant" and whose content is a non-empty str, or a list of
+ * one exact dict {"type": "text", "text": <non-empty str>} with at most a cache_control that is
+ * an exact dict {"type": "ephemeral"} with an optional ttl (None, "5m" or "1h"). `user` and
+ * `assistant` are that role's (seed, {text: (digest, tokens)}) memo; `estimator` the constants
+ * of digest_count. Anything else — or a new text without a UTF-8 form — gives None and the
+ * caller takes the Python path, which handles every shape (and raises the API's errors). */
+
+static PyObject *s_role, *s_content, *s_type, *s_text, *s_cache_control, *s_ttl, *s_user,
+    *s_assistant, *s_ephemeral, *s_5m, *s_1h, *s_path_content, *s_path_content0;
+
+static int
+is_exact(PyObject *obj, PyObject *literal)
+{
+    return obj != NULL && Py_TYPE(obj) == &PyUnicode_Type &&
+           (obj == literal || PyUnicode_Compare(obj, literal) == 0);
+}
+
+/* A borrowed dict item, NULL when missing (or on an error, with the exception set). */
+static PyObject *
+get_item(PyObject *dict, PyObject *key)
+{
+    return PyDict_GetItemWithError(dict, key);
+}
+
+static PyObject *
+simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "text_message(message, user, assistant, max_entries, estimator)");
+        return NULL;
+    }
+    PyObject *message = args[0];
+    if (Py_TYPE(message) != &PyDict_Type)
+        Py_RETURN_NONE;
+    PyObject *role = get_item(message, s_role);
+    if (role == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *memo;
+    if (is_exact(role, s_user))
+        memo = args[1];
+    else if (is_exact(role, s_assistant))
+        memo = args[2];
+    else
+        Py_RETURN_NONE;
+    if (!PyTuple_Check(memo) || PyTuple_GET_SIZE(memo) != 2 ||
+        !PyDict_CheckExact(PyTuple_GET_ITEM(memo, 1))) {
+        PyErr_SetString(PyExc_TypeError, "a role's memo must be (seed, dict)");
+        return NULL;
+    }
+    Py_ssize_t max_entries = PyLong_AsSsize_t(args[3]);
+    if (max_entries == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *estimator = args[4];
+    if (!PyTuple_Check(estimator) || PyTuple_GET_SIZE(estimator) != 6) {
+        PyErr_SetString(PyExc_TypeError, "estimator must be a 6-tuple");
+        return NULL;
+    }
+
+    PyObject *content = get_item(message, s_content);
+    if (content == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *text, *cc = NULL, *path;
+    if (Py_TYPE(content) == &PyUnicode_Type) {
+        if (PyUnicode_GET_LENGTH(content) == 0)
+            Py_RETURN_NONE;
+        text = content;
+        path = s_path_content;
+    }
+    else if (Py_TYPE(content) == &PyList_Type && PyList_GET_SIZE(content) == 1) {
+        PyObject *item = PyList_GET_ITEM(content, 0);
+        if (Py_TYPE(item) != &PyDict_Type)
+            Py_RETURN_NONE;
+        PyObject *kind = get_item(item, s_type);
+        if (kind == NULL && PyErr_Occurred())
+            return NULL;
+        if (!is_exact(kind, s_text))
+            Py_RETURN_NONE;
+        text = get_item(item, s_text);
+        if (text == NULL && PyErr_Occurred())
+            return NULL;
+        if (text == NULL || Py_TYPE(text) != &PyUnicode_Type || PyUnicode_GET_LENGTH(text) == 0)
+            Py_RETURN_NONE;
+        cc = get_item(item, s_cache_control);
+        if (cc == NULL && PyErr_Occurred())
+            return NULL;
+        if (cc == Py_None)
+            cc = NULL;
+        if (PyDict_GET_SIZE(item) != 2 + (cc != NULL))
+            Py_RETURN_NONE;
+        path = s_path_content0;
+    }
+    else
+        Py_RETURN_NONE;
+
+    /* the breakpoint's verdict, for the plain forms only */
+    PyObject *ttl_name = NULL;
+    double seconds = 0.0;
+    if (cc != NULL) {
+        if (Py_TYPE(cc) != &PyDict_Type)
+            Py_RETURN_NONE;
+        PyObject *cc_type = get_item(cc, s_type);
+        if (cc_type == NULL && PyErr_Occurred())
+            return NULL;
+        if (!is_exact(cc_type, s_ephemeral))
+            Py_RETURN_NONE;
+        PyObject *ttl = get_item(cc, s_ttl);
+        if (ttl == NULL && PyErr_Occurred())
+            return NULL;
+        if (ttl == NULL || ttl == Py_None) {
+            ttl_name = s_5m;
+            seconds = 300.0;
+        }
+        else if (Py_TYPE(ttl) == &PyUnicode_Type && PyUnicode_GET_LENGTH(ttl) == 0) {
+            ttl_name = s_5m; /* `cc.get("ttl") or "5m"` */
+            seconds = 300.0;
+        }
+        else if (is_exact(ttl, s_5m)) {
+            ttl_name = ttl;
+            seconds = 300.0;
+        }
+        else if (is_exact(ttl, s_1h)) {
+            ttl_name = ttl;
+            seconds = 3600.0;
+        }
+        else
+            Py_RETURN_NONE;
+    }
+
+    /* (digest, tokens) from the role's text memo, or hashed and counted now */
+    PyObject *table = PyTuple_GET_ITEM(memo, 1);
+    PyObject *found = PyDict_GetItemWithError(table, text);
+    if (found == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *call_args[8] = {text, PyTuple_GET_ITEM(memo, 0)};
+        for (int i = 0; i < 6; i++)
+            call_args[2 + i] = PyTuple_GET_ITEM(estimator, i);
+        PyObject *computed = simcore_digest_count(self, call_args, 8);
+        if (computed == NULL)
+            return NULL;
+        if (computed == Py_None)
+            return computed; /* no UTF-8 form: the Python path hashes it */
+        if (PyDict_GET_SIZE(table) >= max_entries)
+            PyDict_Clear(table);
+        if (PyDict_SetItem(table, text, computed) < 0) {
+            Py_DECREF(computed);
+            return NULL;
+        }
+        Py_DECREF(computed); /* the table holds it */
+        found = computed;
+    }
+    if (!PyTuple_Check(found) || PyTuple_GET_SIZE(found) != 2) {
+        PyErr_SetString(PyExc_TypeError, "a text memo entry must be (digest, tokens)");
+        return NULL;
+    }
+    Py_INCREF(found);
+    PyObject *digest = PyTuple_GET_ITEM(found, 0), *tokens = PyTuple_GET_ITEM(found, 1);
+    unsigned long long value = PyLong_AsUnsignedLongLong(digest);
+    if (value == (unsigned long long)-1 && PyErr_Occurred()) {
+        Py_DECREF(found);
+        return NULL;
+    }
+    uint64_t word = (uint64_t)value; /* native byte order, like int.to_bytes(8, sys.byteorder) */
+
+    /* ((digest,), (tokens,), packed, marks, (0, cc, path), False, False, ()) */
+    PyObject *cc_copy = NULL, *marks = NULL, *eligible = NULL, *packed = NULL;
+    PyObject *digests = NULL, *counts = NULL, *result = NULL;
+    if (cc != NULL) {
+        cc_copy = PyDict_Copy(cc);
+        if (cc_copy == NULL)
+            goto done;
+        marks = Py_BuildValue("((iOO(dO)))", 0, cc_copy, path, seconds, ttl_name);
+    }
+    else
+        marks = PyTuple_New(0);
+    if (marks == NULL)
+        goto done;
+    eligible = Py_BuildValue("(iOO)", 0, cc_copy != NULL ? cc_copy : Py_None, path);
+    packed = PyBytes_FromStringAndSize((const char *)&word, 8);
+    digests = PyTuple_Pack(1, digest);
+    counts = PyTuple_Pack(1, tokens);
+    if (eligible == NULL || packed == NULL || digests == NULL || counts == NULL)
+        goto done;
+    result = PyTuple_New(8);
+    if (result == NULL)
+        goto done;
+    PyObject *empty = PyTuple_New(0);
+    if (empty == NULL) {
+        Py_CLEAR(result);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, digests);
+    PyTuple_SET_ITEM(result, 1, counts);
+    PyTuple_SET_ITEM(result, 2, packed);
+    PyTuple_SET_ITEM(result, 3, marks);
+    PyTuple_SET_ITEM(result, 4, eligible);
+    Py_INCREF(Py_False);
+    PyTuple_SET_ITEM(result, 5, Py_False);
+    Py_INCREF(Py_False);
+    PyTuple_SET_ITEM(result, 6, Py_False);
+    PyTuple_SET_ITEM(result, 7, empty);
+    digests = counts = packed = marks = eligible = NULL; /* owned by result */
+done:
+    Py_DECREF(found);
+    Py_XDECREF(cc_copy);
+    Py_XDECREF(marks);
+    Py_XDECREF(eligible);
+    Py_XDECREF(packed);
+    Py_XDECREF(digests);
+    Py_XDECREF(counts);
+    return result;
+}
+
 /* ---- module ------------------------------------------------------------------------------- */
 
 static PyMethodDef simcore_methods[] = {
@@ -543,6 +767,8 @@ static PyMethodDef simcore_methods[] = {
      "common(frozen: list, values: list) -> int: leading items that match."},
     {"digest_count", (PyCFunction)(void (*)(void))simcore_digest_count, METH_FASTCALL,
      "digest_count(text, seed, factor, cpt, pw, nw, naw, punct) -> (digest, tokens) | None."},
+    {"text_message", (PyCFunction)(void (*)(void))simcore_text_message, METH_FASTCALL,
+     "text_message(message, user, assistant, max_entries, estimator) -> segment | None."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -555,6 +781,25 @@ static struct PyModuleDef simcore_module = {
 PyMODINIT_FUNC
 PyInit_simcore(void)
 {
+    struct {
+        PyObject **slot;
+        const char *text;
+    } names[] = {
+        {&s_role, "role"},       {&s_content, "content"},
+        {&s_type, "type"},       {&s_text, "text"},
+        {&s_cache_control, "cache_control"}, {&s_ttl, "ttl"},
+        {&s_user, "user"},       {&s_assistant, "assistant"},
+        {&s_ephemeral, "ephemeral"}, {&s_5m, "5m"},
+        {&s_1h, "1h"},           {&s_path_content, "content"},
+        {&s_path_content0, "content.0"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (*names[i].slot == NULL) {
+            *names[i].slot = PyUnicode_InternFromString(names[i].text);
+            if (*names[i].slot == NULL)
+                return NULL;
+        }
+    }
     PyObject *module = PyModule_Create(&simcore_module);
     if (module == NULL)
         return NULL;

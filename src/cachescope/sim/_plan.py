@@ -188,6 +188,7 @@ class Memo:
     __slots__ = (
         "counter",
         "estimator",
+        "fast_text",
         "last",
         "max_entries",
         "messages",
@@ -217,12 +218,20 @@ class Memo:
         self.systems: dict[bytes, Segment] = {}
         self.messages: dict[bytes, Segment] = {}
         self.settings: dict[Any, int] = {}
-        # the last (JSON, segment) per segment table (tools, system), keyed by id(table)
-        self.last: dict[int, tuple[bytes, Segment]] = {}
+        # the last (JSON or frozen copy, segment) per segment table (tools, system), by id(table)
+        self.last: dict[int, tuple[Any, Segment]] = {}
         # (seed, text → (digest, tokens)) per (level, role, kind): `block` without tuple keys
         self.texts: dict[tuple[str, str | None, str], tuple[int, dict[str, tuple[int, int]]]] = {}
         # the latest snapshot per conversation, keyed by its first message's JSON
         self.snapshots: dict[bytes, _Snapshot] = {}
+        # the user and assistant text memos for `simcore.text_message` (the C fast path of
+        # `_message_segment`), when the C count is usable
+        self.fast_text: tuple[Any, Any] | None = None
+        if self.estimator is not None:
+            self.fast_text = (
+                self.text_table("messages", "user", "text"),
+                self.text_table("messages", "assistant", "text"),
+            )
 
     def block(self, level: str, role: str | None, kind: str, text: str) -> tuple[int, int]:
         """(digest, tokens) of one block, as `_blocks.flatten` computes them."""
@@ -504,6 +513,13 @@ def _system_segment(system: Any, memo: Memo) -> Segment:
 
 def _message_segment(message: Any, m: int, memo: Memo) -> Segment:
     """A message's positions; `m` is used only in error messages (paths are stored relative)."""
+    fast_text = memo.fast_text
+    if fast_text is not None:  # the C twin of the fast path below (plain text only)
+        found = memo.native.text_message(
+            message, fast_text[0], fast_text[1], memo.max_entries, memo.estimator
+        )
+        if found is not None:
+            return found  # type: ignore[no-any-return]
     if message.__class__ is dict:
         # Fast path: the common shapes (a string, or one plain text block), same rules as below.
         role = message.get("role")
@@ -615,17 +631,24 @@ def _message_segment(message: Any, m: int, memo: Memo) -> Segment:
 def _segment(table: dict[bytes, Segment], value: Any, memo: Memo, build: Any) -> Segment:
     """The memoized segment of a tools list or system prompt."""
     native = memo.native
+    last = memo.last.get(id(table))
     if native is not None:
+        # Usually the same as last time: a structural comparison with its frozen copy.
+        if last is not None and native.matches(last[0], value):
+            return last[1]
         raw = native.struct_hash(value)
         if raw is None:  # not plain JSON: compute without the memo
             return build(value, memo)  # type: ignore[no-any-return]
-    else:
-        try:
-            raw = _dumps(value)
-        except TypeError:  # not JSON-serializable: compute without the memo
-            return build(value, memo)  # type: ignore[no-any-return]
+        found = table.get(raw)
+        if found is None:
+            found = memo.remember(table, raw, build(value, memo))
+        memo.last[id(table)] = (native.freeze(value), found)
+        return found
+    try:
+        raw = _dumps(value)
+    except TypeError:  # not JSON-serializable: compute without the memo
+        return build(value, memo)  # type: ignore[no-any-return]
     # Usually the same as last time: one memcmp instead of hashing a few KB for the dict.
-    last = memo.last.get(id(table))
     if last is not None and last[0] == raw:
         return last[1]
     found = table.get(raw)
