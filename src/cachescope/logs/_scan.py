@@ -761,6 +761,8 @@ def _scan_file_native(source: SourceFile, native: Any, info: os.stat_result) -> 
             else:
                 carried = filled
     tail = bytes(buf[:carried])
+    if len(buf) > 2 * BLOCK_SIZE:  # grown for a very long line: do not keep it
+        _buffers.buf = None
     if tail.strip():
         scanner._scan_native(tail + b"\n", len(tail) + 1, line_base)
         line_base += 1
