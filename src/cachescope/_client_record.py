@@ -276,6 +276,7 @@ def fingerprint_blocks(
 
 
 _WANTED = (b"request-id", TTFT_HEADER.encode(), TOTAL_HEADER.encode())
+_WANTED_SET = frozenset(_WANTED)
 
 
 def _read_headers(headers: Any) -> tuple[str | None, ...]:
@@ -289,17 +290,23 @@ def _read_headers(headers: Any) -> tuple[str | None, ...]:
     if type(raw) is not list:
         return tuple(headers.get(name.decode()) for name in _WANTED)
     found: dict[bytes, list[bytes]] = {}
-    for pair in raw:
-        name = pair[0].lower()
-        if name in _WANTED:
-            found.setdefault(name, []).append(pair[1])
+    wanted = _WANTED_SET
+    for key, value in raw:
+        name = key.lower()
+        if name in wanted:
+            if name in found:
+                found[name].append(value)
+            else:
+                found[name] = [value]
     out: list[str | None] = []
     for name in _WANTED:
         values = found.get(name)
         if values is None:
             out.append(None)
+        elif len(values) == 1 and values[0].isascii():
+            out.append(values[0].decode("ascii"))
         elif all(value.isascii() for value in values):
-            out.append(", ".join(value.decode("ascii") for value in values))
+            out.append(", ".join([value.decode("ascii") for value in values]))
         else:
             out.append(headers.get(name.decode()))
     return tuple(out)
