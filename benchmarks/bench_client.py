@@ -5,7 +5,8 @@ breakpoints) and a 40-turn conversation with a rolling breakpoint on the newest 
 changes on every call (as in a chat). The peer is `anthropic.Anthropic(api_key="sim",
 http_client=sim.http_client())` — the bare SDK on the same simulator transport, in the same run. The
 two are timed in alternation, each call on its own warmed simulator (so both read the cache), and
-the figure is the ratio of medians.
+the figure is the ratio of medians — of wall-clock time, and of the process's CPU time (steadier
+when other jobs share the machine; on an idle machine the two agree).
 
 Scenarios for the caching client (all with an in-memory ledger unless said):
 
