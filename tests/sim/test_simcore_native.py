@@ -408,3 +408,53 @@ def test_text_message_rejects_malformed_memos() -> None:
     with pytest.raises(TypeError):
         C.text_message(message, (0, {"hi": "bad"}), (0, {}), 10, estimator)
     assert C.text_message("not a dict", (0, {}), (0, {}), 10, estimator) is None
+
+
+@needs_c
+def test_lookback_agrees_with_the_python_loop() -> None:
+    import random
+
+    import xxhash
+
+    from cachescope.sim._simulator import lookback
+
+    rng = random.Random(2026)
+    for _ in range(400):
+        tools_end, system_end, n = 3, 5, rng.randint(6, 60)
+        keyed = bytes(rng.getrandbits(8) for _ in range((n + 3) * 8))
+        all_keys = [
+            xxhash.xxh3_64_intdigest(keyed[: (p + 2 + (p >= tools_end) + (p >= system_end)) * 8])
+            for p in range(n)
+        ]
+        positions = sorted(rng.sample(range(n), rng.randint(1, 4)))
+        breakpoints = [(p, rng.choice([300.0, 3600.0]), "x") for p in positions]
+        entries: dict[int, Any] = {}
+        for p in rng.sample(range(n), rng.randint(0, n)):
+            expires = rng.choice([100.0, 200.0, 250, 1e18])
+            entries[all_keys[p]] = (
+                p,
+                expires,
+                rng.choice([0.0, 150.0, 300]),
+                rng.choice([300.0, 3600]),
+            )
+        units = None
+        if rng.random() < 0.3:
+            units = sorted(rng.randint(0, n // 2) for _ in range(n))
+        now = rng.choice([120.0, 200, 260.0])
+        grace = rng.choice([0.0, 30, 100.0])
+        window = rng.choice([1, 3, 20])
+        same = rng.random() < 0.5
+        keys_c: dict[int, int] = {}
+        keys_py: dict[int, int] = {}
+        args = (keyed, breakpoints, units, tools_end, system_end, entries, now, grace, window, same)
+        found = C.lookback(*args, keys_c)
+        assert found != -2
+        assert found == lookback(*args, keys_py)
+        assert keys_c == keys_py
+    # numbers the C loop cannot compare exactly: it hands over to the Python loop
+    big = {all_keys[0]: (1, 2**60, 0.0, 300.0)}
+    assert C.lookback(keyed, [(0, 300.0, "5m")], None, 3, 5, big, 1.0, 0.0, 20, True, {}) == -2
+    with pytest.raises(TypeError):
+        C.lookback(keyed, [(0, 300.0)], None, 3, 5, {1: 2}, 1.0, 0.0, 20, True, {})
+    with pytest.raises(IndexError):
+        C.lookback(b"", [(9, 300.0, "5m")], None, 3, 5, {1: 2}, 1.0, 0.0, 20, True, {})

@@ -754,6 +754,163 @@ done:
     return result;
 }
 
+/* ---- the read windows ----------------------------------------------------------------------- *
+ * lookback(keyed, breakpoints, units, tools_end, system_end, entries, now, grace, lookback,
+ *          same_ttl_only, keys) -> int
+ *
+ * The reads of cachescope.sim._simulator.Simulator._evaluate: one window per breakpoint, the
+ * last first, longest live and available hit wins; the prefix key of position p is the xxh3-64
+ * of keyed[:(p + 2 + (p >= tools_end) + (p >= system_end)) * 8], cached in `keys` (p -> key).
+ * Returns the hit position, -1 for none, or -2 when a number is not a float (or an int a double
+ * holds exactly) — then the caller runs its Python loop, which compares them exactly. */
+
+static int
+as_double(PyObject *obj, double *out)
+{
+    if (PyFloat_CheckExact(obj)) {
+        *out = PyFloat_AS_DOUBLE(obj);
+        return 1;
+    }
+    if (PyLong_CheckExact(obj)) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        if (overflow || v > (1LL << 52) || v < -(1LL << 52)) /* sums stay exact */
+            return 0;
+        *out = (double)v;
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *
+simcore_lookback(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11 || !PyBytes_Check(args[0]) || !PyList_Check(args[1]) ||
+        !(args[2] == Py_None || PyList_Check(args[2])) || !PyDict_Check(args[5]) ||
+        !PyDict_Check(args[10])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "lookback(keyed: bytes, breakpoints: list, units: list | None, "
+                        "tools_end, system_end, entries: dict, now, grace, lookback, "
+                        "same_ttl_only, keys: dict)");
+        return NULL;
+    }
+    PyObject *keyed = args[0], *breakpoints = args[1], *units = args[2];
+    PyObject *entries = args[5], *keys = args[10];
+    Py_ssize_t tools_end = PyLong_AsSsize_t(args[3]);
+    if (tools_end == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t system_end = PyLong_AsSsize_t(args[4]);
+    if (system_end == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t window = PyLong_AsSsize_t(args[8]);
+    if (window == -1 && PyErr_Occurred())
+        return NULL;
+    int same_ttl_only = PyObject_IsTrue(args[9]);
+    if (same_ttl_only < 0)
+        return NULL;
+    double now, grace;
+    int r = as_double(args[6], &now);
+    if (r <= 0)
+        return r < 0 ? NULL : PyLong_FromLong(-2);
+    r = as_double(args[7], &grace);
+    if (r <= 0)
+        return r < 0 ? NULL : PyLong_FromLong(-2);
+    const char *words = PyBytes_AS_STRING(keyed);
+    Py_ssize_t word_count = PyBytes_GET_SIZE(keyed) / 8;
+
+    Py_ssize_t best = -1;
+    for (Py_ssize_t b = PyList_GET_SIZE(breakpoints) - 1; b >= 0; b--) {
+        PyObject *mark = PyList_GET_ITEM(breakpoints, b);
+        if (!PyTuple_Check(mark) || PyTuple_GET_SIZE(mark) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a breakpoint must be (position, ttl, name)");
+            return NULL;
+        }
+        Py_ssize_t position = PyLong_AsSsize_t(PyTuple_GET_ITEM(mark, 0));
+        if (position == -1 && PyErr_Occurred())
+            return NULL;
+        double ttl;
+        r = as_double(PyTuple_GET_ITEM(mark, 1), &ttl);
+        if (r <= 0)
+            return r < 0 ? NULL : PyLong_FromLong(-2);
+        if (position <= best)
+            break;
+        Py_ssize_t p = position, stop, top_unit = 0;
+        if (units == Py_None)
+            stop = position - window > best ? position - window : best;
+        else {
+            stop = best;
+            if (position < 0 || position >= PyList_GET_SIZE(units)) {
+                PyErr_SetString(PyExc_IndexError, "units: position out of range");
+                return NULL;
+            }
+            top_unit = PyLong_AsSsize_t(PyList_GET_ITEM(units, position));
+            if (top_unit == -1 && PyErr_Occurred())
+                return NULL;
+        }
+        for (; p > stop; p--) {
+            if (units != Py_None) {
+                if (p >= PyList_GET_SIZE(units)) {
+                    PyErr_SetString(PyExc_IndexError, "units: position out of range");
+                    return NULL;
+                }
+                Py_ssize_t unit = PyLong_AsSsize_t(PyList_GET_ITEM(units, p));
+                if (unit == -1 && PyErr_Occurred())
+                    return NULL;
+                if (top_unit - unit >= window)
+                    break;
+            }
+            PyObject *p_obj = PyLong_FromSsize_t(p);
+            if (p_obj == NULL)
+                return NULL;
+            PyObject *key = PyDict_GetItemWithError(keys, p_obj);
+            if (key != NULL)
+                Py_INCREF(key);
+            else {
+                if (PyErr_Occurred()) {
+                    Py_DECREF(p_obj);
+                    return NULL;
+                }
+                Py_ssize_t index = p + 2 + (p >= tools_end) + (p >= system_end);
+                if (index < 0 || index > word_count) {
+                    Py_DECREF(p_obj);
+                    PyErr_SetString(PyExc_IndexError, "position beyond the keyed digests");
+                    return NULL;
+                }
+                key = PyLong_FromUnsignedLongLong(XXH3_64bits(words, (size_t)index * 8));
+                if (key == NULL || PyDict_SetItem(keys, p_obj, key) < 0) {
+                    Py_XDECREF(key);
+                    Py_DECREF(p_obj);
+                    return NULL;
+                }
+            }
+            Py_DECREF(p_obj);
+            PyObject *entry = PyDict_GetItemWithError(entries, key);
+            Py_DECREF(key);
+            if (entry == NULL) {
+                if (PyErr_Occurred())
+                    return NULL;
+                continue;
+            }
+            if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4) {
+                PyErr_SetString(PyExc_TypeError, "a cache entry must be a 4-tuple");
+                return NULL;
+            }
+            double expires, available, entry_ttl;
+            if ((r = as_double(PyTuple_GET_ITEM(entry, 1), &expires)) <= 0 ||
+                (r = as_double(PyTuple_GET_ITEM(entry, 2), &available)) <= 0 ||
+                (r = as_double(PyTuple_GET_ITEM(entry, 3), &entry_ttl)) <= 0)
+                return r < 0 ? NULL : PyLong_FromLong(-2);
+            if (available <= now && now < expires + grace && (!same_ttl_only || entry_ttl == ttl)) {
+                best = p;
+                break;
+            }
+        }
+    }
+    return PyLong_FromSsize_t(best);
+}
+
 /* ---- module ------------------------------------------------------------------------------- */
 
 static PyMethodDef simcore_methods[] = {
@@ -767,6 +924,9 @@ static PyMethodDef simcore_methods[] = {
      "common(frozen: list, values: list) -> int: leading items that match."},
     {"digest_count", (PyCFunction)(void (*)(void))simcore_digest_count, METH_FASTCALL,
      "digest_count(text, seed, factor, cpt, pw, nw, naw, punct) -> (digest, tokens) | None."},
+    {"lookback", (PyCFunction)(void (*)(void))simcore_lookback, METH_FASTCALL,
+     "lookback(keyed, breakpoints, units, tools_end, system_end, entries, now, grace, "
+     "lookback, same_ttl_only, keys) -> int: the longest read hit (-2: use the Python loop)."},
     {"text_message", (PyCFunction)(void (*)(void))simcore_text_message, METH_FASTCALL,
      "text_message(message, user, assistant, max_entries, estimator) -> segment | None."},
     {NULL, NULL, 0, NULL},

@@ -42,6 +42,7 @@ from cachescope.sim._responder import (
     estimated_output_tokens,
 )
 from cachescope.sim._settings import SimSettings
+from cachescope.sim._simcore_py import native as _load_native
 
 _instances = itertools.count(1)
 
@@ -140,6 +141,7 @@ class Simulator:
         self._model_cache: dict[str, tuple[str, ModelInfo]] = {}
         self._model_cache_table: ModelTable | None = None
         self.requests = 0
+        self._native = _load_native()
 
     # ---- public helpers --------------------------------------------------------------------
 
@@ -422,41 +424,24 @@ class Simulator:
         # 1. Reads: one window per breakpoint, the last breakpoint first; longest hit wins.
         best = -1
         if entries and breakpoints:
-            get = entries.get
-            grace = settings.ttl_grace_seconds
-            lookback = settings.lookback
-            units = request_plan.message_units
-            same_ttl_only = not settings.cross_ttl_reads
-            # prefix keys inline (Plan.key): xxh3 over the packed words up to the position
-            keyed = request_plan.keyed()
-            keys = request_plan._keys
             tools_end, system_end, _ = request_plan.level_ends
-            for position, ttl, _name in reversed(breakpoints):
-                if position <= best:
-                    break
-                p = position
-                if units is None:
-                    stop = max(best, position - lookback)
-                else:
-                    stop = best
-                    top_unit = units[position]
-                while p > stop:
-                    if units is not None and top_unit - units[p] >= lookback:
-                        break
-                    key = keys.get(p)
-                    if key is None:
-                        index = p + 2 + (p >= tools_end) + (p >= system_end)
-                        key = keys[p] = _xxh64(keyed[: index * 8])
-                    entry = get(key)
-                    if (
-                        entry is not None
-                        and entry[2] <= now
-                        and now < entry[1] + grace
-                        and (not same_ttl_only or entry[3] == ttl)
-                    ):
-                        best = p
-                        break
-                    p -= 1
+            arguments = (
+                request_plan.keyed(),
+                breakpoints,
+                request_plan.message_units,
+                tools_end,
+                system_end,
+                entries,
+                now,
+                settings.ttl_grace_seconds,
+                settings.lookback,
+                not settings.cross_ttl_reads,
+                request_plan._keys,
+            )
+            native = self._native
+            best = native.lookback(*arguments) if native is not None else -2
+            if best == -2:  # no C core, or numbers it cannot compare exactly
+                best = lookback(*arguments)
         read = cum[best] if best >= 0 else 0
 
         # 2. Writes: breakpoints beyond the hit, at or above the minimum.
@@ -600,6 +585,57 @@ class Simulator:
                     return _reason(level_names[level], missed)
             start_old, start_new = end_old, end_new
         return {"cache_miss_reason": {"type": "unavailable"}}
+
+
+def lookback(
+    keyed: bytes,
+    breakpoints: list[tuple[int, float, str]],
+    units: list[int] | None,
+    tools_end: int,
+    system_end: int,
+    entries: dict[int, _Entry],
+    now: float,
+    grace: float,
+    window: int,
+    same_ttl_only: bool,
+    keys: dict[int, int],
+) -> int:
+    """The longest read hit over the breakpoints' windows, -1 for none (twin of simcore.lookback).
+
+    One window of `window` positions (or messages, with `units`) per breakpoint, the last
+    breakpoint first; a position hits when its prefix key — the xxh3 of the keyed digests up to
+    it, cached in `keys` — names a live, available entry (of the same TTL with `same_ttl_only`).
+    """
+    best = -1
+    get = entries.get
+    for position, ttl, _name in reversed(breakpoints):
+        if position <= best:
+            break
+        p = position
+        top_unit = 0
+        if units is None:
+            stop = max(best, position - window)
+        else:
+            stop = best
+            top_unit = units[position]
+        while p > stop:
+            if units is not None and top_unit - units[p] >= window:
+                break
+            key = keys.get(p)
+            if key is None:
+                index = p + 2 + (p >= tools_end) + (p >= system_end)
+                key = keys[p] = _xxh64(keyed[: index * 8])
+            entry = get(key)
+            if (
+                entry is not None
+                and entry[2] <= now
+                and now < entry[1] + grace
+                and (not same_ttl_only or entry[3] == ttl)
+            ):
+                best = p
+                break
+            p -= 1
+    return best
 
 
 def _reason(kind: str, missed: int) -> dict[str, Any]:
