@@ -180,6 +180,8 @@ _LAST_WALKS: dict[Any, tuple[Any, bytes, list[Any]]] = {}
 
 def _layer_tuple(value: Any) -> tuple[Any, ...] | None:
     """Layer names that travel with a unit (not part of its JSON), for the memo key."""
+    if type(value) is list or type(value) is str:  # the common units, before the ABC check
+        return None
     if type(value) is dict or isinstance(value, Mapping):
         value = value.get("content")
     if type(value) is list or type(value) is str:
