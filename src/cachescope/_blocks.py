@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter
 from typing import Any
@@ -95,11 +95,12 @@ class FlatRequest:
     top_level_cache_control: dict[str, Any] | None
     # From the C walk only (None otherwise): indices of the blocks with cache_control, and the
     # cumulative token counts (native int64 bytes, len(blocks) + 1 of them, from 0).
-    marked: list[int] | None = None
-    cumulative: bytes | None = None
+    # (Derived data: left out of == and repr, which stay what they were.)
+    marked: list[int] | None = field(default=None, compare=False, repr=False)
+    cumulative: bytes | None = field(default=None, compare=False, repr=False)
     # The C walk's (counter, message keys, message memo entries), so that a later request
     # flattened with `prior=` this one takes the entries of its equal messages without a lookup.
-    walk: tuple[Any, bytes, list[Any]] | None = None
+    walk: tuple[Any, bytes, list[Any]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def total_tokens(self) -> int:
