@@ -1088,6 +1088,19 @@ def _line_window(text: str, start: int, end: int) -> tuple[str, tuple[int, int]]
     return window.replace("\t", " ").replace("\r", " "), (span_start, span_end)
 
 
+def _first_different_py(a: Sequence[Any], b: Sequence[Any]) -> int | None:
+    """Twin of `blocks.first_different`: first index where a and b hold different objects."""
+    return next(compress(count(), map(is_not, a, b)), None)
+
+
+def _first_different(a: Sequence[Any], b: Sequence[Any]) -> int | None:
+    native = _blocks._native
+    if native is not None and type(a) is list and type(b) is list:
+        found: int | None = native.first_different(a, b)
+        return found
+    return _first_different_py(a, b)
+
+
 def _first_divergence(a: _Side, b: _Side) -> int | None:
     """First position of `a` that `b` does not reproduce (content only); None if none in common."""
     n = min(len(a), len(b))
@@ -1099,7 +1112,7 @@ def _first_divergence(a: _Side, b: _Side) -> int | None:
     ):
         # Equal units are the same memo entry (same content key), so whole units are skipped;
         # from the first other unit on, blocks are compared by hash, then exactly.
-        same = next(compress(count(), map(is_not, a.units, b.units)), None)
+        same = _first_different(a.units, b.units)
         if same is None:
             start = len(a.blocks)  # the units cover every block
         elif a.units[same]:

@@ -258,6 +258,21 @@ def test_common_prefix_and_suffix_equal_their_twins(
 
 
 @needs_module
+@given(st.lists(st.integers(0, 3), max_size=12), st.lists(st.integers(0, 3), max_size=12))
+def test_first_different_equals_its_twin(left: list[int], right: list[int]) -> None:
+    from cachescope import stability
+
+    pool = [object() for _ in range(4)]
+    a, b = [pool[i] for i in left], [pool[i] for i in right]
+    assert MODULE.first_different(a, b) == stability._first_different_py(a, b)
+    assert MODULE.first_different(a, a[:]) is None
+    # identity, not equality
+    assert MODULE.first_different([[1]], [[1]]) == 0
+    with pytest.raises(TypeError):
+        MODULE.first_different((1,), [1])
+
+
+@needs_module
 def test_common_affixes_across_string_widths_and_bad_arguments() -> None:
     # the same characters stored 1, 2 and 4 bytes wide compare equal
     for wide in ("\u0100", "\U0001f600"):

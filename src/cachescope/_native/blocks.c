@@ -819,6 +819,22 @@ blocks_common_suffix(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(n);
 }
 
+/* first_different(a, b) -> int | None: the first index where two lists hold different objects
+ * (identity, not ==), over their common length; None when there is none */
+static PyObject *
+blocks_first_different(PyObject *self, PyObject *args)
+{
+    PyObject *a, *b;
+    Py_ssize_t i, n;
+    if (!PyArg_ParseTuple(args, "O!O!:first_different", &PyList_Type, &a, &PyList_Type, &b))
+        return NULL;
+    n = Py_MIN(PyList_GET_SIZE(a), PyList_GET_SIZE(b));
+    for (i = 0; i < n; i++)
+        if (PyList_GET_ITEM(a, i) != PyList_GET_ITEM(b, i))
+            return PyLong_FromSsize_t(i);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef blocks_methods[] = {
     {"xxh3_64", (PyCFunction)(void (*)(void))blocks_xxh3_64, METH_VARARGS | METH_KEYWORDS,
      "xxh3_64(data, seed=0) -> int: xxh3-64 of a str's UTF-8 (surrogatepass) or of bytes."},
@@ -826,6 +842,8 @@ static PyMethodDef blocks_methods[] = {
      "value_key(value) -> int | None: content key of a plain JSON value (None if not plain)."},
     {"message_key", blocks_message_key, METH_VARARGS,
      "message_key(message, m, start) -> int | None: memo key of one message."},
+    {"first_different", blocks_first_different, METH_VARARGS,
+     "first_different(a, b) -> int | None: first index where two lists hold different objects."},
     {"common_prefix", blocks_common_prefix, METH_VARARGS,
      "common_prefix(a, b) -> int: length of the common prefix of two str."},
     {"common_suffix", blocks_common_suffix, METH_VARARGS,
