@@ -12,6 +12,11 @@ folded into the cumulative prefix keys where their level starts: a change there 
 level and everything after it, exactly like a changed block.
 
 The simulator, `fingerprint`/`compare`, `lint` and the ledger all read requests through here.
+
+When the optional C accelerator `cachescope._native.blocks` is built, the per-call walk over the
+messages (keying each one from every byte of its content, memo hits, the block list) runs in C;
+the pure-Python loop in `flatten_units` and the `_*_py` functions below are its twins, and tests
+hold both paths to identical blocks.
 """
 
 from __future__ import annotations
