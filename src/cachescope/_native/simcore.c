@@ -222,6 +222,20 @@ supported_int(PyObject *obj)
     return overflow ? 0 : 1;
 }
 
+/* A frozen tuple holds only atoms and frozen tuples: once none of them is tracked by the garbage
+ * collector it cannot be part of a cycle, so stop tracking it now (the collector would do the
+ * same on its next pass, after traversing it). */
+static void
+untrack_if_atomic(PyObject *tuple)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tuple); i++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, i);
+        if (PyObject_IS_GC(item) && PyObject_GC_IsTracked(item))
+            return;
+    }
+    PyObject_GC_UnTrack(tuple);
+}
+
 /* Returns a new reference, Py_None-less NULL with no exception for "unsupported", NULL with an
  * exception on error. */
 static PyObject *
@@ -271,6 +285,7 @@ freeze(PyObject *obj, int depth)
             }
             PyTuple_SET_ITEM(result, i, frozen);
         }
+        untrack_if_atomic(result);
         return result;
     }
     if (type == &PyDict_Type) {
@@ -307,6 +322,7 @@ freeze(PyObject *obj, int depth)
             Py_DECREF(result);
             return NULL;
         }
+        untrack_if_atomic(result);
         return result;
     }
     return NULL;
@@ -473,10 +489,25 @@ simcore_digest_count(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "punct must be bytes");
         return NULL;
     }
-    unsigned char is_punct[256] = {0};
-    const unsigned char *punct = (const unsigned char *)PyBytes_AS_STRING(args[7]);
-    for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(args[7]); i++)
-        is_punct[punct[i]] = 1;
+    /* per byte: +1 for punctuation, +2**32 for a newline, summed in one 64-bit counter; the
+     * table is rebuilt only when the punctuation set changes */
+    static uint64_t weight[256];
+    static char table_for[256];
+    static Py_ssize_t table_size = -1;
+    Py_ssize_t punct_size = PyBytes_GET_SIZE(args[7]);
+    const char *punct = PyBytes_AS_STRING(args[7]);
+    if (punct_size != table_size || punct_size > 256 || memcmp(table_for, punct, punct_size)) {
+        memset(weight, 0, sizeof(weight));
+        for (Py_ssize_t i = 0; i < punct_size; i++)
+            weight[(unsigned char)punct[i]] = 1;
+        weight['\n'] += (uint64_t)1 << 32;
+        if (punct_size <= 256) {
+            memcpy(table_for, punct, punct_size);
+            table_size = punct_size;
+        }
+        else
+            table_size = -1;
+    }
 
     Py_ssize_t size;
     const char *data = PyUnicode_AsUTF8AndSize(text, &size);
@@ -493,9 +524,13 @@ simcore_digest_count(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (chars) {
         const unsigned char *p = (const unsigned char *)data;
         Py_ssize_t punct_count = 0, newlines = 0;
-        for (Py_ssize_t i = 0; i < size; i++) {
-            punct_count += is_punct[p[i]];
-            newlines += p[i] == '\n';
+        for (Py_ssize_t start = 0; start < size; start += 0x40000000) { /* no carry past 32 bits */
+            Py_ssize_t end = size - start > 0x40000000 ? start + 0x40000000 : size;
+            uint64_t sum = 0;
+            for (Py_ssize_t i = start; i < end; i++)
+                sum += weight[p[i]];
+            punct_count += (Py_ssize_t)(sum & 0xFFFFFFFFu);
+            newlines += (Py_ssize_t)(sum >> 32);
         }
         Py_ssize_t extra = size - chars;
         Py_ssize_t plain = chars - punct_count - newlines;
@@ -708,17 +743,32 @@ simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     /* ((digest,), (tokens,), packed, marks, (0, cc, path), False, False, ()) */
     PyObject *cc_copy = NULL, *marks = NULL, *eligible = NULL, *packed = NULL;
     PyObject *digests = NULL, *counts = NULL, *result = NULL;
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL)
+        goto done;
     if (cc != NULL) {
         cc_copy = PyDict_Copy(cc);
         if (cc_copy == NULL)
             goto done;
-        marks = Py_BuildValue("((iOO(dO)))", 0, cc_copy, path, seconds, ttl_name);
+        PyObject *secs = PyFloat_FromDouble(seconds);
+        if (secs == NULL)
+            goto done;
+        PyObject *verdict = PyTuple_Pack(2, secs, ttl_name);
+        Py_DECREF(secs);
+        if (verdict == NULL)
+            goto done;
+        PyObject *mark = PyTuple_Pack(4, zero, cc_copy, path, verdict);
+        Py_DECREF(verdict);
+        if (mark == NULL)
+            goto done;
+        marks = PyTuple_Pack(1, mark);
+        Py_DECREF(mark);
     }
     else
         marks = PyTuple_New(0);
     if (marks == NULL)
         goto done;
-    eligible = Py_BuildValue("(iOO)", 0, cc_copy != NULL ? cc_copy : Py_None, path);
+    eligible = PyTuple_Pack(3, zero, cc_copy != NULL ? cc_copy : Py_None, path);
     packed = PyBytes_FromStringAndSize((const char *)&word, 8);
     digests = PyTuple_Pack(1, digest);
     counts = PyTuple_Pack(1, tokens);
@@ -745,6 +795,7 @@ simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     digests = counts = packed = marks = eligible = NULL; /* owned by result */
 done:
     Py_DECREF(found);
+    Py_XDECREF(zero);
     Py_XDECREF(cc_copy);
     Py_XDECREF(marks);
     Py_XDECREF(eligible);
