@@ -9,7 +9,9 @@ collector does not re-scan 4000 pre-built bodies that a real caller would not ho
 simulator's own objects are collected as usual.
 
 Measured (each the best of several runs; wall-clock and CPU-time rates):
-- core: `Simulator.handle_messages(body)` (validation, flatten, lookback, usage, reply);
+- core: `Simulator.handle_messages(body)` (validation, flatten, lookback, usage, reply), with the
+  compiled `cachescope._native.simcore` when it is built;
+- peer "pure": the same core on its pure-Python path (what `CACHESCOPE_PURE=1` runs);
 - peer "naive": the same requests flattened from scratch with `cachescope._blocks.flatten` and
   `prefix_keys` (every block rehashed and recounted; no lookup, no response) — a lower bound on
   a full-rehash simulator;
@@ -34,7 +36,10 @@ import anthropic
 
 from benchmarks._machine import cpu_model
 from cachescope._blocks import flatten
+from cachescope._tokens import counter_for
 from cachescope.sim import Simulator, VirtualClock
+from cachescope.sim._plan import Memo
+from cachescope.sim._simcore_py import native
 
 MODEL = "claude-sonnet-5"
 SESSIONS = 4
@@ -137,6 +142,15 @@ def run(repeat: int = 5) -> dict[str, float]:
             hits += sim.handle_messages(body)["usage"]["cache_read_input_tokens"] > 0
         return len(bodies)
 
+    def pure_once() -> int:
+        sim = Simulator(clock=VirtualClock(start=1_800_000_000.0))
+        sim._native = None  # the read windows in Python
+        tokenizer = sim.models.lookup(MODEL).tokenizer  # type: ignore[union-attr]
+        sim._memos[tokenizer] = Memo(counter_for(tokenizer), native=None)
+        for body in bodies:
+            sim.handle_messages(body)
+        return len(bodies)
+
     def naive_once() -> int:
         for body in bodies:
             flatten(body).prefix_keys()
@@ -153,6 +167,7 @@ def run(repeat: int = 5) -> dict[str, float]:
 
     load_before = os.getloadavg()[0]
     core, core_cpu = _best(core_once, repeat)
+    pure, pure_cpu = _best(pure_once, max(1, repeat // 2))
     naive, naive_cpu = _best(naive_once, max(1, repeat // 2))
     sdk, sdk_cpu = _best(sdk_once, max(1, repeat // 2))
     load_after = os.getloadavg()[0]
@@ -161,6 +176,9 @@ def run(repeat: int = 5) -> dict[str, float]:
         "blocks": blocks,
         "core": core,
         "core_cpu": core_cpu,
+        "pure": pure,
+        "pure_cpu": pure_cpu,
+        "compiled": native() is not None,
         "naive": naive,
         "naive_cpu": naive_cpu,
         "sdk": sdk,
@@ -183,12 +201,14 @@ def main() -> None:
     )
     print(
         f"requests: {REQUESTS}, average blocks per request: {result['blocks']:.1f}, "
-        f"requests with a cache read: {result['hit_share']:.0%}; best of {args.repeat} runs"
+        f"requests with a cache read: {result['hit_share']:.0%}; best of {args.repeat} runs; "
+        f"compiled simcore: {'yes' if result['compiled'] else 'NO (pure-Python path)'}"
     )
     print(f"{'':33}{'wall req/s':>12}{'CPU req/s':>12}")
     core, core_cpu = result["core"], result["core_cpu"]
     for label, wall, cpu in (
         ("core handle_messages", core, core_cpu),
+        ("peer core, pure-Python path", result["pure"], result["pure_cpu"]),
         ("peer naive flatten+prefix_keys", result["naive"], result["naive_cpu"]),
         ("peer full SDK + transport", result["sdk"], result["sdk_cpu"]),
     ):
