@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,7 +137,11 @@ def parse_times(stamps: list[bytes]) -> np.ndarray[Any, Any]:
 def _numpy_times(stamps: list[bytes]) -> np.ndarray[Any, Any]:
     """`parse_times`'s vectorised path (element by element; ValueError when any stamp fails)."""
     trimmed = np.array([t[:-1] if t.endswith(b"Z") else t + b"!" for t in stamps])
-    return trimmed.astype("U32").astype("datetime64[ms]").astype(np.int64)
+    with warnings.catch_warnings():
+        # A stamp with an offset is converted to UTC correctly; numpy only warns that it is
+        # deprecated, which would reach the user once per odd file.
+        warnings.filterwarnings("ignore", "no explicit representation of timezones")
+        return trimmed.astype("U32").astype("datetime64[ms]").astype(np.int64)
 
 
 def format_times(ms: np.ndarray[Any, Any]) -> list[bytes]:
