@@ -120,8 +120,29 @@ encode(Buffer *b, PyObject *obj, int depth)
     PyTypeObject *type = Py_TYPE(obj);
     if (type == &PyUnicode_Type)
         return encode_str(b, obj);
+    if (type == &PyLong_Type) {
+        int overflow = 0;
+        long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+        if (overflow)
+            return 1;
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+        return buf_put_u64(b, 'i', (uint64_t)value);
+    }
+    if (type == &PyFloat_Type) {
+        double value = PyFloat_AS_DOUBLE(obj);
+        uint64_t bits;
+        memcpy(&bits, &value, 8);
+        return buf_put_u64(b, 'f', bits);
+    }
+    if (obj == Py_True)
+        return buf_put(b, 't', NULL, 0);
+    if (obj == Py_False)
+        return buf_put(b, 'F', NULL, 0);
+    if (obj == Py_None)
+        return buf_put(b, 'n', NULL, 0);
     if (depth > 200)
-        return 1; /* deeper than anyone sends: not memoized */
+        return 1; /* a container deeper than anyone sends: not memoized (as freeze) */
     if (type == &PyDict_Type) {
         if (buf_put_u64(b, 'd', (uint64_t)PyDict_GET_SIZE(obj)) < 0)
             return -1;
@@ -155,27 +176,6 @@ encode(Buffer *b, PyObject *obj, int depth)
         }
         return 0;
     }
-    if (type == &PyLong_Type) {
-        int overflow = 0;
-        long long value = PyLong_AsLongLongAndOverflow(obj, &overflow);
-        if (overflow)
-            return 1;
-        if (value == -1 && PyErr_Occurred())
-            return -1;
-        return buf_put_u64(b, 'i', (uint64_t)value);
-    }
-    if (type == &PyFloat_Type) {
-        double value = PyFloat_AS_DOUBLE(obj);
-        uint64_t bits;
-        memcpy(&bits, &value, 8);
-        return buf_put_u64(b, 'f', bits);
-    }
-    if (obj == Py_True)
-        return buf_put(b, 't', NULL, 0);
-    if (obj == Py_False)
-        return buf_put(b, 'F', NULL, 0);
-    if (obj == Py_None)
-        return buf_put(b, 'n', NULL, 0);
     return 1;
 }
 

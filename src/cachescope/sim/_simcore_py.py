@@ -45,20 +45,7 @@ def _encode(value: Any, out: list[bytes], depth: int) -> None:
             raise _Unsupported from None
         out.append(b"s" + _U64.pack(len(data)) + data)
         return
-    if depth > _MAX_DEPTH:
-        raise _Unsupported
-    if kind is dict:
-        out.append(b"d" + _U64.pack(len(value)))
-        for key, item in value.items():
-            if key.__class__ is not str:
-                raise _Unsupported
-            _encode(key, out, depth + 1)
-            _encode(item, out, depth + 1)
-    elif kind is list:
-        out.append(b"l" + _U64.pack(len(value)))
-        for item in value:
-            _encode(item, out, depth + 1)
-    elif kind is int:
+    if kind is int:
         if not -(2**63) <= value < 2**63:
             raise _Unsupported
         out.append(b"i" + _U64.pack(value & 0xFFFF_FFFF_FFFF_FFFF))
@@ -70,6 +57,19 @@ def _encode(value: Any, out: list[bytes], depth: int) -> None:
         out.append(b"F")
     elif value is None:
         out.append(b"n")
+    elif depth > _MAX_DEPTH:  # a container deeper than anyone sends (as `freeze`)
+        raise _Unsupported
+    elif kind is dict:
+        out.append(b"d" + _U64.pack(len(value)))
+        for key, item in value.items():
+            if key.__class__ is not str:
+                raise _Unsupported
+            _encode(key, out, depth + 1)
+            _encode(item, out, depth + 1)
+    elif kind is list:
+        out.append(b"l" + _U64.pack(len(value)))
+        for item in value:
+            _encode(item, out, depth + 1)
     else:
         raise _Unsupported
 
