@@ -26,6 +26,10 @@ $(VENV)/.built-native: $(NATIVE_SRC) | $(BIN)/activate
 	$(PY) hatch_build.py
 	touch $@
 
+# Every C accelerator has a pure-Python twin; the suites that exercise them run again without them.
+PURE_PYTEST := CACHESCOPE_PURE=1 $(BIN)/pytest -q -m "not browser and not notebooks and not slow" \
+	tests/foundation tests/sim tests/stability tests/client tests/logs tests/lint
+
 ## native: rebuild the optional C accelerators in place
 native:
 	$(PY) hatch_build.py
@@ -41,6 +45,8 @@ test: $(VENV)/.installed-dev $(VENV)/.built-native
 	$(BIN)/ruff format --check src tests benchmarks examples hatch_build.py
 	$(BIN)/mypy
 	$(BIN)/pytest
+	@echo "== the hot paths again on their pure-Python twins (CACHESCOPE_PURE=1) =="
+	$(PURE_PYTEST)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples hatch_build.py
