@@ -46,10 +46,12 @@ def compile_command(native_dir: Path, name: str, output: Path) -> list[str]:
     """The compiler invocation for one module (the interpreter's own compiler and headers)."""
     compiler = (sysconfig.get_config_var("CC") or "cc").split()
     include = sysconfig.get_paths()["include"]
+    # macOS links extension modules as bundles that find Python's symbols at load time.
+    link = ["-bundle", "-undefined", "dynamic_lookup"] if sys.platform == "darwin" else ["-shared"]
     return [
         *compiler,
         "-O3",
-        "-shared",
+        *link,
         "-fPIC",
         "-std=c99",
         "-Wall",
