@@ -15,9 +15,7 @@ rebuilt.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from cachescope.logs._warm import cache_dir as cache_dir
 from cachescope.logs._warm import cache_path as cache_path
 from cachescope.logs._warm import rows_path as rows_path
 from cachescope.logs._warm import rows_signature as rows_signature
+from cachescope.logs._warm import write_pickle
 
 
 @dataclass
@@ -137,7 +136,7 @@ def read_rows(path: Path, signature: str) -> dict[str, Any] | None:
 
 
 def write_rows(path: Path, signature: str, rows: dict[str, Any]) -> None:
-    _write(path, {"version": CACHE_VERSION, "signature": signature, "rows": rows})
+    write_pickle(path, {"version": CACHE_VERSION, "signature": signature, "rows": rows})
 
 
 def _read(path: Path) -> Any:
@@ -166,19 +165,4 @@ def read_cache(path: Path) -> Batch | None:
 
 
 def write_cache(path: Path, batch: Batch) -> None:
-    _write(path, {"version": CACHE_VERSION, "batch": batch})
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_pickle(path, {"version": CACHE_VERSION, "batch": batch})

@@ -89,7 +89,7 @@ def find_files_cached(
         "sources": sources,
     }
     try:
-        _write(where, entry)
+        write_pickle(where, entry)
     except OSError:
         pass
     return sources
@@ -169,10 +169,11 @@ def read_output(path: Path, key: str) -> dict[str, Any] | None:
 
 
 def write_output(path: Path, key: str, entry: dict[str, Any]) -> None:
-    _write(path, dict(entry, key=key))
+    write_pickle(path, dict(entry, key=key))
 
 
-def _write(path: Path, data: Any) -> None:
+def write_pickle(path: Path, data: Any) -> None:
+    """Pickle `data` to `path` atomically (a temp file beside it, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pickle")
     try:
