@@ -185,8 +185,13 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         ERROR,
         # a generated suffix has a digit or a capital; `run_pipeline` and `call_count` are code
         r"\b(?:req|msg|toolu|trace|span|run|sess|evt|chatcmpl|call|conv|thread|chat|job|task|batch)"
-        r"_(?=[A-Za-z]*\d|[a-z\d]*[A-Z])[A-Za-z0-9]{8,}\b"
-        r"|(?i:\b(?:request|trace|span|correlation|session|run|operation|job|task|event|instance|device|client)"
+        r"_(?=[A-Za-z]*\d|[a-z\d]*[A-Z])[A-Za-z0-9]{8,}\b",
+        f"A request or trace ID is new on every call: {_MOVE}.",
+    ),
+    (
+        "request_id_label",
+        ERROR,
+        r"(?i:\b(?:request|trace|span|correlation|session|run|operation|job|task|event|instance|device|client)"
         r"[ _-]?id\s*[:=]\s*[\"']?)[A-Za-z0-9][A-Za-z0-9_\-]{7,}",
         f"A request or trace ID is new on every call: {_MOVE}.",
     ),
@@ -204,17 +209,38 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"|(?i:\b(?:seed|nonce|salt)\s+)\d{6,}\b",
         f"A random-looking number will differ between calls: {_MOVE}.",
     ),
+    # Counters: one pattern per phrasing, each searched only around its own anchors.
     (
         "counter",
         WARNING,
         r"(?i:\b(?:request|call|turn|message|attempt|iteration|retry|visit(?:or)?|session|conversation)"
-        r"\s*(?:#|no\.|number|count)\s*:?\s*\d+\b)"
-        r"|(?i:\b(?:this is (?:your|the) )(?:\d+(?:st|nd|rd|th)) (?:request|call|visit|message|turn|attempt)\b)"
-        r"|(?i:\b(?:calls?|requests?|messages?|turns?|visits?|attempts?|tokens?|queries|searches|steps?)"
-        r"(?: used)? (?:so far|made|sent|remaining)\s*[:=]\s*\d[\d,]*)"
-        r"|(?i:\b(?:turn|message|request|call|step|iteration|exchange) \d+ (?:of|in) (?:the|this) "
-        r"(?:conversation|session|chat|thread)\b)"
-        r"|(?i:\b(?:remaining|quota|balance|credits?|budget)(?: (?:quota|tokens|credits|budget))?"
+        r"\s*(?:#|no\.|number|count)\s*:?\s*\d+\b)",
+        f"A counter goes up on every call: {_MOVE}.",
+    ),
+    (
+        "counter_ordinal",
+        WARNING,
+        r"(?i:\b(?:this is (?:your|the) )(?:\d+(?:st|nd|rd|th)) (?:request|call|visit|message|turn|attempt)\b)",
+        f"A counter goes up on every call: {_MOVE}.",
+    ),
+    (
+        "counter_so_far",
+        WARNING,
+        r"(?i:\b(?:calls?|requests?|messages?|turns?|visits?|attempts?|tokens?|queries|searches|steps?)"
+        r"(?: used)? (?:so far|made|sent|remaining)\s*[:=]\s*\d[\d,]*)",
+        f"A counter goes up on every call: {_MOVE}.",
+    ),
+    (
+        "counter_of",
+        WARNING,
+        r"(?i:\b(?:turn|message|request|call|step|iteration|exchange) \d+ (?:of|in) (?:the|this) "
+        r"(?:conversation|session|chat|thread)\b)",
+        f"A counter goes up on every call: {_MOVE}.",
+    ),
+    (
+        "counter_quota",
+        WARNING,
+        r"(?i:\b(?:remaining|quota|balance|credits?|budget)(?: (?:quota|tokens|credits|budget))?"
         r"\s*[:=]\s*\$?\d[\d,.]*)",
         f"A counter goes up on every call: {_MOVE}.",
     ),
@@ -287,38 +313,20 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
             "evt_",
             "chatcmpl",
             "call_",
-            "id:",
-            "id=",
-            "id =",
-            "id :",
         )
     ),
+    "request_id_label": tuple(("low", a) for a in ("id:", "id=", "id =", "id :")),
     "hex_id": (("hex", "hhhhhhhhhhhhhhhh"),),
     "random_number": (
         ("low", "0.0000000"),
         *(("low", a) for a in ("seed", "nonce", "rand", "salt", "token", "otp")),
     ),
-    "counter": tuple(
-        ("low", a)
-        for a in (
-            "#",
-            "no.",
-            "number",
-            "count",
-            "so far",
-            " made",
-            " sent",
-            "remaining",
-            "this is ",
-            "quota",
-            "balance",
-            "credit",
-            "budget",
-            "conversation",
-            "session",
-            "chat",
-            "thread",
-        )
+    "counter": tuple(("low", a) for a in ("#", "no.", "number", "count")),
+    "counter_ordinal": (("low", "this is "),),
+    "counter_so_far": tuple(("low", a) for a in ("so far", " made", " sent", "remaining")),
+    "counter_of": tuple(("low", a) for a in ("conversation", "session", "chat", "thread")),
+    "counter_quota": tuple(
+        ("low", a) for a in ("remaining", "quota", "balance", "credit", "budget")
     ),
     "relative_time": (("low", " ago"),),
     "random_id": (("cls", "a0a"), ("cls", "0a0")),
@@ -350,11 +358,11 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
     if rule == "current_time_label":
         after = low[position : position + 24]
         return ":" in after or "=" in after
-    if rule == "counter":
-        if anchor == "#":
-            return "0" in low[position + 1 : position + 3]
-        if anchor in ("conversation", "session", "chat", "thread"):
-            return "0" in low[max(0, position - 16) : position]
+    if rule == "counter" and anchor == "#":
+        return "0" in low[position + 1 : position + 3]
+    if rule == "counter_of":
+        return "0" in low[max(0, position - 16) : position]
+    if rule.startswith("counter"):
         return "0" in low[position : position + 16]
     if rule == "time" and anchor == "0:00":
         # H:MM:SS always; a bare HH:MM only with a zone after it or a "now" before it
@@ -394,7 +402,15 @@ _HEX = str.maketrans("0123456789abcdefABCDEF", "h" * 22)
 _BEFORE, _AFTER = 40, 48
 
 # Several patterns can report under one public rule id; each has its own anchors.
-_PUBLIC_RULE = {"date_written": "date", "date_week": "date"}
+_PUBLIC_RULE = {
+    "date_written": "date",
+    "date_week": "date",
+    "counter_ordinal": "counter",
+    "counter_so_far": "counter",
+    "counter_of": "counter",
+    "counter_quota": "counter",
+    "request_id_label": "request_id",
+}
 
 _COMPILED = [
     (rule, severity, re.compile(pattern), fix) for rule, severity, pattern, fix in _TEXT_RULES
