@@ -221,6 +221,16 @@ EDITS: list[tuple[bytes, bytes]] = [
     (b'"timestamp":"2026-10-21T14:24:56.136Z"', b'"timestamp":"2026-10-21 14:24:56.136"'),
     (b'"timestamp":"2026-10-21T14:24:56.136Z"', b'"timestamp":5'),
     (b',"timestamp":"2026-10-21T14:24:56.136Z"', b""),
+    (b'"timestamp":"2026-10-21T14:24:56.136Z"', b'"timestamp":"yesterday"'),
+    (b'"timestamp":"2026-10-21T14:24:56.136Z"', b'"timestamp":"2026-13-21T14:24:56.136Z"'),
+    (b'"timestamp":"2026-10-21T14:24:56.136Z"', b'"timestamp":"2026-10-21T14:24:56.1\\u00336Z"'),
+    (
+        b'"timestamp":"2026-10-21T14:24:56.136Z"',
+        b'"timestamp":"2026-10-21T14:24:56.136000000000000Z"',
+    ),
+    (b'"timestamp":"2026-10-21T14:24:56.136Z"', b'"timestamp":"2026-10-21T14:24:56.136Zgarbage"'),
+    (b'"timestamp":"2026-10-21T14:24:56.136Z"', b'"timestamp":""'),
+    (b'.136Z"', b".136Z\x01"),
     (b'"cwd":"/home/user/work/project"', '"cwd":"/home/jos\u00e9/\u6f22\u5b57"'.encode()),
     (b'"cwd":"/home/user/work/project"', b'"cwd":"/home/\xff\xfe"'),
     (b'"cwd":"/home/user/work/project"', b'"cwd":"/home/\xed\xa0\x80"'),
@@ -317,6 +327,29 @@ def test_mutated_lines_scan_identically(
     results = both(path)
     if results is not None:
         assert_same(*results)
+
+
+def test_a_bad_timestamp_is_one_malformed_line_not_a_failed_file(tmp_path: Path) -> None:
+    good = [orjson.dumps(_assistant(requestId=f"req_{i}")) for i in range(3)]
+    bad_date = BASE.replace(b'"2026-10-21T14:24:56.136Z"', b'"yesterday"')
+    # the closing quote of the stamp is lost: the line is not JSON, and the next line's quote
+    # must not be taken for it
+    no_quote = BASE.replace(b'.136Z"', b".136Z\x01")
+    compaction = b'{"type":"system","subtype":"compact_boundary","timestamp":"soon"}'
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(
+        b"\n".join([good[0], bad_date, good[1], no_quote, good[2], compaction]) + b"\n"
+    )
+    source = SourceFile(str(path), "proj", "", "")
+    for result in (_scan.scan_file(source, pure=True), _scan.scan_file(source)):
+        assert result.malformed == [
+            (2, "bad timestamp 'yesterday'"),
+            (4, "broken JSON"),
+            (6, "compaction with a bad timestamp 'soon'"),
+        ]
+        assert result.rows == 3
+        assert result.columns["time"].tolist() == [1792592696136] * 3
+        assert result.compactions == []
 
 
 @needs_native

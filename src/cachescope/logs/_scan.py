@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -91,6 +92,16 @@ class BadCount(ValueError):
     pass
 
 
+class BadStamp(ValueError):
+    """A timestamp that no ISO-8601 reading accepts. Raised by `parse_times`; `scan_file` then
+    reads the file again carefully, reporting each such line as malformed instead."""
+
+
+# A string cut out of a line by position is taken as it is only when it holds no escape and no
+# control byte (either would make it differ from what a JSON parser reads, or the line invalid).
+_ODD_STRING = re.compile(rb"[\x00-\x1f\\]").search
+
+
 def _count(usage: dict[str, Any], name: str, required: bool = False) -> int:
     value = usage.get(name)
     if value is None:
@@ -122,7 +133,10 @@ def usage_numbers(usage: dict[str, Any]) -> tuple[int, int, int, int, int]:
 
 
 def parse_times(stamps: list[bytes]) -> np.ndarray[Any, Any]:
-    """ISO-8601 stamps (UTC, `Z` or offset) to int64 milliseconds since the epoch."""
+    """ISO-8601 stamps (UTC, `Z` or offset) to int64 milliseconds since the epoch.
+
+    Raises `BadStamp` naming the first stamp that is not a date and time.
+    """
     if not stamps:
         return np.zeros(0, dtype=np.int64)
     try:
@@ -130,12 +144,17 @@ def parse_times(stamps: list[bytes]) -> np.ndarray[Any, Any]:
     except ValueError:
         out = np.empty(len(stamps), dtype=np.int64)
         for i, t in enumerate(stamps):
-            out[i] = _one_time(t)
+            ms = stamp_ms(t)
+            if ms is None:
+                raise BadStamp(f"bad timestamp {t.decode('utf-8', 'replace')!r}") from None
+            out[i] = ms
         return out
 
 
 def _numpy_times(stamps: list[bytes]) -> np.ndarray[Any, Any]:
     """`parse_times`'s vectorised path (element by element; ValueError when any stamp fails)."""
+    if max(map(len, stamps)) > 31:  # would be cut to fit U32 below, and might then parse
+        raise ValueError("a stamp too long for the vectorised path")
     trimmed = np.array([t[:-1] if t.endswith(b"Z") else t + b"!" for t in stamps])
     with warnings.catch_warnings():
         # A stamp with an offset is converted to UTC correctly; numpy only warns that it is
@@ -150,14 +169,19 @@ def format_times(ms: np.ndarray[Any, Any]) -> list[bytes]:
     return [t.encode() + b"Z" for t in text.tolist()]
 
 
-def _one_time(stamp: bytes) -> int:
-    text = stamp.decode("utf-8", "replace")
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    moment = _dt.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_dt.timezone.utc)
-    return int(moment.timestamp() * 1000)
+def stamp_ms(stamp: bytes) -> int | None:
+    """One ISO-8601 stamp to milliseconds since the epoch (no zone: UTC), or None when it is not
+    one. This is the definition `parse_times` follows; its vectorised path is only faster."""
+    try:
+        text = stamp.decode("utf-8")
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        moment = _dt.datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=_dt.timezone.utc)
+        return int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _logscan() -> Any:
@@ -178,8 +202,11 @@ ROW_DTYPE = np.dtype(
 
 
 class _Scanner:
-    def __init__(self, source: SourceFile, native: Any = None) -> None:
+    def __init__(self, source: SourceFile, native: Any = None, careful: bool = False) -> None:
         self.source = source
+        # Careful: every usage line through the per-line paths, which check each timestamp as
+        # they read it (a second reading, after `parse_times` met a bad stamp in this file).
+        self.careful = careful
         # With the compiled scanner, the usual usage lines become packed rows (`native_rows`) and
         # every other row goes to `cols` as on the pure path, remembering before which packed
         # row it sits (`inserts`), so `result` can restore file order exactly.
@@ -331,13 +358,14 @@ class _Scanner:
         sign = _SIGN
         counted, counted_line = begin, line_base
         taken = 0
+        fast = not self.careful
         pos = find(USAGE_MARK, begin, end)
         while pos != -1:
             stop = find(b"\n", pos, end)
             start = rfind(b"\n", 0, pos) + 1
             e = stop - 1 if buf[stop - 1] == 13 else stop
             m = find(MESSAGE_KEY, start, pos)
-            if buf[e - 1] == 125 and m != -1:
+            if fast and buf[e - 1] == 125 and m != -1:
                 c = find(CONTENT_KEY, m, pos)
                 try:
                     record = loads(buf[start:c] + buf[pos:e] if c != -1 else buf[start:e])
@@ -492,15 +520,31 @@ class _Scanner:
         speed = get("speed")
         if speed is not None:
             flags |= (FLAG_HAS_SPEED | FLAG_FAST) if speed == "fast" else FLAG_HAS_SPEED
-        message_id = buf[i + 6 : find(b'"', i + 6)]
+        # the strings, each cut out up to its closing quote, which must lie within the line
         r = find(REQUEST_KEY, u_end, end)
         if r == -1:
             r = find(REQUEST_KEY, start, m)
-        model = buf[mo + 9 : find(b'"', mo + 9)]
-        request = buf[r + 13 : find(b'"', r + 13)] if r != -1 else None
+        i_end = find(b'"', i + 6, c)
+        mo_end = find(b'"', mo + 9, c)
+        t_end = find(b'"', t + 13, end)
+        r_end = find(b'"', r + 13, end) if r != -1 else 0
+        if i_end == -1 or mo_end == -1 or t_end == -1 or r_end == -1:
+            return self._full_line(buf, start, end, line_no)
+        message_id = buf[i + 6 : i_end]
+        model = buf[mo + 9 : mo_end]
+        stamp = buf[t + 13 : t_end]
+        request = buf[r + 13 : r_end] if r != -1 else None
+        if (
+            _ODD_STRING(message_id)
+            or _ODD_STRING(model)
+            or _ODD_STRING(stamp)
+            or (request is not None and _ODD_STRING(request))
+            or (self.careful and stamp_ms(stamp) is None)
+        ):
+            return self._full_line(buf, start, end, line_no)
         message = _hash(message_id)
         self._add(
-            buf[t + 13 : find(b'"', t + 13)],
+            stamp,
             (fresh, w5, w1, read, output),
             model,
             0,
@@ -529,6 +573,9 @@ class _Scanner:
         stamp = record.get("timestamp")
         if not isinstance(stamp, str):
             self.malformed.append((line_no, "missing timestamp"))
+            return
+        if self.careful and stamp_ms(stamp.encode()) is None:
+            self.malformed.append((line_no, f"bad timestamp {stamp!r}"))
             return
         flags = FLAG_SIDECHAIN if record.get("isSidechain") is True else 0
         speed = message["usage"].get("speed")
@@ -563,7 +610,9 @@ class _Scanner:
             return  # reported by the line-end check or the usage path
         if isinstance(record, dict) and record.get("subtype") == "compact_boundary":
             stamp = record.get("timestamp")
-            if isinstance(stamp, str):
+            if not isinstance(stamp, str) or (self.careful and stamp_ms(stamp.encode()) is None):
+                self.malformed.append((line_no, f"compaction with a bad timestamp {stamp!r}"))
+            else:
                 self.compactions.append(stamp.encode())
 
     def _ledger_line(self, buf: bytes, start: int, stop: int, pos: int, line_no: int) -> None:
@@ -582,6 +631,9 @@ class _Scanner:
         stamp = record.get("time")
         if not isinstance(stamp, str):
             self.malformed.append((line_no, "missing time"))
+            return
+        if self.careful and stamp_ms(stamp.encode()) is None:
+            self.malformed.append((line_no, f"bad time {stamp!r}"))
             return
         session_name = record.get("session")
         session = 0
@@ -702,12 +754,22 @@ def scan_file(source: SourceFile, *, pure: bool = False) -> FileResult:
     """Read one file into columns. Errors reading the file itself (gone, unreadable) propagate.
 
     Uses the compiled scanner when it is built (and `pure` is false); both give identical results.
+    Timestamps are checked in bulk at the end; when one is not a date, the file is read again
+    carefully (pure path, each stamp checked on its line) so the line is reported as malformed
+    and every other row kept.
     """
     info = os.stat(source.path)
     native = None if pure else _logscan()
-    if native is not None:
-        return _scan_file_native(source, native, info)
-    scanner = _Scanner(source)
+    try:
+        if native is not None:
+            return _scan_file_native(source, native, info)
+        return _scan_file_pure(source, info)
+    except BadStamp:
+        return _scan_file_pure(source, info, careful=True)
+
+
+def _scan_file_pure(source: SourceFile, info: os.stat_result, careful: bool = False) -> FileResult:
+    scanner = _Scanner(source, careful=careful)
     pending: list[bytes] = []
     line_base = 1
     with open(source.path, "rb", buffering=0) as fh:
