@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from cachescope._native import load as _load_native
 from cachescope._render import mimebundle
 from cachescope.stability import LOOKBACK, _model_facts, _Side, compare
 
@@ -334,7 +335,8 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 def _positions(shape: str, anchor: str) -> list[int]:
-    """Every start of `anchor` in `shape`, by C-speed searches."""
+    """Every start of `anchor` in `shape`, by C-speed searches (the twin of the compiled
+    `anchors.find_all`, which finds every anchor of a shape in one pass)."""
     positions: list[int] = []
     find = shape.find
     at = find(anchor)
@@ -415,6 +417,30 @@ _PUBLIC_RULE = {
 _COMPILED = [
     (rule, severity, re.compile(pattern), fix) for rule, severity, pattern, fix in _TEXT_RULES
 ]
+# Each shape's distinct anchors, in a fixed order (what one `find_all` call searches).
+_SHAPE_ANCHORS: dict[str, tuple[str, ...]] = {}
+for _pairs in _ANCHORS.values():
+    for _shape_name, _anchor in _pairs:
+        _SHAPE_ANCHORS.setdefault(_shape_name, ())
+        if _anchor not in _SHAPE_ANCHORS[_shape_name]:
+            _SHAPE_ANCHORS[_shape_name] += (_anchor,)
+_SHAPE_TABLES = {"low": _LOW, "hex": _HEX, "cls": _CLS}
+
+
+def _anchor_positions(shapes: dict[str, str]) -> dict[tuple[str, str], list[int]]:
+    """Every anchor's positions in its shape: one pass per shape when `anchors` is compiled."""
+    native = _load_native("anchors")
+    found: dict[tuple[str, str], list[int]] = {}
+    for shape_name, anchors in _SHAPE_ANCHORS.items():
+        shape = shapes[shape_name]
+        # hex's two anchors are long runs of `h`, which str.find skips through faster
+        if native is not None and shape_name != "hex":
+            for anchor, positions in zip(anchors, native.find_all(shape, anchors)):
+                found[shape_name, anchor] = positions
+        else:
+            for anchor in anchors:
+                found[shape_name, anchor] = _positions(shape, anchor)
+    return found
 
 
 def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> None:
@@ -424,23 +450,16 @@ def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> N
     # Shapes are built on a one-byte copy (non-ASCII characters become "?", one for one, so
     # positions stay the same): str.translate is fast only on ASCII strings.
     ascii_text = text if text.isascii() else text.encode("ascii", "replace").decode("ascii")
-    shapes = {"low": ascii_text.translate(_LOW)}
+    shapes = {name: ascii_text.translate(table) for name, table in _SHAPE_TABLES.items()}
+    found_at = _anchor_positions(shapes)  # anchors shared by rules are searched once
     taken: set[int] = set()
-    found_at: dict[tuple[str, str], list[int]] = {}  # anchors shared by rules are searched once
     found: list[tuple[int, int, str, str, str]] = []
     size = len(text)
     for rule, severity, pattern, fix in _COMPILED:
+        confirm = _CONFIRM.get(rule)
         for shape_name, anchor in _ANCHORS[rule]:
-            shape = shapes.get(shape_name)
-            if shape is None:
-                table = _HEX if shape_name == "hex" else _CLS
-                shape = shapes[shape_name] = ascii_text.translate(table)
-            confirm = _CONFIRM.get(rule)
             covered = -1
-            positions = found_at.get((shape_name, anchor))
-            if positions is None:
-                positions = found_at[shape_name, anchor] = _positions(shape, anchor)
-            for position in positions:
+            for position in found_at[shape_name, anchor]:
                 if position >= covered and _gate(rule, shapes["low"], position, anchor):
                     lo = max(0, position - _BEFORE)
                     hi = min(size, position + len(anchor) + _AFTER)
