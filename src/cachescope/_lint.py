@@ -158,6 +158,7 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "weekday",
         ERROR,
         rf"(?i:\b(?:today|tonight|it|now)(?:'s| is)(?: a)? {_DAYS}\b)|\b{_DAYS},? (?:the )?\d{{1,2}}(?:st|nd|rd|th)\b"
+        rf"|(?i:\bhappy {_DAYS}\b)"
         rf"|\b{_DAYS},? {_MONTHS}\.? \d{{1,2}}(?:st|nd|rd|th)?\b",
         f"A weekday phrase changes daily: {_MOVE}.",
     ),
@@ -232,6 +233,13 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         f"A counter goes up on every call: {_MOVE}.",
     ),
     (
+        "counter_left",
+        WARNING,
+        r"(?i:\b\d[\d,]* (?:more )?(?:calls?|requests?|messages?|turns?|visits?|attempts?|tokens|credits?"
+        r"|queries|searches|steps?) (?:remaining|left)\b)",
+        f"A counter goes up on every call: {_MOVE}.",
+    ),
+    (
         "counter_of",
         WARNING,
         r"(?i:\b(?:turn|message|request|call|step|iteration|exchange) \d+ (?:of|in) (?:the|this) "
@@ -256,6 +264,13 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         WARNING,
         r"(?i:\b\d+ (?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?) ago\b)",
         f"A relative time ('3 minutes ago') is stale on the next call: {_MOVE}.",
+    ),
+    (
+        "elapsed",
+        WARNING,
+        r"(?i:\b(?:uptime|elapsed(?: time)?|running for|up for|online for)\s*[:=]?\s*"
+        r"\d+(?:\.\d+)?\s*(?:ms|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)\b)",
+        f"An elapsed time or uptime grows between calls: {_MOVE}.",
     ),
     (
         "date_week",
@@ -326,6 +341,10 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
     "counter_ordinal": (("low", "this is "),),
     "counter_so_far": tuple(("low", a) for a in ("so far", " made", " sent", "remaining")),
     "counter_of": tuple(("low", a) for a in ("conversation", "session", "chat", "thread")),
+    "counter_left": (("low", " remaining"), ("low", " left")),
+    "elapsed": tuple(
+        ("low", a) for a in ("uptime", "elapsed", "running for", "up for", "online for")
+    ),
     "counter_quota": tuple(
         ("low", a) for a in ("remaining", "quota", "balance", "credit", "budget")
     ),
@@ -362,7 +381,7 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
         return ":" in after or "=" in after
     if rule == "counter" and anchor == "#":
         return "0" in low[position + 1 : position + 3]
-    if rule == "counter_of":
+    if rule in ("counter_of", "counter_left"):
         return "0" in low[max(0, position - 16) : position]
     if rule.startswith("counter"):
         return "0" in low[position : position + 16]
@@ -411,6 +430,8 @@ _PUBLIC_RULE = {
     "counter_so_far": "counter",
     "counter_of": "counter",
     "counter_quota": "counter",
+    "counter_left": "counter",
+    "elapsed": "relative_time",
     "request_id_label": "request_id",
 }
 

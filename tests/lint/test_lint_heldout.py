@@ -102,7 +102,7 @@ def _flagged(line: str) -> bool:
 def test_recall_on_phrasings_outside_the_templates(name: str, lines: list[str]) -> None:
     missed = [line for line in lines if not _flagged(line)]
     recall = 1 - len(missed) / len(lines)
-    # 26 and 28 of 30 today; the floor leaves room for one regression, not for a broken rule.
+    # 27 and 28 of 30 today (elapsed times and uptimes added 2026-11-22); the floor leaves room for one regression, not for a broken rule.
     assert recall >= 0.83, (name, missed)
 
 
@@ -143,6 +143,8 @@ def test_at_most_one_false_alarm_per_hundred_kilobytes_of_standard_library_sourc
         "Use thread_pool_executor for I/O and x86_64 wheels for speed; utf8_decoder2 is faster.",
         "The meeting notes template has a 10:30 slot.",
         "Step 3 of 5: choose a seed such as 42.",
+        "The spare desk is up for grabs; 3 left in the store room.",
+        "Retry with backoff: wait 2 s, then 4 s, up to 30 s in total.",
     ],
 )
 def test_code_identifiers_and_stable_phrases_are_not_flagged(clean: str) -> None:

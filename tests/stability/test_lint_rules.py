@@ -53,6 +53,10 @@ def _rules(text: str) -> list[str]:
         ("random_number", "seed = 884213 for this run"),
         ("counter", "This is request #42 from the same user."),
         ("counter", "Messages so far: 17"),
+        ("counter", "You have 37 messages remaining today."),
+        ("weekday", "Happy Monday, team!"),
+        ("relative_time", "Uptime: 3 days, 4 hours."),
+        ("relative_time", "Elapsed: 12.5s since the session began."),
     ],
 )
 def test_each_buster_rule_fires(rule: str, text: str) -> None:
