@@ -360,7 +360,8 @@ def _put_str_py(text: str, out: bytearray) -> None:
         width, raw = 2, text.encode("utf-16-le", "surrogatepass")
     else:
         width, raw = 4, text.encode("utf-32-le", "surrogatepass")
-    out += b"S" + bytes([width]) + len(text).to_bytes(8, "little")
+    # one word: the tag in the low byte, the width in the next, the length above
+    out += (0x53 | width << 8 | len(text) << 16).to_bytes(8, "little")
     out += raw if len(raw) <= _INLINE_BYTES else _xxh64(raw).to_bytes(8, "little")
 
 
@@ -372,7 +373,7 @@ def _put_value_py(value: Any, out: bytearray, depth: int) -> bool:
     if kind is dict:
         if depth >= _MAX_DEPTH:
             return False
-        out += b"D" + len(value).to_bytes(8, "little")
+        out += (0x44 | len(value) << 8).to_bytes(8, "little")
         for name, item in value.items():
             if type(name) is not str:
                 return False
@@ -383,7 +384,7 @@ def _put_value_py(value: Any, out: bytearray, depth: int) -> bool:
     if kind is list:
         if depth >= _MAX_DEPTH:
             return False
-        out += b"L" + len(value).to_bytes(8, "little")
+        out += (0x4C | len(value) << 8).to_bytes(8, "little")
         return all(_put_value_py(item, out, depth + 1) for item in value)
     if kind is int:
         if not -(1 << 63) <= value < 1 << 63:

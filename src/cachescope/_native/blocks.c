@@ -27,6 +27,11 @@
  * the str's own storage (ASCII/latin-1, UCS-2 or UCS-4 units, tagged with the width, which is
  * canonical in CPython), so no UTF-8 copy is made.
  */
+/* as in CPython's own release builds of extension modules (sysconfig CFLAGS): the header's
+ * inline accessors (PyTuple_GET_ITEM, PyUnicode_DATA, ...) without their debug assertions */
+#ifndef NDEBUG
+#define NDEBUG
+#endif
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
@@ -78,6 +83,9 @@ cs_hash(const void *data, size_t size, XXH64_hash_t seed)
 
 /* ---- the key encoding ----------------------------------------------------------------------- */
 
+/* Every put below writes at most ROOM bytes, and each checks for that much room first. */
+#define ROOM (8 + INLINE_BYTES)
+
 typedef struct {
     unsigned char *data;
     size_t len;
@@ -127,28 +135,33 @@ buf_grow(Buf *b, size_t need)
     return 0;
 }
 
-/* Make room for `extra` more bytes; returns where they go, or NULL with MemoryError set. */
+/* Make room for ROOM more bytes; returns where they go, or NULL with MemoryError set. */
 static inline unsigned char *
-buf_room(Buf *b, size_t extra)
+buf_room(Buf *b)
 {
-    if (b->len + extra > b->cap && buf_grow(b, b->len + extra) < 0)
+    if (b->cap - b->len < ROOM && buf_grow(b, b->len + ROOM) < 0)
         return NULL;
     return b->data + b->len;
 }
 
+/* a 64-bit number, little-endian (one store where the compiler can) */
 static inline void
 write_u64(unsigned char *out, unsigned long long value)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(out, &value, 8);
+#else
     int i;
     for (i = 0; i < 8; i++)
         out[i] = (unsigned char)(value >> (8 * i));
+#endif
 }
 
-/* a tag byte and a 64-bit little-endian number */
+/* a tag byte and a 64-bit little-endian number (9 bytes) */
 static inline int
 put_tagged(Buf *b, unsigned char tag, unsigned long long value)
 {
-    unsigned char *out = buf_room(b, 9);
+    unsigned char *out = buf_room(b);
     if (out == NULL)
         return -1;
     out[0] = tag;
@@ -157,10 +170,22 @@ put_tagged(Buf *b, unsigned char tag, unsigned long long value)
     return 0;
 }
 
+/* a tag byte and a size below 2**56, in one 64-bit word (the tag in the low byte) */
+static inline int
+put_sized(Buf *b, unsigned char tag, size_t size)
+{
+    unsigned char *out = buf_room(b);
+    if (out == NULL)
+        return -1;
+    write_u64(out, (unsigned long long)tag | ((unsigned long long)size << 8));
+    b->len += 8;
+    return 0;
+}
+
 static inline int
 put_tag(Buf *b, unsigned char tag)
 {
-    unsigned char *out = buf_room(b, 1);
+    unsigned char *out = buf_room(b);
     if (out == NULL)
         return -1;
     out[0] = tag;
@@ -168,57 +193,55 @@ put_tag(Buf *b, unsigned char tag)
     return 0;
 }
 
-/* 'S', width (1, 2 or 4), length in code points, then the raw storage when it is at most
- * INLINE_BYTES long, else its xxh3. Returns 1, or -1 with an exception set. */
+/* One word of 'S', the width (1, 2 or 4) and the length in code points (tag in the low byte,
+ * width in the next, length above), then the raw storage when it is at most INLINE_BYTES long,
+ * else its xxh3. Returns 1, or -1 with an exception set. */
 static inline int
 put_str(Buf *b, PyObject *text)
 {
-    Py_ssize_t length;
-    int kind;
-    size_t size, i;
+    size_t length, size;
+    unsigned int kind;
     const unsigned char *data;
-    unsigned char *out;
+    unsigned char *out, *to;
 #if PY_VERSION_HEX < 0x030C0000
     if (PyUnicode_READY(text) < 0)
         return -1;
 #endif
-    length = PyUnicode_GET_LENGTH(text);
-    kind = (int)PyUnicode_KIND(text);
-    data = (const unsigned char *)PyUnicode_DATA(text);
-    size = (size_t)length * (size_t)kind;
-    out = buf_room(b, 10 + INLINE_BYTES);
+    out = buf_room(b);
     if (out == NULL)
         return -1;
-    out[0] = 'S';
-    out[1] = (unsigned char)kind;
-    write_u64(out + 2, (unsigned long long)length);
-    if (size <= INLINE_BYTES) {
-        /* fixed-size, possibly overlapping copies (each a single move), never past `size` */
-        unsigned char *to = out + 10;
-        if (size >= 16) {
-            memcpy(to, data, 8);
-            memcpy(to + 8, data + 8, 8);
-            memcpy(to + size - 16, data + size - 16, 8);
-            memcpy(to + size - 8, data + size - 8, 8);
-        }
-        else if (size >= 8) {
-            memcpy(to, data, 8);
-            memcpy(to + size - 8, data + size - 8, 8);
-        }
-        else if (size >= 4) {
-            memcpy(to, data, 4);
-            memcpy(to + size - 4, data + size - 4, 4);
-        }
-        else {
-            for (i = 0; i < size; i++)
-                to[i] = data[i];
-        }
-        b->len += 10 + size;
+    length = (size_t)PyUnicode_GET_LENGTH(text);
+    kind = (unsigned int)PyUnicode_KIND(text);
+    data = (const unsigned char *)PyUnicode_DATA(text);
+    size = length * kind;
+    write_u64(out, (unsigned long long)'S' | ((unsigned long long)kind << 8) |
+                       ((unsigned long long)length << 16));
+    to = out + 8;
+    if (size > INLINE_BYTES) {
+        write_u64(to, cs_hash(data, size, 0));
+        b->len += 16;
+        return 1;
     }
-    else {
-        write_u64(out + 10, cs_hash(data, size, 0));
-        b->len += 18;
+    /* fixed-size, possibly overlapping copies (each a single move), never past `size` */
+    if (size >= 16) {
+        memcpy(to, data, 16);
+        memcpy(to + size - 16, data + size - 16, 16);
     }
+    else if (size >= 8) {
+        memcpy(to, data, 8);
+        memcpy(to + size - 8, data + size - 8, 8);
+    }
+    else if (size >= 4) {
+        memcpy(to, data, 4);
+        memcpy(to + size - 4, data + size - 4, 4);
+    }
+    else if (size > 0) {
+        /* 1 to 3 bytes: first, middle and last (they overlap when shorter) */
+        to[0] = data[0];
+        to[size >> 1] = data[size >> 1];
+        to[size - 1] = data[size - 1];
+    }
+    b->len += 8 + size;
     return 1;
 }
 
@@ -234,7 +257,7 @@ put_value(Buf *b, PyObject *value, int depth)
         PyObject *key, *item;
         if (depth >= MAX_DEPTH)
             return 0;
-        if (put_tagged(b, 'D', (unsigned long long)PyDict_GET_SIZE(value)) < 0)
+        if (put_sized(b, 'D', (size_t)PyDict_GET_SIZE(value)) < 0)
             return -1;
         /* no Python code runs while encoding, so the dict cannot change under the walk */
         while (PyDict_Next(value, &pos, &key, &item)) {
@@ -243,7 +266,8 @@ put_value(Buf *b, PyObject *value, int depth)
                 return 0;
             if (put_str(b, key) < 0)
                 return -1;
-            done = put_value(b, item, depth + 1);
+            done = Py_TYPE(item) == &PyUnicode_Type ? put_str(b, item)
+                                                     : put_value(b, item, depth + 1);
             if (done != 1)
                 return done;
         }
@@ -253,7 +277,7 @@ put_value(Buf *b, PyObject *value, int depth)
         Py_ssize_t i, n = PyList_GET_SIZE(value);
         if (depth >= MAX_DEPTH)
             return 0;
-        if (put_tagged(b, 'L', (unsigned long long)n) < 0)
+        if (put_sized(b, 'L', (size_t)n) < 0)
             return -1;
         for (i = 0; i < n; i++) {
             int done = put_value(b, PyList_GET_ITEM(value, i), depth + 1);
@@ -295,11 +319,21 @@ static PyObject *str_content;
 static PyObject *str_tokens;
 static PyObject *str_cache_control;
 
-/* 1 when the exact str `key` is `name` (interned literals usually are the same object) */
+/* 1 when the exact str `key` equals the ASCII str `name` (interned literals usually are the
+ * same object; keys parsed from JSON are equal copies) */
 static inline int
 is_name(PyObject *key, PyObject *name)
 {
-    return key == name || PyUnicode_Compare(key, name) == 0;
+    Py_ssize_t length;
+    if (key == name)
+        return 1;
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyUnicode_IS_READY(key))
+        return PyUnicode_Compare(key, name) == 0;
+#endif
+    length = PyUnicode_GET_LENGTH(name);
+    return PyUnicode_IS_ASCII(key) && PyUnicode_GET_LENGTH(key) == length &&
+           memcmp(PyUnicode_DATA(key), PyUnicode_DATA(name), (size_t)length) == 0;
 }
 
 /* The key of message `m` starting at block `start`: 'M', m, start, then the role and the
