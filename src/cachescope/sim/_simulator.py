@@ -28,10 +28,20 @@ from typing import Any
 
 from cachescope._modeldata import ModelInfo, ModelTable, default_table
 from cachescope._tokens import counter_for
+from cachescope.sim import _responder
 from cachescope.sim._clock import Clock, RealClock, VirtualClock, is_virtual, today_of
 from cachescope.sim._errors import APIErrorResponse, invalid
 from cachescope.sim._faults import Fault, FaultPlan
-from cachescope.sim._plan import Memo, Plan, _xxh64, plan
+from cachescope.sim._plan import (
+    _CONVERSATIONS,
+    _EMPTY_SETTINGS,
+    Memo,
+    Plan,
+    _message_segment,
+    _Snapshot,
+    _xxh64,
+    plan,
+)
 from cachescope.sim._responder import (
     Reply,
     Responder,
@@ -142,6 +152,8 @@ class Simulator:
         self._model_cache_table: ModelTable | None = None
         self.requests = 0
         self._native = _load_native()
+        # what the compiled whole-request path (`simcore.handle`) needs; see `_fast_learn`
+        self._fast_config: tuple[Any, ...] | None = None
 
     # ---- public helpers --------------------------------------------------------------------
 
@@ -195,7 +207,16 @@ class Simulator:
 
     def handle_messages(self, body: Mapping[str, Any], api_key: str = "sim") -> dict[str, Any]:
         """Answer `POST /v1/messages` (non-streaming form); raises `APIErrorResponse`."""
-        return self.process(body, api_key).message
+        native = self._native
+        if native is not None:
+            with self._lock:
+                found = native.handle(self, body, api_key)
+            if found is not None:
+                return found[0]  # type: ignore[no-any-return]
+            message = self._process(body, api_key).message
+            self._fast_learn(body)
+            return message
+        return self._process(body, api_key).message
 
     def count_tokens(self, body: Mapping[str, Any], api_key: str = "sim") -> dict[str, Any]:
         """Answer `POST /v1/messages/count_tokens`: `{"input_tokens": n}`, no caching."""
@@ -217,6 +238,21 @@ class Simulator:
 
     def process(self, body: Mapping[str, Any], api_key: str = "sim") -> Outcome:
         """Handle a Messages request and return the Message JSON with its simulated timing."""
+        native = self._native
+        if native is not None:
+            # The common request shape in one C call (`simcore.handle`, twin: `_process`); it
+            # answers None, having changed nothing but memo tables, for anything else.
+            with self._lock:
+                found = native.handle(self, body, api_key)
+            if found is not None:
+                return Outcome(*found)
+            outcome = self._process(body, api_key)
+            self._fast_learn(body)
+            return outcome
+        return self._process(body, api_key)
+
+    def _process(self, body: Mapping[str, Any], api_key: str) -> Outcome:
+        """`process` in Python: every request shape, every error (the twin of simcore.handle)."""
         if body.__class__ is not dict and not isinstance(body, Mapping):
             raise invalid("Request body must be a JSON object")
         with self._lock:
@@ -315,6 +351,110 @@ class Simulator:
             else:  # a virtual clock moved by each response's total time (the default there)
                 self.clock.advance(total_ms / 1000.0)  # type: ignore[attr-defined]
             return Outcome(message, ttft_ms, total_ms)
+
+    # ---- the compiled whole-request path ---------------------------------------------------
+
+    def _fast_learn(self, body: Mapping[str, Any]) -> None:
+        """After a request answered in Python: let `simcore.handle` answer its model next time.
+
+        Keeps `_fast_config` current (rebuilt when the settings, model table or clock object
+        changes) and adds the request's model to it once `_model` has cached it (a model with no
+        retirement date), with its memo, minimum and settings seed.
+        """
+        with self._lock:
+            config = self._fast_config
+            if (
+                config is None
+                or config[0] is not self.settings
+                or config[1] is not self.models
+                or config[2] is not self.clock
+            ):
+                config = self._fast_config = self._make_fast_config()
+            if len(config) == 3 or body.__class__ is not dict:
+                return
+            model = body.get("model")
+            if model.__class__ is not str or model in config[3]:
+                return
+            if self._model_cache_table is not self.models:
+                return
+            found = self._model_cache.get(model)
+            if found is None:
+                return
+            model_id, info = found
+            tokenizer = "custom" if self.settings.counter is not None else info.tokenizer
+            memo = self._memos.get(tokenizer)
+            minimum = self._minimum(info)
+            if memo is None or memo.native is None or minimum.__class__ is not int:
+                return
+            config[3][model] = (model_id, memo, minimum, memo.model_hash(model_id))
+
+    def _make_fast_config(self) -> tuple[Any, ...]:
+        """The settings `simcore.handle` reads (see its comment), or just the identity triple
+        (settings, models, clock) when these settings need the Python path for every request."""
+        settings = self.settings
+        off = (settings, self.models, self.clock)
+        native = self._native
+        if native is None:
+            return off
+        clock_type = self.clock.__class__
+        if clock_type is VirtualClock:
+            clock_mode = 0
+        elif clock_type is RealClock:
+            clock_mode = 1
+        else:
+            return off
+        latencies = (
+            settings.latency_base_ms,
+            settings.latency_ms_per_uncached_token,
+            settings.latency_ms_per_cached_token,
+            settings.latency_ms_per_output_token,
+        )
+        grace = settings.ttl_grace_seconds
+        if (
+            settings.lookback_unit != "block"
+            or any(value.__class__ is not float for value in latencies)
+            or grace.__class__ not in (float, int)
+            or not -(2**52) <= grace <= 2**52
+            or settings.lookback.__class__ is not int
+            or settings.diagnostics_history.__class__ is not int
+        ):
+            return off
+        words = _responder._WORDS
+        if len(words) != 12 or any(
+            native.default_reply(seed, words) != _responder.default_reply(seed)
+            for seed in (0, 1, 0xFFFF_FFFF_FFFF_FFFF, 0x1234_5678_9ABC_DEF0)
+        ):
+            return off
+        if self._advance_each:
+            after_mode = 1
+        elif (self._virtual and settings.auto_advance) or (not self._virtual and settings.sleep):
+            after_mode = 2
+        else:
+            after_mode = 0
+        return (
+            settings,
+            self.models,
+            self.clock,
+            {},
+            self._workspaces,
+            float(grace),
+            settings.lookback,
+            not settings.cross_ttl_reads,
+            settings.refresh == "reached",
+            settings.minimum_applies_to == "segment",
+            *latencies,
+            self._delay_availability,
+            after_mode,
+            self._id_prefix,
+            self._ids,
+            settings.diagnostics_history,
+            words,
+            _Snapshot,
+            _message_segment,
+            _CONVERSATIONS,
+            _EMPTY_SETTINGS,
+            clock_mode,
+        )
 
     # ---- pieces ----------------------------------------------------------------------------
 
