@@ -360,9 +360,12 @@ def _put_str_py(text: str, out: bytearray) -> None:
         width, raw = 2, text.encode("utf-16-le", "surrogatepass")
     else:
         width, raw = 4, text.encode("utf-32-le", "surrogatepass")
-    # one word: the tag in the low byte, the width in the next, the length above
-    out += (0x53 | width << 8 | len(text) << 16).to_bytes(8, "little")
-    out += raw if len(raw) <= _INLINE_BYTES else _xxh64(raw).to_bytes(8, "little")
+    if len(raw) <= _INLINE_BYTES:  # one byte for the width and size, then the storage
+        out.append(0x80 + 33 * (width >> 1) + len(raw))
+        out += raw
+    else:  # one word: the tag in the low byte, the width in the next, the length above
+        out += (0x53 | width << 8 | len(text) << 16).to_bytes(8, "little")
+        out += _xxh64(raw).to_bytes(8, "little")
 
 
 def _put_value_py(value: Any, out: bytearray, depth: int) -> bool:

@@ -193,9 +193,11 @@ put_tag(Buf *b, unsigned char tag)
     return 0;
 }
 
-/* One word of 'S', the width (1, 2 or 4) and the length in code points (tag in the low byte,
- * width in the next, length above), then the raw storage when it is at most INLINE_BYTES long,
- * else its xxh3. Returns 1, or -1 with an exception set. */
+/* A str of at most INLINE_BYTES bytes of storage: one byte, 0x80 + 33 * (width / 2) + the
+ * byte size (128 to 226; every other tag is ASCII), then the raw storage (1, 2 or 4 bytes per
+ * code point: the width is canonical in CPython). A longer one: one word of 'S', the width and
+ * the length in code points (tag in the low byte, width in the next, length above), then the
+ * xxh3 of its storage. Returns 1, or -1 with an exception set. */
 static inline int
 put_str(Buf *b, PyObject *text)
 {
@@ -214,14 +216,15 @@ put_str(Buf *b, PyObject *text)
     kind = (unsigned int)PyUnicode_KIND(text);
     data = (const unsigned char *)PyUnicode_DATA(text);
     size = length * kind;
-    write_u64(out, (unsigned long long)'S' | ((unsigned long long)kind << 8) |
-                       ((unsigned long long)length << 16));
-    to = out + 8;
     if (size > INLINE_BYTES) {
-        write_u64(to, cs_hash(data, size, 0));
+        write_u64(out, (unsigned long long)'S' | ((unsigned long long)kind << 8) |
+                           ((unsigned long long)length << 16));
+        write_u64(out + 8, cs_hash(data, size, 0));
         b->len += 16;
         return 1;
     }
+    out[0] = (unsigned char)(0x80 + 33 * (kind >> 1) + size);
+    to = out + 1;
     /* fixed-size, possibly overlapping copies (each a single move), never past `size` */
     if (size >= 16) {
         memcpy(to, data, 16);
@@ -241,7 +244,7 @@ put_str(Buf *b, PyObject *text)
         to[size >> 1] = data[size >> 1];
         to[size - 1] = data[size - 1];
     }
-    b->len += 8 + size;
+    b->len += 1 + size;
     return 1;
 }
 
@@ -253,14 +256,15 @@ put_value(Buf *b, PyObject *value, int depth)
     if (type == &PyUnicode_Type)
         return put_str(b, value);
     if (type == &PyDict_Type) {
-        Py_ssize_t pos = 0;
+        Py_ssize_t pos = 0, left = PyDict_GET_SIZE(value);
         PyObject *key, *item;
         if (depth >= MAX_DEPTH)
             return 0;
-        if (put_sized(b, 'D', (size_t)PyDict_GET_SIZE(value)) < 0)
+        if (put_sized(b, 'D', (size_t)left) < 0)
             return -1;
-        /* no Python code runs while encoding, so the dict cannot change under the walk */
-        while (PyDict_Next(value, &pos, &key, &item)) {
+        /* No Python code runs while encoding, so the dict cannot change under the walk: it
+         * ends after its size in items (no last call to find the end). */
+        for (; left > 0 && PyDict_Next(value, &pos, &key, &item); left--) {
             int done;
             if (Py_TYPE(key) != &PyUnicode_Type)
                 return 0;
@@ -344,12 +348,14 @@ message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
                unsigned long long *key)
 {
     PyObject *role = NULL, *content = NULL, *name, *value;
-    Py_ssize_t pos = 0;
+    Py_ssize_t pos = 0, left;
     int done;
     if (Py_TYPE(message) != &PyDict_Type)
         return 0;
-    /* one pass over the (usually two) items instead of two lookups; no Python code runs */
-    while (PyDict_Next(message, &pos, &name, &value)) {
+    /* one pass over the (usually two) items instead of two lookups; no Python code runs, so
+     * the dict ends after its size in items */
+    for (left = PyDict_GET_SIZE(message); left > 0 && PyDict_Next(message, &pos, &name, &value);
+         left--) {
         /* another key type could still equal "role" for `message.get`: not keyable */
         if (Py_TYPE(name) != &PyUnicode_Type)
             return 0;
@@ -506,6 +512,17 @@ bad:
     return -1;
 }
 
+/* PyObject_IsTrue with the usual bools first */
+static inline int
+truth(PyObject *value)
+{
+    if (value == Py_False)
+        return 0;
+    if (value == Py_True)
+        return 1;
+    return PyObject_IsTrue(value);
+}
+
 /* the entries of the messages walked so far, with each message's key and whether it has one */
 typedef struct {
     PyObject **items;
@@ -650,10 +667,10 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
         }
         if (check_entry(entry) < 0)
             goto fail_entry;
-        images = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
+        images = truth(PyTuple_GET_ITEM(entry, 1));
         if (images < 0)
             goto fail_entry;
-        citations = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 2));
+        citations = truth(PyTuple_GET_ITEM(entry, 2));
         if (citations < 0)
             goto fail_entry;
         flags |= (images ? 1 : 0) | (citations ? 2 : 0);
