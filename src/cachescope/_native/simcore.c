@@ -404,10 +404,11 @@ matches(PyObject *frozen, PyObject *value, int depth)
         Py_ssize_t n = PyDict_GET_SIZE(value);
         if (size != 1 + 2 * n || PyTuple_GET_ITEM(frozen, 0) != Py_Ellipsis)
             return 0;
-        Py_ssize_t pos = 0, i = 1;
+        /* exactly n steps (the sizes agree; no Python code runs to change the dict) */
+        Py_ssize_t pos = 0;
         PyObject *key, *item;
-        while (PyDict_Next(value, &pos, &key, &item)) {
-            if (i >= size || Py_TYPE(key) != &PyUnicode_Type)
+        for (Py_ssize_t i = 1; i < size; i += 2) {
+            if (!PyDict_Next(value, &pos, &key, &item) || Py_TYPE(key) != &PyUnicode_Type)
                 return 0;
             PyObject *f = PyTuple_GET_ITEM(frozen, i);
             if (f != key) {
@@ -421,9 +422,8 @@ matches(PyObject *frozen, PyObject *value, int depth)
                 if (r != 1)
                     return r;
             }
-            i += 2;
         }
-        return i == size;
+        return 1;
     }
     return 0;
 }
@@ -535,9 +535,17 @@ simcore_digest_count(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t punct_count = 0, newlines = 0;
         for (Py_ssize_t start = 0; start < size; start += 0x40000000) { /* no carry past 32 bits */
             Py_ssize_t end = size - start > 0x40000000 ? start + 0x40000000 : size;
-            uint64_t sum = 0;
-            for (Py_ssize_t i = start; i < end; i++)
+            uint64_t sum = 0, sum1 = 0, sum2 = 0, sum3 = 0;
+            Py_ssize_t i = start;
+            for (; i + 4 <= end; i += 4) { /* four independent sums: fewer steps per byte */
                 sum += weight[p[i]];
+                sum1 += weight[p[i + 1]];
+                sum2 += weight[p[i + 2]];
+                sum3 += weight[p[i + 3]];
+            }
+            for (; i < end; i++)
+                sum += weight[p[i]];
+            sum += sum1 + sum2 + sum3;
             punct_count += (Py_ssize_t)(sum & 0xFFFFFFFFu);
             newlines += (Py_ssize_t)(sum >> 32);
         }
@@ -801,6 +809,12 @@ simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(Py_False);
     PyTuple_SET_ITEM(result, 6, Py_False);
     PyTuple_SET_ITEM(result, 7, empty);
+    /* memo entries that live long: untracked now rather than after a collector pass */
+    untrack_if_atomic(digests);
+    untrack_if_atomic(counts);
+    untrack_if_atomic(eligible);
+    untrack_if_atomic(marks);
+    untrack_if_atomic(result);
     digests = counts = packed = marks = eligible = NULL; /* owned by result */
 done:
     Py_DECREF(found);
@@ -1161,20 +1175,29 @@ done:
     return result;
 }
 
+/* struct_hash into a reused scratch buffer (no Python code runs while it is in use, and the
+ * GIL is held). */
+static Buffer scratch = {NULL, 0, 0};
+
 static PyObject *
 struct_digest(PyObject *obj, int *unsupported)
 {
-    Buffer b = {NULL, 0, 0};
-    int r = encode(&b, obj, 0);
+    scratch.size = 0;
+    int r = encode(&scratch, obj, 0);
+    unsigned char out[16];
+    if (r == 0)
+        digest_of(&scratch, out);
+    if (scratch.capacity > (1 << 20)) { /* do not keep a huge one */
+        PyMem_Free(scratch.data);
+        scratch.data = NULL;
+        scratch.capacity = 0;
+    }
+    scratch.size = 0;
     if (r != 0) {
-        PyMem_Free(b.data);
         if (r > 0)
             *unsupported = 1;
         return NULL;
     }
-    unsigned char out[16];
-    digest_of(&b, out);
-    PyMem_Free(b.data);
     return PyBytes_FromStringAndSize((const char *)out, 16);
 }
 
@@ -1186,6 +1209,37 @@ reply_text(uint64_t seed, PyObject *words, long long *tokens)
     char hex[16];
     snprintf(hex, sizeof hex, "%06llx", (unsigned long long)(h & 0xFFFFFF));
     *tokens = 12 + (long long)(h % 181);
+    PyObject *chosen[6];
+    Py_ssize_t length = 17 + 6 + 1 + 6 + 1; /* "(simulated reply ", hex, ")", 6 spaces, "." */
+    int ascii = 1;
+    for (int i = 0; i < 6; i++) {
+        chosen[i] = PyTuple_GET_ITEM(words, (h >> (4 * i)) % 12);
+        ascii = ascii && PyUnicode_IS_ASCII(chosen[i]);
+        length += PyUnicode_GET_LENGTH(chosen[i]);
+    }
+    if (ascii && strlen(hex) == 6) {
+        PyObject *text = PyUnicode_New(length, 127);
+        if (text == NULL)
+            return NULL;
+        char *out = (char *)PyUnicode_1BYTE_DATA(text);
+        memcpy(out, "(simulated reply ", 17);
+        memcpy(out + 17, hex, 6);
+        out[23] = ')';
+        Py_ssize_t at = 24;
+        for (int i = 0; i < 6; i++) {
+            out[at++] = ' ';
+            Py_ssize_t n = PyUnicode_GET_LENGTH(chosen[i]);
+            memcpy(out + at, PyUnicode_1BYTE_DATA(chosen[i]), (size_t)n);
+            at += n;
+        }
+        out[at++] = '.';
+        if (at != length) {
+            Py_DECREF(text);
+            PyErr_SetString(PyExc_SystemError, "default reply length");
+            return NULL;
+        }
+        return text;
+    }
     return PyUnicode_FromFormat(
         "(simulated reply %s) %U %U %U %U %U %U.", hex, PyTuple_GET_ITEM(words, h % 12),
         PyTuple_GET_ITEM(words, (h >> 4) % 12), PyTuple_GET_ITEM(words, (h >> 8) % 12),
@@ -1237,6 +1291,7 @@ entry_tuple(PyObject *tokens, PyObject *expires_obj, double expires, PyObject *a
         }
         PyTuple_SET_ITEM(t, i, item);
     }
+    untrack_if_atomic(t); /* numbers: never part of a cycle */
     return t;
 }
 
@@ -1255,6 +1310,7 @@ tuple_of(Py_ssize_t n, PyObject **items)
         goto fail;
     for (Py_ssize_t i = 0; i < n; i++)
         PyTuple_SET_ITEM(t, i, items[i]);
+    untrack_if_atomic(t); /* the collector would, after traversing it once */
     return t;
 fail:
     for (Py_ssize_t i = 0; i < n; i++)
@@ -2274,8 +2330,27 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (id_number == -1 && PyErr_Occurred())
             goto commit_error;
         char digits[32];
-        snprintf(digits, sizeof digits, "%014lld", id_number);
-        PyObject *message_id = PyUnicode_FromFormat("%U%s", id_prefix, digits);
+        int ndigits = 0;
+        if (id_number >= 0 && id_number < 100000000000000LL) { /* 14 digits, zero-padded */
+            for (int i = 13; i >= 0; i--, id_number /= 10)
+                digits[i] = (char)('0' + id_number % 10);
+            ndigits = 14;
+            digits[14] = 0;
+        }
+        else
+            ndigits = snprintf(digits, sizeof digits, "%014lld", id_number);
+        PyObject *message_id;
+        if (PyUnicode_IS_ASCII(id_prefix) && ndigits == 14) {
+            Py_ssize_t prefix_length = PyUnicode_GET_LENGTH(id_prefix);
+            message_id = PyUnicode_New(prefix_length + 14, 127);
+            if (message_id != NULL) {
+                char *out = (char *)PyUnicode_1BYTE_DATA(message_id);
+                memcpy(out, PyUnicode_1BYTE_DATA(id_prefix), (size_t)prefix_length);
+                memcpy(out + prefix_length, digits, 14);
+            }
+        }
+        else
+            message_id = PyUnicode_FromFormat("%U%s", id_prefix, digits);
         if (message_id == NULL)
             goto commit_error;
         PyObject *message = response(message_id, model_id, reply, stop_reason, input_tokens,
