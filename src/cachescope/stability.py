@@ -522,7 +522,8 @@ class _Side:
         self.tokenizer = "classic"
 
     def __len__(self) -> int:
-        return len(self.levels)
+        blocks = self.blocks
+        return len(blocks) if blocks is not None else len(self.levels)
 
     def hash(self, i: int) -> int:
         if self.blocks is not None:
@@ -784,9 +785,10 @@ def _to_seconds(value: Any) -> float | None:
 
 
 def _side(value: Any, prior: _Side | None = None) -> _Side:
-    if isinstance(value, Fingerprint):
+    plain = type(value) is dict  # request params, the common case: no ABC checks
+    if not plain and isinstance(value, Fingerprint):
         return _Side.from_fingerprint(value)
-    if isinstance(value, Mapping):
+    if plain or isinstance(value, Mapping):
         if "blocks" in value and "messages" not in value and "system" not in value:
             return _Side.from_fingerprint(Fingerprint.from_dict(value))
         try:
@@ -1340,14 +1342,18 @@ def compare(
             agrees = server_type == _expected_server(cause, setting_level)
 
     appended = max(0, len(side_b) - len(side_a)) if index is None else 0
+    level = layer = path = kind = None
+    if index is not None and index < len(side_a):
+        level, layer = side_a.levels[index], side_a.layers[index]
+        path, kind = side_a.paths[index], side_a.kinds[index]
     return PrefixDiff(
         broken=broken,
         cause=cause,
         index=index,
-        level=side_a.levels[index] if index is not None and index < len(side_a) else None,
-        layer=side_a.layers[index] if index is not None and index < len(side_a) else None,
-        path=side_a.paths[index] if index is not None and index < len(side_a) else None,
-        kind=side_a.kinds[index] if index is not None and index < len(side_a) else None,
+        level=level,
+        layer=layer,
+        path=path,
+        kind=kind,
         setting=setting if setting != "model" else None,
         offset=offset,
         line=line,

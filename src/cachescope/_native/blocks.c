@@ -324,7 +324,7 @@ static PyObject *str_tokens;
 static PyObject *str_cache_control;
 
 /* 1 when the exact str `key` equals the ASCII str `name` (interned literals usually are the
- * same object; keys parsed from JSON are equal copies) */
+ * same object; keys parsed from JSON are equal copies), else 0; -1 with an exception set */
 static inline int
 is_name(PyObject *key, PyObject *name)
 {
@@ -332,8 +332,8 @@ is_name(PyObject *key, PyObject *name)
     if (key == name)
         return 1;
 #if PY_VERSION_HEX < 0x030C0000
-    if (!PyUnicode_IS_READY(key))
-        return PyUnicode_Compare(key, name) == 0;
+    if (PyUnicode_READY(key) < 0)
+        return -1;
 #endif
     length = PyUnicode_GET_LENGTH(name);
     return PyUnicode_IS_ASCII(key) && PyUnicode_GET_LENGTH(key) == length &&
@@ -359,22 +359,30 @@ message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
         /* another key type could still equal "role" for `message.get`: not keyable */
         if (Py_TYPE(name) != &PyUnicode_Type)
             return 0;
-        if (role == NULL && is_name(name, str_role))
+        if (role == NULL && (done = is_name(name, str_role)) != 0) {
+            if (done < 0)
+                return -1;
             role = value;
-        else if (content == NULL && is_name(name, str_content))
+        }
+        else if (content == NULL && (done = is_name(name, str_content)) != 0) {
+            if (done < 0)
+                return -1;
             content = value;
+        }
     }
-    if (PyErr_Occurred())
-        return -1;
-    b->len = 0;
-    if (put_tagged(b, 'M', (unsigned long long)m) < 0 ||
-        put_tagged(b, 'M', (unsigned long long)start) < 0)
-        return -1;
+    /* 'M', m, 'M', start: a buffer always has room for them (its capacity never drops below
+     * the 2048 bytes of `local`) */
+    b->len = 18;
+    b->data[0] = 'M';
+    write_u64(b->data + 1, (unsigned long long)m);
+    b->data[9] = 'M';
+    write_u64(b->data + 10, (unsigned long long)start);
     if (role == NULL) {
         if (put_tag(b, '-') < 0)
             return -1;
     }
-    else if ((done = put_value(b, role, 1)) != 1)
+    else if ((done = Py_TYPE(role) == &PyUnicode_Type ? put_str(b, role)
+                                                       : put_value(b, role, 1)) != 1)
         return done;
     if (content == NULL) {
         if (put_tag(b, '-') < 0)
