@@ -337,14 +337,9 @@ simcore_freeze(PyObject *self, PyObject *obj)
     return result;
 }
 
-/* An immutable atom: the same object frozen and live is a match. */
-#define IS_ATOM(obj)                                                                              \
-    (Py_TYPE(obj) == &PyUnicode_Type || Py_TYPE(obj) == &PyLong_Type ||                           \
-     Py_TYPE(obj) == &PyFloat_Type || (obj) == Py_None || (obj) == Py_True || (obj) == Py_False)
-
-/* 1 when `value` (live) is what `frozen` was frozen from, 0 when not, -1 on error. */
-static int
-matches(PyObject *frozen, PyObject *value, int depth)
+/* An atom's match: 1, 0, -1 on error, or 2 when `value` is not an atom (a container). */
+static inline int
+match_atom(PyObject *frozen, PyObject *value)
 {
     PyTypeObject *type = Py_TYPE(value);
     if (type == &PyUnicode_Type) {
@@ -359,12 +354,9 @@ matches(PyObject *frozen, PyObject *value, int depth)
         Py_ssize_t n = PyUnicode_GET_LENGTH(value);
         if (PyUnicode_GET_LENGTH(frozen) != n || PyUnicode_KIND(frozen) != PyUnicode_KIND(value))
             return 0;
-        if (memcmp(PyUnicode_DATA(frozen), PyUnicode_DATA(value),
-                   (size_t)n * PyUnicode_KIND(value)) != 0)
-            return 0;
-        /* equal code points; a str with lone surrogates never froze, but the live one might
-         * hold them only if the frozen one did: equal data means equal strings. */
-        return 1;
+        /* equal code points: equal strings (a str with lone surrogates never froze) */
+        return memcmp(PyUnicode_DATA(frozen), PyUnicode_DATA(value),
+                      (size_t)n * PyUnicode_KIND(value)) == 0;
     }
     if (type == &PyLong_Type) {
         if (Py_TYPE(frozen) != &PyLong_Type)
@@ -381,6 +373,20 @@ matches(PyObject *frozen, PyObject *value, int depth)
     }
     if (value == Py_True || value == Py_False || value == Py_None)
         return frozen == value;
+    return 2;
+}
+
+/* 1 when `value` (live) is what `frozen` was frozen from, 0 when not, -1 on error.
+ * No Python code runs in here (str and exact int comparisons only), so the items stay alive
+ * without new references. */
+static int
+matches(PyObject *frozen, PyObject *value, int depth)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type != &PyDict_Type && type != &PyList_Type) {
+        int r = match_atom(frozen, value);
+        return r == 2 ? 0 : r;
+    }
     if (depth > 200 || Py_TYPE(frozen) != &PyTuple_Type)
         return 0;
     Py_ssize_t size = PyTuple_GET_SIZE(frozen);
@@ -388,44 +394,36 @@ matches(PyObject *frozen, PyObject *value, int depth)
         Py_ssize_t n = PyList_GET_SIZE(value);
         if (size != n || (n && PyTuple_GET_ITEM(frozen, 0) == Py_Ellipsis))
             return 0;
-        /* No Python code runs in here (str and exact int comparisons only), so the items stay
-         * alive without new references. */
         for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *item = PyList_GET_ITEM(value, i), *f = PyTuple_GET_ITEM(frozen, i);
-            if (f == item && IS_ATOM(item))
-                continue;
-            int r = matches(f, item, depth + 1);
+            int r = match_atom(f, item);
+            if (r == 2)
+                r = matches(f, item, depth + 1);
             if (r != 1)
                 return r;
         }
         return 1;
     }
-    if (type == &PyDict_Type) {
-        Py_ssize_t n = PyDict_GET_SIZE(value);
-        if (size != 1 + 2 * n || PyTuple_GET_ITEM(frozen, 0) != Py_Ellipsis)
+    /* a dict: exactly n steps (the sizes agree; nothing can change the dict meanwhile) */
+    if (size != 1 + 2 * PyDict_GET_SIZE(value) || PyTuple_GET_ITEM(frozen, 0) != Py_Ellipsis)
+        return 0;
+    Py_ssize_t pos = 0;
+    PyObject *key, *item;
+    for (Py_ssize_t i = 1; i < size; i += 2) {
+        if (!PyDict_Next(value, &pos, &key, &item) || Py_TYPE(key) != &PyUnicode_Type)
             return 0;
-        /* exactly n steps (the sizes agree; no Python code runs to change the dict) */
-        Py_ssize_t pos = 0;
-        PyObject *key, *item;
-        for (Py_ssize_t i = 1; i < size; i += 2) {
-            if (!PyDict_Next(value, &pos, &key, &item) || Py_TYPE(key) != &PyUnicode_Type)
-                return 0;
-            PyObject *f = PyTuple_GET_ITEM(frozen, i);
-            if (f != key) {
-                int r = matches(f, key, depth + 1);
-                if (r != 1)
-                    return r;
-            }
-            f = PyTuple_GET_ITEM(frozen, i + 1);
-            if (f != item || !IS_ATOM(item)) {
-                int r = matches(f, item, depth + 1);
-                if (r != 1)
-                    return r;
-            }
-        }
-        return 1;
+        PyObject *f = PyTuple_GET_ITEM(frozen, i);
+        int r = f == key ? 1 : match_atom(f, key);
+        if (r != 1)
+            return r;
+        f = PyTuple_GET_ITEM(frozen, i + 1);
+        r = match_atom(f, item);
+        if (r == 2)
+            r = matches(f, item, depth + 1);
+        if (r != 1)
+            return r;
     }
-    return 0;
+    return 1;
 }
 
 static PyObject *
