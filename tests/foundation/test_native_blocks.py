@@ -132,6 +132,41 @@ def test_keys_tell_apart_what_json_tells_apart() -> None:
 
 
 @needs_module
+def test_keys_at_the_short_string_boundary_of_every_width() -> None:
+    # a str of at most 32 bytes of storage enters as a one-byte header and its bytes, a longer
+    # one as a header word and its xxh3: both sides of the line, in 1, 2 and 4 bytes per code
+    # point, and the 1-3 byte copies, equal their twin and stay apart
+    values: list[Any] = []
+    for char, width in (("a", 1), ("\u00e9", 1), ("\u0101", 2), ("\U0001f600", 4)):
+        for size in (1, 2, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 40):
+            if size % width == 0:
+                values.append(char * (size // width))
+                values.append("b" + char * (size // width - 1))
+    for value in values:
+        assert MODULE.value_key(value) == _blocks._value_key_py(value), value
+        assert MODULE.value_key([value, value]) == _blocks._value_key_py([value, value])
+    keys = [MODULE.value_key(value) for value in values]
+    assert len(set(keys)) == len(set(values))
+
+
+@needs_module
+def test_message_keys_read_role_and_content_by_name_not_by_object() -> None:
+    role, content = "".join(["ro", "le"]), "".join(["con", "tent"])  # not the interned names
+    assert role is not sys.intern("role") and content is not sys.intern("content")
+    copied = {role: "user", content: [{"type": "text", "text": "hi " * 20}]}
+    literal = {"role": "user", "content": [{"type": "text", "text": "hi " * 20}]}
+    assert MODULE.message_key(copied, 3, 7) == MODULE.message_key(literal, 3, 7)
+    assert MODULE.message_key(copied, 3, 7) == _blocks._message_key_py(copied, 3, 7)
+    # a name that only looks like "role" is another key, and other keys are left out
+    with_role = MODULE.message_key({"role": "user", "content": "x"}, 0, 0)
+    for other in ("rol\u00e9", "roles", "rol", "Role"):
+        odd = {other: "user", "content": "x"}
+        assert MODULE.message_key(odd, 0, 0) == _blocks._message_key_py(odd, 0, 0)
+        assert MODULE.message_key(odd, 0, 0) == MODULE.message_key({"content": "x"}, 0, 0)
+        assert MODULE.message_key(odd, 0, 0) != with_role
+
+
+@needs_module
 def test_values_that_are_not_plain_json_get_no_key() -> None:
     class Text(str):
         pass
