@@ -10,7 +10,11 @@ simulator's own objects are collected as usual.
 
 Measured (each the best of several runs; wall-clock and CPU-time rates):
 - core: `Simulator.handle_messages(body)` (validation, flatten, lookback, usage, reply), with the
-  compiled `cachescope._native.simcore` when it is built;
+  compiled `cachescope._native.simcore` when it is built: the whole request in one C call
+  (`simcore.handle`) for this shape;
+- peer "helpers": the same core answering in Python (`Simulator._process`) with simcore's
+  helpers only (structural prefix check, new-text digests, read windows) — the compiled path
+  before `simcore.handle`;
 - peer "pure": the same core on its pure-Python path (what `CACHESCOPE_PURE=1` runs);
 - peer "naive": the same requests flattened from scratch with `cachescope._blocks.flatten` and
   `prefix_keys` (every block rehashed and recounted; no lookup, no response) — a lower bound on
@@ -142,6 +146,13 @@ def run(repeat: int = 5) -> dict[str, float]:
             hits += sim.handle_messages(body)["usage"]["cache_read_input_tokens"] > 0
         return len(bodies)
 
+    def helpers_once() -> int:
+        sim = Simulator(clock=VirtualClock(start=1_800_000_000.0))
+        process = sim._process  # not `process`, which tries `simcore.handle` first
+        for body in bodies:
+            process(body, "sim")
+        return len(bodies)
+
     def pure_once() -> int:
         sim = Simulator(clock=VirtualClock(start=1_800_000_000.0))
         sim._native = None  # the read windows in Python
@@ -167,6 +178,7 @@ def run(repeat: int = 5) -> dict[str, float]:
 
     load_before = os.getloadavg()[0]
     core, core_cpu = _best(core_once, repeat)
+    helpers, helpers_cpu = _best(helpers_once, max(1, repeat // 2))
     pure, pure_cpu = _best(pure_once, max(1, repeat // 2))
     naive, naive_cpu = _best(naive_once, max(1, repeat // 2))
     sdk, sdk_cpu = _best(sdk_once, max(1, repeat // 2))
@@ -176,6 +188,8 @@ def run(repeat: int = 5) -> dict[str, float]:
         "blocks": blocks,
         "core": core,
         "core_cpu": core_cpu,
+        "helpers": helpers,
+        "helpers_cpu": helpers_cpu,
         "pure": pure,
         "pure_cpu": pure_cpu,
         "compiled": native() is not None,
@@ -208,6 +222,7 @@ def main() -> None:
     core, core_cpu = result["core"], result["core_cpu"]
     for label, wall, cpu in (
         ("core handle_messages", core, core_cpu),
+        ("peer core, C helpers only", result["helpers"], result["helpers_cpu"]),
         ("peer core, pure-Python path", result["pure"], result["pure_cpu"]),
         ("peer naive flatten+prefix_keys", result["naive"], result["naive_cpu"]),
         ("peer full SDK + transport", result["sdk"], result["sdk_cpu"]),

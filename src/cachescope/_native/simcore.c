@@ -1744,50 +1744,49 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             FALLBACK;
         for (Py_ssize_t m = reused; m < count; m++) {
             PyObject *message = PyList_GET_ITEM(messages, m);
-            PyObject *raw_message;
-            if (m == 0) {
-                raw_message = first_raw;
-                Py_INCREF(raw_message);
-            }
-            else if ((raw_message = struct_digest(message, &unsupported)) == NULL) {
-                if (unsupported)
-                    FALLBACK;
-                FAIL;
-            }
+            /* the frozen copy for the snapshot (refused exactly where struct_hash gives None) */
             PyObject *frozen = freeze(message, 0);
             if (frozen == NULL) {
-                Py_DECREF(raw_message);
                 if (PyErr_Occurred())
                     FAIL;
                 FALLBACK;
             }
             int r = PyList_Append(frozen_list, frozen);
             Py_DECREF(frozen);
-            if (r < 0) {
-                Py_DECREF(raw_message);
+            if (r < 0)
                 FAIL;
+            /* A plain text message: its segment from the text memo, with no structural digest
+             * (that only keys memo.messages, which such a message does not need). */
+            PyObject *segment = NULL;
+            if (fast_text != Py_None && estimator != Py_None) {
+                PyObject *call[5] = {message, PyTuple_GET_ITEM(fast_text, 0),
+                                     PyTuple_GET_ITEM(fast_text, 1), max_entries_obj, estimator};
+                segment = simcore_text_message(self, call, 5);
+                if (segment == NULL)
+                    FAIL;
+                if (segment == Py_None)
+                    Py_CLEAR(segment);
             }
-            PyObject *segment = PyDict_GetItemWithError(table, raw_message);
-            if (segment != NULL)
-                Py_INCREF(segment);
-            else {
-                if (PyErr_Occurred()) {
-                    Py_DECREF(raw_message);
+            if (segment == NULL) {
+                /* any other shape: memoized by structural digest, built by _message_segment */
+                PyObject *raw_message;
+                if (m == 0) {
+                    raw_message = first_raw;
+                    Py_INCREF(raw_message);
+                }
+                else if ((raw_message = struct_digest(message, &unsupported)) == NULL) {
+                    if (unsupported)
+                        FALLBACK;
                     FAIL;
                 }
-                if (fast_text != Py_None && estimator != Py_None) {
-                    PyObject *call[5] = {message, PyTuple_GET_ITEM(fast_text, 0),
-                                         PyTuple_GET_ITEM(fast_text, 1), max_entries_obj,
-                                         estimator};
-                    segment = simcore_text_message(self, call, 5);
-                    if (segment == Py_None)
-                        Py_CLEAR(segment);
-                    else if (segment == NULL) {
+                segment = PyDict_GetItemWithError(table, raw_message);
+                if (segment != NULL)
+                    Py_INCREF(segment);
+                else {
+                    if (PyErr_Occurred()) {
                         Py_DECREF(raw_message);
                         FAIL;
                     }
-                }
-                if (segment == NULL) {
                     PyObject *m_obj = PyLong_FromSsize_t(m);
                     if (m_obj == NULL) {
                         Py_DECREF(raw_message);
@@ -1802,16 +1801,16 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                         PyErr_Clear();
                         FALLBACK;
                     }
+                    if (PyDict_GET_SIZE(table) >= max_entries)
+                        PyDict_Clear(table);
+                    if (PyDict_SetItem(table, raw_message, segment) < 0) {
+                        Py_DECREF(raw_message);
+                        Py_DECREF(segment);
+                        FAIL;
+                    }
                 }
-                if (PyDict_GET_SIZE(table) >= max_entries)
-                    PyDict_Clear(table);
-                if (PyDict_SetItem(table, raw_message, segment) < 0) {
-                    Py_DECREF(raw_message);
-                    Py_DECREF(segment);
-                    FAIL;
-                }
+                Py_DECREF(raw_message);
             }
-            Py_DECREF(raw_message);
             PyObject *s_tok, *s_pack, *s_mk, *s_el, *toggles;
             int flags;
             if (!segment_parts(segment, &s_tok, &s_pack, &s_mk, &s_el, &flags, &toggles) ||
