@@ -21,6 +21,11 @@
  *   and the estimate of cachescope._tokens.EstimatingCounter.count with those constants; None
  *   for a str that has no UTF-8 form (lone surrogates).
  */
+/* as in CPython's own release builds of extension modules (sysconfig CFLAGS): the header's
+ * inline accessors (PyTuple_GET_ITEM, PyUnicode_DATA, ...) without their debug assertions */
+#ifndef NDEBUG
+#define NDEBUG
+#endif
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
