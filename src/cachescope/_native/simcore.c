@@ -241,6 +241,21 @@ untrack_if_atomic(PyObject *tuple)
     PyObject_GC_UnTrack(tuple);
 }
 
+/* The same for a tuple built on the hot path, as conservatively as CPython's own collector: it
+ * keeps tracking a tuple that holds any container but an untracked tuple (a dict or list may
+ * gain references later). */
+static void
+untrack_if_only_atoms(PyObject *tuple)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tuple); i++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, i);
+        if (PyObject_IS_GC(item) &&
+            (Py_TYPE(item) != &PyTuple_Type || PyObject_GC_IsTracked(item)))
+            return;
+    }
+    PyObject_GC_UnTrack(tuple);
+}
+
 /* Returns a new reference, Py_None-less NULL with no exception for "unsupported", NULL with an
  * exception on error. */
 static PyObject *
@@ -813,11 +828,11 @@ simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyTuple_SET_ITEM(result, 6, Py_False);
     PyTuple_SET_ITEM(result, 7, empty);
     /* memo entries that live long: untracked now rather than after a collector pass */
-    untrack_if_atomic(digests);
-    untrack_if_atomic(counts);
-    untrack_if_atomic(eligible);
-    untrack_if_atomic(marks);
-    untrack_if_atomic(result);
+    untrack_if_only_atoms(digests);
+    untrack_if_only_atoms(counts);
+    untrack_if_only_atoms(eligible);
+    untrack_if_only_atoms(marks);
+    untrack_if_only_atoms(result);
     digests = counts = packed = marks = eligible = NULL; /* owned by result */
 done:
     Py_DECREF(found);
@@ -1294,7 +1309,7 @@ entry_tuple(PyObject *tokens, PyObject *expires_obj, double expires, PyObject *a
         }
         PyTuple_SET_ITEM(t, i, item);
     }
-    untrack_if_atomic(t); /* numbers: never part of a cycle */
+    untrack_if_only_atoms(t); /* numbers: never part of a cycle */
     return t;
 }
 
@@ -1313,7 +1328,7 @@ tuple_of(Py_ssize_t n, PyObject **items)
         goto fail;
     for (Py_ssize_t i = 0; i < n; i++)
         PyTuple_SET_ITEM(t, i, items[i]);
-    untrack_if_atomic(t); /* the collector would, after traversing it once */
+    untrack_if_only_atoms(t); /* the collector would, after traversing it once */
     return t;
 fail:
     for (Py_ssize_t i = 0; i < n; i++)
