@@ -442,6 +442,12 @@ def _kind_of(item: Any) -> str:
     return "unknown"
 
 
+# made once: `compare` reads seven fields of each flattened side
+_FIELD_GETTERS = {
+    name: attrgetter(name) for name in ("level", "kind", "role", "path", "layer", "ttl", "text")
+}
+
+
 class _Field(Sequence[Any]):
     """One attribute of every block of a flattened request, read on demand (no per-block lists)."""
 
@@ -449,7 +455,8 @@ class _Field(Sequence[Any]):
 
     def __init__(self, blocks: Sequence[Block], name: str) -> None:
         self._blocks = blocks
-        self._get = attrgetter(name)
+        getter = _FIELD_GETTERS.get(name)
+        self._get = getter if getter is not None else attrgetter(name)
 
     def __len__(self) -> int:
         return len(self._blocks)
