@@ -628,22 +628,28 @@ get_item(PyObject *dict, PyObject *key)
     return PyDict_GetItemWithError(dict, key);
 }
 
-static PyObject *
-simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The parts of a plain text message's segment: 1 with `out` filled (out->found a new
+ * reference), 0 when the message has another shape, -1 on error. */
+typedef struct {
+    PyObject *found;    /* (digest, tokens) */
+    uint64_t word;      /* the digest as a native 64-bit word */
+    PyObject *cc;       /* borrowed: the block's cache_control, NULL for none */
+    PyObject *path;     /* borrowed: "content" or "content.0" */
+    PyObject *ttl_name; /* borrowed: the breakpoint's ttl name (with cc) */
+    double seconds;
+} TextParts;
+
+static int
+text_parts(PyObject *self, PyObject *const *args, TextParts *out)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError,
-                        "text_message(message, user, assistant, max_entries, estimator)");
-        return NULL;
-    }
     PyObject *message = args[0];
     if (Py_TYPE(message) != &PyDict_Type)
-        Py_RETURN_NONE;
+        return 0;
     PyObject *role = get_item(message, s_role);
     if (role == NULL) {
         if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
+            return -1;
+        return 0;
     }
     PyObject *memo;
     if (is_exact(role, s_user))
@@ -651,74 +657,74 @@ simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     else if (is_exact(role, s_assistant))
         memo = args[2];
     else
-        Py_RETURN_NONE;
+        return 0;
     if (!PyTuple_Check(memo) || PyTuple_GET_SIZE(memo) != 2 ||
         !PyDict_CheckExact(PyTuple_GET_ITEM(memo, 1))) {
         PyErr_SetString(PyExc_TypeError, "a role's memo must be (seed, dict)");
-        return NULL;
+        return -1;
     }
     Py_ssize_t max_entries = PyLong_AsSsize_t(args[3]);
     if (max_entries == -1 && PyErr_Occurred())
-        return NULL;
+        return -1;
     PyObject *estimator = args[4];
     if (!PyTuple_Check(estimator) || PyTuple_GET_SIZE(estimator) != 6) {
         PyErr_SetString(PyExc_TypeError, "estimator must be a 6-tuple");
-        return NULL;
+        return -1;
     }
 
     PyObject *content = get_item(message, s_content);
     if (content == NULL) {
         if (PyErr_Occurred())
-            return NULL;
-        Py_RETURN_NONE;
+            return -1;
+        return 0;
     }
     PyObject *text, *cc = NULL, *path;
     if (Py_TYPE(content) == &PyUnicode_Type) {
         if (PyUnicode_GET_LENGTH(content) == 0)
-            Py_RETURN_NONE;
+            return 0;
         text = content;
         path = s_path_content;
     }
     else if (Py_TYPE(content) == &PyList_Type && PyList_GET_SIZE(content) == 1) {
         PyObject *item = PyList_GET_ITEM(content, 0);
         if (Py_TYPE(item) != &PyDict_Type)
-            Py_RETURN_NONE;
+            return 0;
         PyObject *kind = get_item(item, s_type);
         if (kind == NULL && PyErr_Occurred())
-            return NULL;
+            return -1;
         if (!is_exact(kind, s_text))
-            Py_RETURN_NONE;
+            return 0;
         text = get_item(item, s_text);
         if (text == NULL && PyErr_Occurred())
-            return NULL;
+            return -1;
         if (text == NULL || Py_TYPE(text) != &PyUnicode_Type || PyUnicode_GET_LENGTH(text) == 0)
-            Py_RETURN_NONE;
+            return 0;
         cc = get_item(item, s_cache_control);
         if (cc == NULL && PyErr_Occurred())
-            return NULL;
+            return -1;
         if (cc == Py_None)
             cc = NULL;
         if (PyDict_GET_SIZE(item) != 2 + (cc != NULL))
-            Py_RETURN_NONE;
+            return 0;
         path = s_path_content0;
     }
     else
-        Py_RETURN_NONE;
+        return 0;
 
     /* the breakpoint's verdict, for the plain forms only */
     PyObject *ttl_name = NULL;
     double seconds = 0.0;
     if (cc != NULL) {
         if (Py_TYPE(cc) != &PyDict_Type)
-            Py_RETURN_NONE;
+            return 0;
         PyObject *cc_type = get_item(cc, s_type);
         if (cc_type == NULL && PyErr_Occurred())
-            return NULL;
+            return -1;
         if (!is_exact(cc_type, s_ephemeral))
-            Py_RETURN_NONE;
+            return 0;
         PyObject *ttl = get_item(cc, s_ttl);
         if (ttl == NULL && PyErr_Occurred())
-            return NULL;
+            return -1;
         if (ttl == NULL || ttl == Py_None) {
             ttl_name = s_5m;
             seconds = 300.0;
@@ -736,7 +742,7 @@ simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             seconds = 3600.0;
         }
         else
-            Py_RETURN_NONE;
+            return 0;
     }
 
     /* (digest, tokens) from the role's text memo, or hashed and counted now */
@@ -744,36 +750,62 @@ simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *found = PyDict_GetItemWithError(table, text);
     if (found == NULL) {
         if (PyErr_Occurred())
-            return NULL;
+            return -1;
         PyObject *call_args[8] = {text, PyTuple_GET_ITEM(memo, 0)};
         for (int i = 0; i < 6; i++)
             call_args[2 + i] = PyTuple_GET_ITEM(estimator, i);
         PyObject *computed = simcore_digest_count(self, call_args, 8);
         if (computed == NULL)
-            return NULL;
-        if (computed == Py_None)
-            return computed; /* no UTF-8 form: the Python path hashes it */
+            return -1;
+        if (computed == Py_None) {
+            Py_DECREF(computed);
+            return 0; /* no UTF-8 form: the Python path hashes it */
+        }
         if (PyDict_GET_SIZE(table) >= max_entries)
             PyDict_Clear(table);
         if (PyDict_SetItem(table, text, computed) < 0) {
             Py_DECREF(computed);
-            return NULL;
+            return -1;
         }
         Py_DECREF(computed); /* the table holds it */
         found = computed;
     }
     if (!PyTuple_Check(found) || PyTuple_GET_SIZE(found) != 2) {
         PyErr_SetString(PyExc_TypeError, "a text memo entry must be (digest, tokens)");
-        return NULL;
+        return -1;
     }
+    unsigned long long value = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(found, 0));
+    if (value == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
     Py_INCREF(found);
-    PyObject *digest = PyTuple_GET_ITEM(found, 0), *tokens = PyTuple_GET_ITEM(found, 1);
-    unsigned long long value = PyLong_AsUnsignedLongLong(digest);
-    if (value == (unsigned long long)-1 && PyErr_Occurred()) {
-        Py_DECREF(found);
+    out->found = found;
+    out->word = (uint64_t)value; /* native byte order, like int.to_bytes(8, sys.byteorder) */
+    out->cc = cc;
+    out->path = path;
+    out->ttl_name = ttl_name;
+    out->seconds = seconds;
+    return 1;
+
+}
+
+static PyObject *
+simcore_text_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "text_message(message, user, assistant, max_entries, estimator)");
         return NULL;
     }
-    uint64_t word = (uint64_t)value; /* native byte order, like int.to_bytes(8, sys.byteorder) */
+    TextParts parts;
+    int r = text_parts(self, args, &parts);
+    if (r < 0)
+        return NULL;
+    if (r == 0)
+        Py_RETURN_NONE;
+    PyObject *found = parts.found, *cc = parts.cc, *path = parts.path, *ttl_name = parts.ttl_name;
+    PyObject *digest = PyTuple_GET_ITEM(found, 0), *tokens = PyTuple_GET_ITEM(found, 1);
+    uint64_t word = parts.word;
+    double seconds = parts.seconds;
 
     /* ((digest,), (tokens,), packed, marks, (0, cc, path), False, False, ()) */
     PyObject *cc_copy = NULL, *marks = NULL, *eligible = NULL, *packed = NULL;
@@ -1778,15 +1810,68 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             /* A plain text message: its segment from the text memo, with no structural digest
              * (that only keys memo.messages, which such a message does not need). */
             PyObject *segment = NULL;
+            TextParts tp;
+            int plain = 0;
             if (fast_text != Py_None && estimator != Py_None) {
                 PyObject *call[5] = {message, PyTuple_GET_ITEM(fast_text, 0),
                                      PyTuple_GET_ITEM(fast_text, 1), max_entries_obj, estimator};
-                segment = simcore_text_message(self, call, 5);
-                if (segment == NULL)
+                if ((plain = text_parts(self, call, &tp)) < 0)
                     FAIL;
-                if (segment == Py_None)
-                    Py_CLEAR(segment);
             }
+            Py_ssize_t n;
+            int empty = 0;
+            if (plain) {
+                /* one position: text_message's segment, read without building it */
+                long long token_count;
+                PyObject *token_item = PyTuple_GET_ITEM(tp.found, 1);
+                PyObject *m_obj = NULL, *cc_copy = NULL;
+                int bad = !exact_ll(token_item, &token_count);
+                if (!bad && (buf_reserve(&mwords, 8) < 0 || buf_reserve(&mtokens, 8) < 0 ||
+                             PyList_Append(tokens_list, token_item) < 0 ||
+                             (m_obj = PyLong_FromSsize_t(m)) == NULL))
+                    bad = 2;
+                if (!bad && tp.cc != NULL) {
+                    /* the segment keeps a copy, not the caller's (mutable) dict */
+                    if ((cc_copy = PyDict_Copy(tp.cc)) == NULL)
+                        bad = 2;
+                    else {
+                        PyObject *verdict_parts[2] = {
+                            new_ref(tp.seconds == 3600.0 ? f_3600 : f_300), new_ref(tp.ttl_name)};
+                        PyObject *mark_parts[5] = {PyLong_FromSsize_t(positions), new_ref(cc_copy),
+                                                   new_ref(m_obj), new_ref(tp.path),
+                                                   tuple_of(2, verdict_parts)};
+                        PyObject *mark = tuple_of(5, mark_parts);
+                        if (mark == NULL || PyList_Append(marks, mark) < 0)
+                            bad = 2;
+                        Py_XDECREF(mark);
+                    }
+                }
+                if (!bad) {
+                    PyObject *el_parts[4] = {PyLong_FromSsize_t(positions),
+                                             new_ref(cc_copy != NULL ? cc_copy : Py_None),
+                                             new_ref(m_obj), new_ref(tp.path)};
+                    PyObject *el = tuple_of(4, el_parts);
+                    if (el == NULL)
+                        bad = 2;
+                    else
+                        Py_SETREF(message_eligible, el);
+                }
+                if (!bad) {
+                    memcpy(mwords.data + mwords.size, &tp.word, 8);
+                    mwords.size += 8;
+                    memcpy(mtokens.data + mtokens.size, &token_count, 8);
+                    mtokens.size += 8;
+                }
+                Py_XDECREF(m_obj);
+                Py_XDECREF(cc_copy);
+                Py_DECREF(tp.found);
+                if (bad == 2)
+                    FAIL;
+                if (bad)
+                    FALLBACK;
+                n = 1;
+            }
+            else {
             if (segment == NULL) {
                 /* any other shape: memoized by structural digest, built by _message_segment */
                 PyObject *raw_message;
@@ -1838,8 +1923,8 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(segment);
                 FALLBACK; /* images or citations change the settings: the Python path */
             }
-            Py_ssize_t n = PyTuple_GET_SIZE(s_tok);
-            int empty = n == 0;
+            n = PyTuple_GET_SIZE(s_tok);
+            empty = n == 0;
             if (empty) {
                 PyObject *role = Py_TYPE(message) == &PyDict_Type
                                      ? PyDict_GetItemWithError(message, s_role)
@@ -1911,6 +1996,7 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 FAIL;
             if (bad)
                 FALLBACK;
+            }
             positions += n;
             PyObject *parts[6] = {PyLong_FromSsize_t(positions), new_ref(message_eligible),
                                   new_ref(Py_False), new_ref(Py_False),
