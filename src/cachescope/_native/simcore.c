@@ -20,6 +20,11 @@
  *   non_ascii_weight, punct) -> (digest, tokens) | None: xxh3-64 of the text's UTF-8 with `seed`
  *   and the estimate of cachescope._tokens.EstimatingCounter.count with those constants; None
  *   for a str that has no UTF-8 form (lone surrogates).
+ * - text_message, lookback: the plain-text segment and the read windows (see their comments).
+ * - default_reply(seed, words) -> (text, tokens): cachescope.sim._responder.default_reply.
+ * - handle(sim, body, api_key) -> (message, ttft_ms, total_ms) | None: a whole Messages request
+ *   of the common shape (see its comment); its twin is the Python path it falls back to,
+ *   cachescope.sim._simulator.Simulator._process, held to it by tests/sim/test_simcore_handle.py.
  */
 /* as in CPython's own release builds of extension modules (sysconfig CFLAGS): the header's
  * inline accessors (PyTuple_GET_ITEM, PyUnicode_DATA, ...) without their debug assertions */
@@ -1736,7 +1741,8 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             PyList_GET_SIZE(prev_states) != PyList_GET_SIZE(prev_raw))
             FALLBACK;
         for (; reused < count && reused < PyList_GET_SIZE(prev_raw); reused++) {
-            int r = matches(PyList_GET_ITEM(prev_raw, reused), PyList_GET_ITEM(messages, reused), 0);
+            int r = matches(PyList_GET_ITEM(prev_raw, reused),
+                            PyList_GET_ITEM(messages, reused), 0);
             if (r < 0)
                 FAIL;
             if (r == 0)
@@ -1749,7 +1755,8 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *state = PyList_GET_ITEM(prev_states, reused - 1);
         long long n, k;
         if (Py_TYPE(state) != &PyTuple_Type || PyTuple_GET_SIZE(state) != 6 ||
-            !exact_ll(PyTuple_GET_ITEM(state, 0), &n) || !exact_ll(PyTuple_GET_ITEM(state, 4), &k) ||
+            !exact_ll(PyTuple_GET_ITEM(state, 0), &n) ||
+            !exact_ll(PyTuple_GET_ITEM(state, 4), &k) ||
             PyTuple_GET_ITEM(state, 2) != Py_False || PyTuple_GET_ITEM(state, 3) != Py_False ||
             n < 0 || n > PyList_GET_SIZE(prev_tokens) || 8 * n > PyBytes_GET_SIZE(prev_packed) ||
             k < 0 || k > PyList_GET_SIZE(prev_marks))
@@ -1872,130 +1879,131 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 n = 1;
             }
             else {
-            if (segment == NULL) {
-                /* any other shape: memoized by structural digest, built by _message_segment */
-                PyObject *raw_message;
-                if (m == 0) {
-                    raw_message = first_raw;
-                    Py_INCREF(raw_message);
+                if (segment == NULL) {
+                    /* any other shape: memoized by structural digest, built by _message_segment */
+                    PyObject *raw_message;
+                    if (m == 0) {
+                        raw_message = first_raw;
+                        Py_INCREF(raw_message);
+                    }
+                    else if ((raw_message = struct_digest(message, &unsupported)) == NULL) {
+                        if (unsupported)
+                            FALLBACK;
+                        FAIL;
+                    }
+                    segment = PyDict_GetItemWithError(table, raw_message);
+                    if (segment != NULL)
+                        Py_INCREF(segment);
+                    else {
+                        if (PyErr_Occurred()) {
+                            Py_DECREF(raw_message);
+                            FAIL;
+                        }
+                        PyObject *m_obj = PyLong_FromSsize_t(m);
+                        if (m_obj == NULL) {
+                            Py_DECREF(raw_message);
+                            FAIL;
+                        }
+                        segment = PyObject_CallFunctionObjArgs(message_segment_fn, message, m_obj,
+                                                               memo, NULL);
+                        Py_DECREF(m_obj);
+                        if (segment == NULL) {
+                            /* the API's error (or anything else): the Python path raises it */
+                            Py_DECREF(raw_message);
+                            PyErr_Clear();
+                            FALLBACK;
+                        }
+                        if (PyDict_GET_SIZE(table) >= max_entries)
+                            PyDict_Clear(table);
+                        if (PyDict_SetItem(table, raw_message, segment) < 0) {
+                            Py_DECREF(raw_message);
+                            Py_DECREF(segment);
+                            FAIL;
+                        }
+                    }
+                    Py_DECREF(raw_message);
                 }
-                else if ((raw_message = struct_digest(message, &unsupported)) == NULL) {
-                    if (unsupported)
-                        FALLBACK;
+                PyObject *s_tok, *s_pack, *s_mk, *s_el, *toggles;
+                int flags;
+                if (!segment_parts(segment, &s_tok, &s_pack, &s_mk, &s_el, &flags, &toggles) ||
+                    flags) {
+                    Py_DECREF(segment);
+                    FALLBACK; /* images or citations change the settings: the Python path */
+                }
+                n = PyTuple_GET_SIZE(s_tok);
+                empty = n == 0;
+                if (empty) {
+                    PyObject *role = Py_TYPE(message) == &PyDict_Type
+                                         ? PyDict_GetItemWithError(message, s_role)
+                                         : NULL;
+                    if (m != count - 1 || role == NULL || !str_eq(role, s_assistant)) {
+                        Py_DECREF(segment);
+                        PyErr_Clear();
+                        FALLBACK; /* the Python path raises "must have non-empty content" */
+                    }
+                }
+                if (buf_reserve(&mwords, (size_t)n * 8) < 0 ||
+                    buf_reserve(&mtokens, (size_t)n * 8) < 0) {
+                    Py_DECREF(segment);
                     FAIL;
                 }
-                segment = PyDict_GetItemWithError(table, raw_message);
-                if (segment != NULL)
-                    Py_INCREF(segment);
-                else {
-                    if (PyErr_Occurred()) {
-                        Py_DECREF(raw_message);
-                        FAIL;
-                    }
-                    PyObject *m_obj = PyLong_FromSsize_t(m);
-                    if (m_obj == NULL) {
-                        Py_DECREF(raw_message);
-                        FAIL;
-                    }
-                    segment = PyObject_CallFunctionObjArgs(message_segment_fn, message, m_obj,
-                                                           memo, NULL);
-                    Py_DECREF(m_obj);
-                    if (segment == NULL) {
-                        /* the API's error (or anything else): the Python path raises it */
-                        Py_DECREF(raw_message);
-                        PyErr_Clear();
+                memcpy(mwords.data + mwords.size, PyBytes_AS_STRING(s_pack), (size_t)n * 8);
+                mwords.size += (size_t)n * 8;
+                long long *t = (long long *)(mtokens.data + mtokens.size);
+                for (Py_ssize_t i = 0; i < n; i++) {
+                    PyObject *item = PyTuple_GET_ITEM(s_tok, i);
+                    if (!exact_ll(item, &t[i]) || PyList_Append(tokens_list, item) < 0) {
+                        Py_DECREF(segment);
+                        if (PyErr_Occurred())
+                            FAIL;
                         FALLBACK;
                     }
-                    if (PyDict_GET_SIZE(table) >= max_entries)
-                        PyDict_Clear(table);
-                    if (PyDict_SetItem(table, raw_message, segment) < 0) {
-                        Py_DECREF(raw_message);
-                        Py_DECREF(segment);
-                        FAIL;
+                }
+                mtokens.size += (size_t)n * 8;
+                PyObject *m_obj = PyLong_FromSsize_t(m);
+                if (m_obj == NULL) {
+                    Py_DECREF(segment);
+                    FAIL;
+                }
+                int bad = 0;
+                for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(s_mk) && !bad; i++) {
+                    PyObject *mark = PyTuple_GET_ITEM(s_mk, i);
+                    long long offset;
+                    if (Py_TYPE(mark) != &PyTuple_Type || PyTuple_GET_SIZE(mark) != 4 ||
+                        !exact_ll(PyTuple_GET_ITEM(mark, 0), &offset)) {
+                        bad = 1;
+                        break;
+                    }
+                    PyObject *parts[5] = {PyLong_FromSsize_t(positions + (Py_ssize_t)offset),
+                                          new_ref(PyTuple_GET_ITEM(mark, 1)), new_ref(m_obj),
+                                          new_ref(PyTuple_GET_ITEM(mark, 2)),
+                                          new_ref(PyTuple_GET_ITEM(mark, 3))};
+                    PyObject *full = tuple_of(5, parts);
+                    if (full == NULL || PyList_Append(marks, full) < 0)
+                        bad = 2;
+                    Py_XDECREF(full);
+                }
+                if (!bad && s_el != Py_None) {
+                    long long offset;
+                    if (!exact_ll(PyTuple_GET_ITEM(s_el, 0), &offset))
+                        bad = 1;
+                    else {
+                        PyObject *parts[4] = {PyLong_FromSsize_t(positions + (Py_ssize_t)offset),
+                                              new_ref(PyTuple_GET_ITEM(s_el, 1)), new_ref(m_obj),
+                                              new_ref(PyTuple_GET_ITEM(s_el, 2))};
+                        PyObject *el = tuple_of(4, parts);
+                        if (el == NULL)
+                            bad = 2;
+                        else
+                            Py_SETREF(message_eligible, el);
                     }
                 }
-                Py_DECREF(raw_message);
-            }
-            PyObject *s_tok, *s_pack, *s_mk, *s_el, *toggles;
-            int flags;
-            if (!segment_parts(segment, &s_tok, &s_pack, &s_mk, &s_el, &flags, &toggles) ||
-                flags) {
+                Py_DECREF(m_obj);
                 Py_DECREF(segment);
-                FALLBACK; /* images or citations change the settings: the Python path */
-            }
-            n = PyTuple_GET_SIZE(s_tok);
-            empty = n == 0;
-            if (empty) {
-                PyObject *role = Py_TYPE(message) == &PyDict_Type
-                                     ? PyDict_GetItemWithError(message, s_role)
-                                     : NULL;
-                if (m != count - 1 || role == NULL || !str_eq(role, s_assistant)) {
-                    Py_DECREF(segment);
-                    PyErr_Clear();
-                    FALLBACK; /* the Python path raises "must have non-empty content" */
-                }
-            }
-            if (buf_reserve(&mwords, (size_t)n * 8) < 0 || buf_reserve(&mtokens, (size_t)n * 8) < 0) {
-                Py_DECREF(segment);
-                FAIL;
-            }
-            memcpy(mwords.data + mwords.size, PyBytes_AS_STRING(s_pack), (size_t)n * 8);
-            mwords.size += (size_t)n * 8;
-            long long *t = (long long *)(mtokens.data + mtokens.size);
-            for (Py_ssize_t i = 0; i < n; i++) {
-                PyObject *item = PyTuple_GET_ITEM(s_tok, i);
-                if (!exact_ll(item, &t[i]) || PyList_Append(tokens_list, item) < 0) {
-                    Py_DECREF(segment);
-                    if (PyErr_Occurred())
-                        FAIL;
+                if (bad == 2)
+                    FAIL;
+                if (bad)
                     FALLBACK;
-                }
-            }
-            mtokens.size += (size_t)n * 8;
-            PyObject *m_obj = PyLong_FromSsize_t(m);
-            if (m_obj == NULL) {
-                Py_DECREF(segment);
-                FAIL;
-            }
-            int bad = 0;
-            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(s_mk) && !bad; i++) {
-                PyObject *mark = PyTuple_GET_ITEM(s_mk, i);
-                long long offset;
-                if (Py_TYPE(mark) != &PyTuple_Type || PyTuple_GET_SIZE(mark) != 4 ||
-                    !exact_ll(PyTuple_GET_ITEM(mark, 0), &offset)) {
-                    bad = 1;
-                    break;
-                }
-                PyObject *parts[5] = {PyLong_FromSsize_t(positions + (Py_ssize_t)offset),
-                                      new_ref(PyTuple_GET_ITEM(mark, 1)), new_ref(m_obj),
-                                      new_ref(PyTuple_GET_ITEM(mark, 2)),
-                                      new_ref(PyTuple_GET_ITEM(mark, 3))};
-                PyObject *full = tuple_of(5, parts);
-                if (full == NULL || PyList_Append(marks, full) < 0)
-                    bad = 2;
-                Py_XDECREF(full);
-            }
-            if (!bad && s_el != Py_None) {
-                long long offset;
-                if (!exact_ll(PyTuple_GET_ITEM(s_el, 0), &offset))
-                    bad = 1;
-                else {
-                    PyObject *parts[4] = {PyLong_FromSsize_t(positions + (Py_ssize_t)offset),
-                                          new_ref(PyTuple_GET_ITEM(s_el, 1)), new_ref(m_obj),
-                                          new_ref(PyTuple_GET_ITEM(s_el, 2))};
-                    PyObject *el = tuple_of(4, parts);
-                    if (el == NULL)
-                        bad = 2;
-                    else
-                        Py_SETREF(message_eligible, el);
-                }
-            }
-            Py_DECREF(m_obj);
-            Py_DECREF(segment);
-            if (bad == 2)
-                FAIL;
-            if (bad)
-                FALLBACK;
             }
             positions += n;
             PyObject *parts[6] = {PyLong_FromSsize_t(positions), new_ref(message_eligible),
@@ -2019,7 +2027,8 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             int bad = PyList_SetSlice(prev_raw, reused, PY_SSIZE_T_MAX, frozen_list) < 0 ||
                       PyList_SetSlice(prev_states, reused, PY_SSIZE_T_MAX, states) < 0 ||
                       PyList_SetSlice(prev_marks, mark_count, PY_SSIZE_T_MAX, marks) < 0 ||
-                      PyList_SetSlice(prev_tokens, positions - (Py_ssize_t)PyList_GET_SIZE(tokens_list),
+                      PyList_SetSlice(prev_tokens,
+                                      positions - (Py_ssize_t)PyList_GET_SIZE(tokens_list),
                                       PY_SSIZE_T_MAX, tokens_list) < 0 ||
                       PyObject_SetAttr(previous, s_packed, packed) < 0;
             Py_DECREF(packed);
