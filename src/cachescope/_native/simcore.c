@@ -622,8 +622,21 @@ static PyObject *s_role, *s_content, *s_type, *s_text, *s_cache_control, *s_ttl,
 static int
 is_exact(PyObject *obj, PyObject *literal)
 {
-    return obj != NULL && Py_TYPE(obj) == &PyUnicode_Type &&
-           (obj == literal || PyUnicode_Compare(obj, literal) == 0);
+    if (obj == NULL || Py_TYPE(obj) != &PyUnicode_Type)
+        return 0;
+    if (obj == literal)
+        return 1;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(obj) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+#endif
+    /* equal strings have equal lengths and kinds (PEP 393 picks the narrowest) */
+    Py_ssize_t n = PyUnicode_GET_LENGTH(literal);
+    return PyUnicode_GET_LENGTH(obj) == n && PyUnicode_KIND(obj) == PyUnicode_KIND(literal) &&
+           memcmp(PyUnicode_DATA(obj), PyUnicode_DATA(literal),
+                  (size_t)n * PyUnicode_KIND(literal)) == 0;
 }
 
 /* A borrowed dict item, NULL when missing (or on an error, with the exception set). */
@@ -1262,7 +1275,9 @@ reply_text(uint64_t seed, PyObject *words, long long *tokens)
 {
     uint64_t h = seed & 0xFFFFFFFFFFFFULL;
     char hex[16];
-    snprintf(hex, sizeof hex, "%06llx", (unsigned long long)(h & 0xFFFFFF));
+    for (int i = 0; i < 6; i++) /* "%06x" of the low 24 bits */
+        hex[i] = "0123456789abcdef"[(h >> (4 * (5 - i))) & 0xF];
+    hex[6] = 0;
     *tokens = 12 + (long long)(h % 181);
     PyObject *chosen[6];
     Py_ssize_t length = 17 + 6 + 1 + 6 + 1; /* "(simulated reply ", hex, ")", 6 spaces, "." */
