@@ -10,6 +10,7 @@ afterwards — whatever mix of common and unusual requests they get.
 from __future__ import annotations
 
 import copy
+from array import array
 from typing import Any
 
 import pytest
@@ -114,6 +115,12 @@ def test_the_common_shape_is_answered_in_c() -> None:
     bodies = _conversation(12)
     # the first request teaches the model and the tools/system; the rest are all in C
     assert _fast_requests(sim, bodies) == len(bodies) - 1
+    # the snapshots it kept are what plan() would read (and their C copy of the counts agrees)
+    (memo,) = sim._memos.values()
+    for snapshot in memo.snapshots.values():
+        assert len(snapshot.raw) == len(snapshot.states)
+        assert len(snapshot.packed) == 8 * len(snapshot.tokens)
+        assert array("q", snapshot.ctokens).tolist() == snapshot.tokens
 
 
 @needs_c

@@ -1083,7 +1083,7 @@ static PyObject *s_fast_config, *s_settings, *s_models, *s_clock, *s_responder,
     *s_snapshots, *s_raw, *s_states, *s_marks, *s_tokens, *s_packed, *s_first, *s_ends,
     *s_fast_text, *s_estimator, *s_max_entries, *s_entries, *s_records, *s_now, *s__now,
     *s_requests, *s_popitem, *s_standard, *s_message, *s_end_turn, *s_max_tokens_reason,
-    *f_300, *f_3600, *s__lock, *s_acquire, *s_release, *s_advance, *s__after;
+    *f_300, *f_3600, *s__lock, *s_acquire, *s_release, *s_advance, *s__after, *s_ctokens;
 
 static PyObject *k_message[8], *k_usage[6], *k_cache_creation[2], *k_block[2];
 static const char *k_message_names[8] = {"id", "type", "role", "model", "content",
@@ -1788,9 +1788,21 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         memcpy(mwords.data, PyBytes_AS_STRING(prev_packed), (size_t)positions * 8);
         mwords.size = (size_t)positions * 8;
         long long *t = (long long *)mtokens.data;
-        for (Py_ssize_t i = 0; i < positions; i++)
-            if (!exact_ll(PyList_GET_ITEM(prev_tokens, i), &t[i]))
-                FALLBACK;
+        /* the counts as C words when this path kept them (and they are the list's), else
+         * read from the list */
+        PyObject *ctokens = PyObject_GetAttr(previous, s_ctokens);
+        if (ctokens == NULL)
+            FAIL;
+        if (Py_TYPE(ctokens) == &PyBytes_Type &&
+            PyBytes_GET_SIZE(ctokens) == 8 * PyList_GET_SIZE(prev_tokens))
+            memcpy(t, PyBytes_AS_STRING(ctokens), (size_t)positions * 8);
+        else
+            for (Py_ssize_t i = 0; i < positions; i++)
+                if (!exact_ll(PyList_GET_ITEM(prev_tokens, i), &t[i])) {
+                    Py_DECREF(ctokens);
+                    FALLBACK;
+                }
+        Py_DECREF(ctokens);
         mtokens.size = (size_t)positions * 8;
     }
     else {
@@ -2035,6 +2047,11 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *packed = PyBytes_FromStringAndSize(mwords.data, (Py_ssize_t)mwords.size);
         if (packed == NULL)
             FAIL;
+        PyObject *ctokens = PyBytes_FromStringAndSize(mtokens.data, (Py_ssize_t)mtokens.size);
+        if (ctokens == NULL) {
+            Py_DECREF(packed);
+            FAIL;
+        }
         if (previous != NULL) {
             /* The conversation's snapshot, updated in place: what plan() does by slicing the
              * old one's lists into a new snapshot (nothing else holds them). On a failure
@@ -2045,8 +2062,10 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                       PyList_SetSlice(prev_tokens,
                                       positions - (Py_ssize_t)PyList_GET_SIZE(tokens_list),
                                       PY_SSIZE_T_MAX, tokens_list) < 0 ||
-                      PyObject_SetAttr(previous, s_packed, packed) < 0;
+                      PyObject_SetAttr(previous, s_packed, packed) < 0 ||
+                      PyObject_SetAttr(previous, s_ctokens, ctokens) < 0;
             Py_DECREF(packed);
+            Py_DECREF(ctokens);
             /* most recently updated last, as plan()'s pop-and-insert */
             if (!bad)
                 bad = PyDict_DelItem(snapshots, first_raw) < 0 ||
@@ -2073,8 +2092,10 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                       PyObject_SetAttr(snapshot, s_states, states) < 0 ||
                       PyObject_SetAttr(snapshot, s_marks, marks) < 0 ||
                       PyObject_SetAttr(snapshot, s_tokens, tokens_list) < 0 ||
-                      PyObject_SetAttr(snapshot, s_packed, packed) < 0;
+                      PyObject_SetAttr(snapshot, s_packed, packed) < 0 ||
+                      PyObject_SetAttr(snapshot, s_ctokens, ctokens) < 0;
             Py_DECREF(packed);
+            Py_DECREF(ctokens);
             Py_XDECREF(ends);
             Py_XDECREF(first);
             if (!bad && PyDict_GET_SIZE(snapshots) >= conversations) {
@@ -2656,7 +2677,7 @@ PyInit_simcore(void)
         {&s_end_turn, "end_turn"}, {&s_max_tokens_reason, "max_tokens"},
         {&s__lock, "_lock"}, {&s_acquire, "acquire"},
         {&s_release, "release"}, {&s_advance, "advance"},
-        {&s__after, "_after"},
+        {&s__after, "_after"}, {&s_ctokens, "ctokens"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL) {

@@ -384,7 +384,7 @@ class _Snapshot:
     list of the messages' frozen copies (`simcore.freeze`) and `first`/`ends` are unused.
     """
 
-    __slots__ = ("ends", "first", "marks", "packed", "raw", "states", "tokens")
+    __slots__ = ("ctokens", "ends", "first", "marks", "packed", "raw", "states", "tokens")
 
     def __init__(self) -> None:
         self.raw: Any = b""
@@ -396,6 +396,9 @@ class _Snapshot:
         self.marks: list[Mark] = []
         self.tokens: list[int] = []
         self.packed = b""  # the digests as native 64-bit words
+        # `tokens` as native 64-bit words, kept by the compiled `simcore.handle` (which then
+        # need not convert the list); b"" from the Python path, where it is not used
+        self.ctokens = b""
 
     def common(self, raw: bytes) -> int:
         """How many leading messages `raw` shares byte for byte with this snapshot."""
