@@ -69,7 +69,9 @@ def build_native(root: Path, *, output_dir: Path | None = None, quiet: bool = Fa
     """Compile every module (in place unless ``output_dir``); return the files built.
 
     A module that fails to compile is reported on stderr and left out: cachescope then uses its
-    pure-Python twin.
+    pure-Python twin. Each module is compiled to a temporary file and renamed over the old one, so
+    a process that has the old one loaded keeps its mapping intact (writing into a loaded shared
+    object in place can crash that process).
     """
     native_dir = root / NATIVE_DIR
     output_dir = native_dir if output_dir is None else output_dir
@@ -83,7 +85,8 @@ def build_native(root: Path, *, output_dir: Path | None = None, quiet: bool = Fa
     for source in sorted(native_dir.glob("*.c")):
         name = source.stem
         output = output_dir / f"{name}{suffix}"
-        command = compile_command(native_dir, name, output)
+        partial = output_dir / f".{name}.{os.getpid()}.partial{suffix}"
+        command = compile_command(native_dir, name, partial)
         try:
             result = subprocess.run(command, capture_output=True, text=True, check=False)
         except OSError as exc:
@@ -98,8 +101,10 @@ def build_native(root: Path, *, output_dir: Path | None = None, quiet: bool = Fa
                 f"  command: {' '.join(command)}\n{result.stderr.strip()}",
                 file=sys.stderr,
             )
+            partial.unlink(missing_ok=True)
             output.unlink(missing_ok=True)
             continue
+        os.replace(partial, output)
         if result.stderr.strip() and not quiet:
             print(result.stderr.strip(), file=sys.stderr)
         built.append(output)

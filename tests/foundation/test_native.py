@@ -125,3 +125,23 @@ def test_without_a_compiler_the_build_warns_and_goes_on(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[]"
     assert "no C compiler" in result.stderr
     assert "pure-Python" in result.stderr
+
+
+def test_a_rebuild_replaces_modules_without_writing_into_a_loaded_one(tmp_path: Path) -> None:
+    # A process holding the old module keeps working: the new file is renamed over it, so the
+    # old inode (which the process has mapped) is never written to.
+    code = (
+        "import sys, pathlib\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import hatch_build\n"
+        f"out = pathlib.Path({str(tmp_path)!r})\n"
+        f"root = pathlib.Path({str(ROOT)!r})\n"
+        "first = {p.name: p.stat().st_ino for p in hatch_build.build_native(root, output_dir=out)}\n"
+        "second = {p.name: p.stat().st_ino for p in hatch_build.build_native(root, output_dir=out)}\n"
+        "assert first and first.keys() == second.keys(), (first, second)\n"
+        "assert all(first[n] != second[n] for n in first), 'a module was rewritten in place'\n"
+        "print(sorted(p.name for p in out.iterdir()))\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "partial" not in result.stdout
