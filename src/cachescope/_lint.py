@@ -438,13 +438,18 @@ _PUBLIC_RULE = {
 _COMPILED = [
     (rule, severity, re.compile(pattern), fix) for rule, severity, pattern, fix in _TEXT_RULES
 ]
-# Each shape's distinct anchors, in a fixed order (what one `find_all` call searches).
-_SHAPE_ANCHORS: dict[str, tuple[str, ...]] = {}
-for _pairs in _ANCHORS.values():
-    for _shape_name, _anchor in _pairs:
-        _SHAPE_ANCHORS.setdefault(_shape_name, ())
-        if _anchor not in _SHAPE_ANCHORS[_shape_name]:
-            _SHAPE_ANCHORS[_shape_name] += (_anchor,)
+
+
+def _anchors_by_shape() -> dict[str, tuple[str, ...]]:
+    """Each shape's distinct anchors, in first-use order (what one `find_all` call searches)."""
+    by_shape: dict[str, dict[str, None]] = {}
+    for pairs in _ANCHORS.values():
+        for shape_name, anchor in pairs:
+            by_shape.setdefault(shape_name, {})[anchor] = None
+    return {name: tuple(anchors) for name, anchors in by_shape.items()}
+
+
+_SHAPE_ANCHORS = _anchors_by_shape()
 _SHAPE_TABLES = {"low": _LOW, "hex": _HEX, "cls": _CLS}
 
 
