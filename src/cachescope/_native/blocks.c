@@ -36,6 +36,15 @@
 #include <Python.h>
 #include <string.h>
 
+/* CPython 3.11's dict layout, to read a dict's items in place (what PyDict_Next does, without
+ * a call per item); other versions use PyDict_Next. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(CS_NO_DICT_LAYOUT)
+#define CS_DICT_LAYOUT 1
+#define Py_BUILD_CORE 1
+#include "internal/pycore_dict.h"
+#undef Py_BUILD_CORE
+#endif
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CS_AVX2 1
 #define XXH_DISPATCH_AVX2 1
@@ -262,6 +271,31 @@ put_value(Buf *b, PyObject *value, int depth)
             return 0;
         if (put_sized(b, 'D', (size_t)left) < 0)
             return -1;
+#ifdef CS_DICT_LAYOUT
+        {
+            /* the items in place, in PyDict_Next's order (entries with a value) */
+            PyDictObject *dict = (PyDictObject *)value;
+            PyDictKeysObject *keys = dict->ma_keys;
+            if (dict->ma_values == NULL && keys->dk_kind == DICT_KEYS_UNICODE) {
+                PyDictUnicodeEntry *entry = DK_UNICODE_ENTRIES(keys);
+                PyDictUnicodeEntry *end = entry + keys->dk_nentries;
+                for (; left > 0 && entry < end; entry++) {
+                    int done;
+                    item = entry->me_value;
+                    if (item == NULL)
+                        continue;
+                    left--;
+                    if (put_str(b, entry->me_key) < 0)
+                        return -1;
+                    done = Py_TYPE(item) == &PyUnicode_Type ? put_str(b, item)
+                                                             : put_value(b, item, depth + 1);
+                    if (done != 1)
+                        return done;
+                }
+                return 1;
+            }
+        }
+#endif
         /* No Python code runs while encoding, so the dict cannot change under the walk: it
          * ends after its size in items (no last call to find the end). */
         for (; left > 0 && PyDict_Next(value, &pos, &key, &item); left--) {
@@ -352,10 +386,39 @@ message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
     int done;
     if (Py_TYPE(message) != &PyDict_Type)
         return 0;
+    left = PyDict_GET_SIZE(message);
+#ifdef CS_DICT_LAYOUT
+    {
+        /* the items in place, in PyDict_Next's order; the keys of this kind are exact str */
+        PyDictObject *dict = (PyDictObject *)message;
+        PyDictKeysObject *keys = dict->ma_keys;
+        if (dict->ma_values == NULL && keys->dk_kind == DICT_KEYS_UNICODE) {
+            PyDictUnicodeEntry *entry = DK_UNICODE_ENTRIES(keys);
+            PyDictUnicodeEntry *end = entry + keys->dk_nentries;
+            for (; left > 0 && entry < end; entry++) {
+                value = entry->me_value;
+                if (value == NULL)
+                    continue;
+                left--;
+                name = entry->me_key;
+                if (role == NULL && (done = is_name(name, str_role)) != 0) {
+                    if (done < 0)
+                        return -1;
+                    role = value;
+                }
+                else if (content == NULL && (done = is_name(name, str_content)) != 0) {
+                    if (done < 0)
+                        return -1;
+                    content = value;
+                }
+            }
+            goto found;
+        }
+    }
+#endif
     /* one pass over the (usually two) items instead of two lookups; no Python code runs, so
      * the dict ends after its size in items */
-    for (left = PyDict_GET_SIZE(message); left > 0 && PyDict_Next(message, &pos, &name, &value);
-         left--) {
+    for (; left > 0 && PyDict_Next(message, &pos, &name, &value); left--) {
         /* another key type could still equal "role" for `message.get`: not keyable */
         if (Py_TYPE(name) != &PyUnicode_Type)
             return 0;
@@ -370,6 +433,9 @@ message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
             content = value;
         }
     }
+#ifdef CS_DICT_LAYOUT
+found:
+#endif
     /* 'M', m, 'M', start: a buffer always has room for them (its capacity never drops below
      * the 2048 bytes of `local`) */
     b->len = 18;
