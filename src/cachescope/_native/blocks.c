@@ -714,6 +714,19 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
         unsigned long long digest = 0;
         int done, images, citations;
         Py_INCREF(message);
+#ifdef CS_DICT_LAYOUT
+        if (m + 2 < PyList_GET_SIZE(messages))
+            __builtin_prefetch(PyList_GET_ITEM(messages, m + 2));
+        if (m + 1 < PyList_GET_SIZE(messages)) {
+            PyObject *next = PyList_GET_ITEM(messages, m + 1);
+            if (Py_TYPE(next) == &PyDict_Type) {
+                __builtin_prefetch(((PyDictObject *)next)->ma_keys);
+                __builtin_prefetch((char *)((PyDictObject *)next)->ma_keys + 64);
+            }
+            if (prior != NULL && m + 1 < PyList_GET_SIZE(prior_entries))
+                __builtin_prefetch(PyList_GET_ITEM(prior_entries, m + 1));
+        }
+#endif
         done = message_key_of(&b, message, m, start, &digest);
         if (done < 0)
             goto fail_message;
