@@ -1,0 +1,106 @@
+"""lint() quality on a held-out labelled corpus nobody tuned the rules on (issue 5).
+
+`tests/stability/test_lint_quality.py` measures the issue's targets (recall >= 95%, at most 1
+false alarm per 100 KB of clean text) on the shipped corpus, whose injection templates were written
+beside the rules. This is a second, independent corpus:
+
+- clean text in `heldout/clean/` (prose system prompts, C, Python and Go code, JSON tool schemas,
+  Markdown), written for this test and full of things that must not alarm: versions such as 3.11.7
+  and semver ranges, HTTP status codes, ports, prices, ISBNs, hex constants, unit conversions,
+  phone and address examples, opening hours, years in prose, physical constants;
+- buster copies of it, injected from the templates in `heldout/busters.py` (45 templates written
+  apart from the rules: ids, build numbers, SHAs, banners, locale and RFC 2822 dates, clock times,
+  relative times, countdowns, seeds, nonces, JWTs, counters, live-data snippets, A/B buckets),
+  each injection labelled with its line and column span; found when a finding overlaps it.
+
+Measured with the rules of commit 997fd42, before any rule was changed for this corpus:
+recall 38.5% (231 of 600 injections found), 10 false alarms in 94.3 KB of clean text (10.6 per
+100 KB): nine 64-bit hex constants in C (`0x9E3779B97F4A7C15ull`) as random IDs and 1610612736
+(1.5 GiB in bytes) as an epoch. At that commit the test held only those figures, as a floor.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from heldout.busters import TEMPLATES
+
+from cachescope import lint
+
+CLEAN = Path(__file__).parent / "heldout" / "clean"
+MODEL = "claude-sonnet-5"
+SEED = 20261204
+PER_FILE = 60
+
+
+@dataclass(frozen=True)
+class Injection:
+    file: str
+    line: int  # 1-based line of the injected text in the copy
+    start: int  # 1-based columns of the buster
+    end: int
+    text: str
+
+
+def clean_files() -> dict[str, str]:
+    return {path.name: path.read_text("utf-8") for path in sorted(CLEAN.iterdir())}
+
+
+def inject(name: str, text: str, rng: random.Random, count: int) -> tuple[str, list[Injection]]:
+    """A copy of `text` with `count` buster lines inserted, and where each one sits."""
+    lines = text.split("\n")
+    spots = sorted(rng.sample(range(1, len(lines)), min(count, len(lines) - 1)))
+    out: list[str] = []
+    injections: list[Injection] = []
+    previous = 0
+    for spot in spots:
+        out.extend(lines[previous:spot])
+        previous = spot
+        buster = rng.choice(TEMPLATES)(rng)
+        prefix = rng.choice(["", "Note: ", "  ", "* ", "# ", "// ", '"description": "'])
+        out.append(prefix + buster)
+        column = len(prefix) + 1
+        injections.append(Injection(name, len(out), column, column + len(buster), buster))
+    out.extend(lines[previous:])
+    return "\n".join(out), injections
+
+
+def measure() -> tuple[float, list[Injection], int, list[tuple[str, str, str]], float]:
+    """(recall, missed, injections, false alarms, clean KB) on the held-out corpus."""
+    rng = random.Random(SEED)
+    files = clean_files()
+    total = 0
+    missed: list[Injection] = []
+    for name, text in files.items():
+        copy, planned = inject(name, text, rng, PER_FILE)
+        spans = {(f.line, f.column, f.end_column) for f in lint(copy, model=MODEL)}
+        total += len(planned)
+        missed.extend(
+            i
+            for i in planned
+            if not any(ln == i.line and s < i.end and e > i.start for ln, s, e in spans)
+        )
+    alarms = [
+        (name, f.rule, f.text) for name, text in files.items() for f in lint(text, model=MODEL)
+    ]
+    size_kb = sum(len(text.encode("utf-8")) for text in files.values()) / 1024
+    return 1 - len(missed) / total, missed, total, alarms, size_kb
+
+
+def test_held_out_corpus_is_large_and_varied() -> None:
+    files = clean_files()
+    assert sum(len(t.encode("utf-8")) for t in files.values()) >= 90 * 1024
+    kinds = {name.split("_")[0] for name in files}
+    assert {"prose", "code", "tools", "markdown"} <= kinds
+    assert len(TEMPLATES) >= 40
+
+
+def test_held_out_recall_and_false_alarms() -> None:
+    recall, missed, total, alarms, size_kb = measure()
+    report = (f"recall {recall:.1%} of {total}", [m.text for m in missed], alarms, size_kb)
+    assert total >= 450
+    # the figures of commit 997fd42 (see the docstring): a floor, not the issue's target
+    assert recall >= 0.38, report
+    assert len(alarms) <= 10, report
