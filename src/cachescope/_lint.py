@@ -148,9 +148,12 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "time",
         ERROR,
         r"\b(?:[01]?\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?\b(?: ?(?:[AaPp]\.?[Mm]\.?|UTC|GMT|[A-Z]{3,4}\b))?"
-        r"|\b(?:1[0-2]|0?[1-9])(?::[0-5]\d)? ?[AaPp]\.?[Mm]\.?(?= |$|[.,;)])"
+        r"|\b(?:1[0-2]|0?[1-9])(?::[0-5]\d)? ?[AaPp]\.?[Mm]\.?(?![A-Za-z0-9])"
         r"|\b(?:[01]?\d|2[0-3]):[0-5]\d ?(?:UTC|GMT|[ECMP][SD]T|CET|CEST|BST|IST|JST)\b"
         r"|(?i:\b(?:right now|now|currently|time is|it is|it's|as of)\b[^\n.\d]{0,16}?)"
+        r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b"
+        # a clock read out for a place: "Local time in Perth: 08:02", "server clock reads 09:14"
+        r"|(?i:\b(?:local time|time in|time at|clock (?:reads|shows|says))\b[^\n.\d]{0,24}?)"
         r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b",
         f"A clock time changes on every call: {_MOVE}.",
     ),
@@ -159,6 +162,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         ERROR,
         rf"(?i:\b(?:today|tonight|it|now)(?:'s| is)(?: a)? {_DAYS}\b)|\b{_DAYS},? (?:the )?\d{{1,2}}(?:st|nd|rd|th)\b"
         rf"|(?i:\bhappy {_DAYS}\b)"
+        rf"|\b{_DAYS} (?:morning|afternoon|evening|night)\b"  # "mornings" is a habit, not a day
+        rf"|\b{_DAYS},? \(?\d{{1,2}}[/.]\d{{1,2}}\b"
         rf"|\b{_DAYS},? {_MONTHS}\.? \d{{1,2}}(?:st|nd|rd|th)?\b",
         f"A weekday phrase changes daily: {_MOVE}.",
     ),
@@ -173,7 +178,7 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
     (
         "epoch",
         WARNING,
-        r"(?<![\w.\-/])1[5-9]\d{8}(?:\d{3})?(?![\w\-/]|\.\w)",
+        r"(?<![\w.\-/])1[7-9]\d{8}(?:\d{3})?(?![\w\-/]|\.\w)",
         f"This looks like a unix epoch time, which changes on every call: {_MOVE}.",
     ),
     (
@@ -186,7 +191,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "request_id",
         ERROR,
         # a generated suffix has a digit or a capital; `run_pipeline` and `call_count` are code
-        r"\b(?:req|msg|toolu|trace|span|run|sess|evt|chatcmpl|call|conv|thread|chat|job|task|batch)"
+        r"\b(?:req|msg|toolu|trace|span|run|sess|evt|chatcmpl|call|conv|thread|chat|job|task|batch"
+        r"|cart|order|cus|sub|inv)"
         r"_(?=[A-Za-z]*\d|[a-z\d]*[A-Z])[A-Za-z0-9]{8,}\b",
         f"A request or trace ID is new on every call: {_MOVE}.",
     ),
@@ -249,7 +255,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
     (
         "counter_quota",
         WARNING,
-        r"(?i:\b(?:remaining|quota|balance|credits?|budget)(?: (?:quota|tokens|credits|budget))?"
+        r"(?i:\b(?:remaining|quota|balance|credits?|budget)"
+        r"(?: (?:quota|tokens|credits|budget|left|remaining|available|used))?"
         r"\s*[:=]\s*\$?\d[\d,.]*)",
         f"A counter goes up on every call: {_MOVE}.",
     ),
@@ -275,8 +282,90 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
     (
         "date_week",
         WARNING,
-        r"(?i:\bweek \d{1,2},? (?:of )?(?:19|20)\d{2}\b)|\b(?:19|20)\d{2}-W(?:0[1-9]|[1-4]\d|5[0-3])\b",
+        r"(?i:\bweek \d{1,2},? (?:of )?(?:19|20)\d{2}\b)|\b(?:19|20)\d{2}-W(?:0[1-9]|[1-4]\d|5[0-3])\b"
+        r"|(?i:\bweek \d{1,2},? day \d{1,3}\b)",
         f"A week of the year in the cached prefix changes weekly: {_MOVE}.",
+    ),
+    (
+        "entity_id",
+        WARNING,
+        # a user, ticket, order or account named by a number: "user #48213", "Ticket ID: 88231-A",
+        # "Order number: PO-4846797", "account acct-90952396", "Customer reference N5MF54NDOL"
+        r"(?i:\b(?:user|customer|member|caller|account|client|ticket|order|case|incident|booking"
+        r"|reservation|invoice|transaction|cart|guest|player|patient|subscriber|tenant)s?\b"
+        r"[^\n\d#(]{0,24}?)"
+        r"(?:#\s?\d{3,}\b|\b[A-Za-z]{1,6}[-_]?\d{4,}\b|\b\d{5,}(?:-[A-Za-z0-9]{1,4})?\b"
+        r"|\b(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z0-9]{8,}\b)",
+        f"A user, ticket or order number differs between sessions: {_MOVE}.",
+    ),
+    (
+        "build_id",
+        WARNING,
+        r"(?i:\b(?:build|commit|revision|rev|changeset|git sha)\b\s*[:#=]?\s*#?)"
+        r"(?:\d{3,}\b|(?=[a-f]*\d)(?=\d*[a-f])[0-9a-f]{7,40}\b)",
+        f"A build number or commit changes with every deploy: {_MOVE}.",
+    ),
+    (
+        "date_no_year",
+        WARNING,
+        rf"\b{_MONTHS}\.? \d{{1,2}}(?:st|nd|rd|th)\b|\b\d{{1,2}}(?:st|nd|rd|th) (?:of )?{_MONTHS}\b"
+        rf"|(?i:\b(?:today|tonight|now|as of|dated?)\b[^\n.\d]{{0,16}}?)(?-i:{_MONTHS}\.? \d{{1,2}}\b)",
+        f"A date in the cached prefix changes daily: {_MOVE}.",
+    ),
+    (
+        "counter_today",
+        WARNING,
+        # "Today's lucky number: 7731", "Requests handled today: 30007", "Queue length right now: 24"
+        r"(?i:\btoday'?s(?: [a-z-]+){1,3}\s*(?:is|was|[:=])\s*[$#]?\d(?:[\d,.]*\d)?"
+        r"|\b(?:today|this (?:hour|minute|week|month|session)|right now|so far|at the moment)"
+        r"\s*[:=]\s*\d[\d,]*)",
+        f"A count or value of the day changes between calls: {_MOVE}.",
+    ),
+    (
+        "counter_has",
+        WARNING,
+        r"(?i:\b(?:this|the) (?:chat|conversation|thread|session) (?:now )?(?:has|contains|is at) "
+        r"\d[\d,]* (?:messages|turns|exchanges|replies|tokens)\b)",
+        f"A counter goes up on every call: {_MOVE}.",
+    ),
+    (
+        "counter_queue",
+        WARNING,
+        r"(?i:\b(?:caller|customer|person|visitor|user|number|position)\s*#?\d+ in (?:the )?"
+        r"(?:queue|line)\b|\bqueue (?:position|length|size|depth)\b[^\n\d]{0,16}?\d+)",
+        f"A queue position changes on every call: {_MOVE}.",
+    ),
+    (
+        "countdown",
+        WARNING,
+        r"(?i:\b(?:expires?|ends?|closes?|starts?|begins?|resets?|renews?|due|launch(?:es)?)\s+in\s+"
+        r"\d+\s*(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|[smhd])\b"
+        r"(?:,?\s*(?:and\s+)?\d+\s*(?:seconds?|secs?|minutes?|mins?|[smh])\b)?"
+        r"|\b\d+\s*(?:seconds?|minutes?|hours?|days?|weeks?) (?:left|remaining|to go) "
+        r"(?:until|till|before|to)\b)",
+        f"A countdown is stale on the next call: {_MOVE}.",
+    ),
+    (
+        "live_data",
+        WARNING,
+        r"(?i:\bweather\b[^\n]{0,40}?-?\d{1,3} ?°[CF]?|\bhumidity\s*[:=]?\s*\d{1,3} ?%"
+        r"|\b(?:trading|trades|traded) at \$?\d[\d,]*(?:\.\d+)?|[+-]\d+(?:\.\d+)?% (?:today|on the day)\b)",
+        "Live data (weather, prices) is different on every call: fetch it into the dynamic layer "
+        "(after the last breakpoint).",
+    ),
+    (
+        "ab_bucket",
+        WARNING,
+        r"(?i:\b(?:bucket|variant|cohort|experiment)\s*[:=]\s*)[A-Za-z][A-Za-z0-9]*(?:[_\-][A-Za-z0-9]+)*"
+        r"[_\-][A-Za-z0-9]{4,}\b",
+        f"An experiment bucket is assigned per user or session: {_MOVE}.",
+    ),
+    (
+        "token_label",
+        ERROR,
+        r"(?i:\b(?:session|sid|nonce|token|csrf|state|cursor|signature|cookie|bearer)\b(?:\s?[:=]\s*|\s)[\"']?(?!0[xX]))"
+        r"(?=[A-Za-z_\-+/]*\d)[A-Za-z0-9_\-+/]{12,}={0,2}",
+        f"A session token or nonce is new per session or call: {_MOVE}.",
     ),
 ]
 
@@ -329,6 +418,7 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
             "evt_",
             "chatcmpl",
             "call_",
+            *("cart_", "order_", "cus_", "sub_", "inv_"),
         )
     ),
     "request_id_label": tuple(("low", a) for a in ("id:", "id=", "id =", "id :")),
@@ -350,6 +440,55 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "relative_time": (("low", " ago"),),
     "random_id": (("cls", "a0a"), ("cls", "0a0")),
+    "entity_id": tuple(
+        ("low", a)
+        for a in (
+            *("user", "customer", "member", "caller", "account", "client", "ticket", "order"),
+            *("case", "incident", "booking", "reservation", "invoice", "transaction", "cart"),
+            *("guest", "player", "patient", "subscriber", "tenant"),
+        )
+    ),
+    "build_id": tuple(
+        ("low", a) for a in ("build", "commit", "revision", "rev", "changeset", "git sha")
+    ),
+    "date_no_year": (
+        *(("low", a) for a in _MONTH_ANCHORS[4:]),
+        *(("low", f"0{suffix}") for suffix in ("th", "st", "nd", "rd")),
+    ),
+    "counter_today": tuple(
+        ("low", a)
+        for a in (
+            *("today", "this hour", "this minute", "this week", "this month", "this session"),
+            *("right now", "so far", "at the moment"),
+        )
+    ),
+    "counter_has": tuple(("low", a) for a in ("chat ", "conversation ", "thread ", "session ")),
+    "counter_queue": (
+        ("low", " in the queue"),
+        ("low", " in queue"),
+        ("low", " in line"),
+        ("low", "queue "),
+    ),
+    "countdown": (("low", " in 0"), ("low", " left "), ("low", " remaining "), ("low", " to go ")),
+    "live_data": tuple(
+        ("low", a) for a in ("weather", "humidity", " at $0", " at 0", "% today", "% on the")
+    ),
+    "ab_bucket": tuple(("low", a) for a in ("bucket", "variant", "cohort", "experiment")),
+    "token_label": tuple(
+        ("low", a)
+        for a in (
+            "session",
+            "sid",
+            "nonce",
+            "token",
+            "csrf",
+            "state",
+            "cursor",
+            "signature",
+            "cookie",
+            "bearer",
+        )
+    ),
 }
 
 
@@ -381,6 +520,13 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
         return ":" in after or "=" in after
     if rule == "counter" and anchor == "#":
         return "0" in low[position + 1 : position + 3]
+    if rule == "ab_bucket":
+        after = low[position : position + 24]
+        return ":" in after or "=" in after
+    if rule in ("entity_id", "build_id", "counter_today", "live_data", "token_label"):
+        return "0" in low[position : position + 48]
+    if rule in ("date_no_year", "counter_queue", "countdown"):
+        return "0" in low[max(0, position - 24) : position + 24]
     if rule in ("counter_of", "counter_left"):
         return "0" in low[max(0, position - 16) : position]
     if rule.startswith("counter"):
@@ -400,11 +546,24 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
 
 
 _ZONES = ("utc", "gmt", "st", "dt", "cet", "bst", "ist", "jst")
-_NOW_WORDS = ("now", "currently", "time is", "it is", "it's", "as of")
+_NOW_WORDS = (
+    "now",
+    "currently",
+    "time is",
+    "it is",
+    "it's",
+    "as of",
+    "local time",
+    "time in",
+    "time at",
+    "clock ",
+)
 
 
 def _random_looking(token: str) -> bool:
     """At least four letter/digit alternations: `Zq8Lm3Np0Rx7`, not `x86_64` or `utf8_decoder`."""
+    if token[:2] in ("0x", "0X"):  # a hex literal in code is a constant
+        return False
     kinds = ["d" if c.isdigit() else "l" if c.isalpha() else "" for c in token]
     flips = sum(1 for a, b in pairwise(kinds) if a and b and a != b)
     return flips >= 4 and sum(c.isdigit() for c in token) >= 3
@@ -432,6 +591,11 @@ _PUBLIC_RULE = {
     "counter_quota": "counter",
     "counter_left": "counter",
     "elapsed": "relative_time",
+    "countdown": "relative_time",
+    "date_no_year": "date",
+    "counter_today": "counter",
+    "counter_has": "counter",
+    "counter_queue": "counter",
     "request_id_label": "request_id",
 }
 
