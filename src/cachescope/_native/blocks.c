@@ -38,8 +38,13 @@
 
 /* CPython 3.11's dict layout, to read a dict's items in place (what PyDict_Next does, without
  * a call per item); other versions use PyDict_Next. */
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(CS_NO_DICT_LAYOUT)
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(CS_NO_DICT_LAYOUT) && \
+    defined(__has_include)
+#if __has_include("internal/pycore_dict.h") /* installed with 3.11's headers; else PyDict_Next */
 #define CS_DICT_LAYOUT 1
+#endif
+#endif
+#ifdef CS_DICT_LAYOUT
 #define Py_BUILD_CORE 1
 #include "internal/pycore_dict.h"
 #undef Py_BUILD_CORE
