@@ -154,7 +154,10 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b"
         # a clock read out for a place: "Local time in Perth: 08:02", "server clock reads 09:14"
         r"|(?i:\b(?:local time|time in|time at|clock (?:reads|shows|says))\b[^\n.\d]{0,24}?)"
-        r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b",
+        r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b"
+        # when something just happened: "started 22:10", "yesterday at 17:45"
+        r"|(?i:\b(?:started|updated|generated|refreshed|synced|fetched|created|last seen|yesterday"
+        r"|today|tonight)(?: at| on)? )(?:[01]?\d|2[0-3]):[0-5]\d\b",
         f"A clock time changes on every call: {_MOVE}.",
     ),
     (
@@ -294,7 +297,7 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"(?i:\b(?:user|customer|member|caller|account|client|ticket|order|case|incident|booking"
         r"|reservation|invoice|transaction|cart|guest|player|patient|subscriber|tenant)s?\b"
         r"[^\n\d#(]{0,24}?)"
-        r"(?:#\s?\d{3,}\b|\b[A-Za-z]{1,6}[-_]?\d{4,}\b|\b\d{5,}(?:-[A-Za-z0-9]{1,4})?\b"
+        r"(?:#:?\s?\d{3,}\b|\b[A-Za-z]{1,6}[-_]?\d{4,}\b|\b\d{5,}(?:-[A-Za-z0-9]{1,4})?\b"
         r"|\b(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z0-9]{8,}\b)",
         f"A user, ticket or order number differs between sessions: {_MOVE}.",
     ),
@@ -302,7 +305,7 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "build_id",
         WARNING,
         r"(?i:\b(?:build|commit|revision|rev|changeset|git sha)\b\s*[:#=]?\s*#?)"
-        r"(?:\d{3,}\b|(?=[a-f]*\d)(?=\d*[a-f])[0-9a-f]{7,40}\b)",
+        r"(?:(?:[A-Za-z]+[-_])?\d{3,}\b|(?=[a-f]*\d)(?=\d*[a-f])[0-9a-f]{7,40}\b)",
         f"A build number or commit changes with every deploy: {_MOVE}.",
     ),
     (
@@ -317,7 +320,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         WARNING,
         # "Today's lucky number: 7731", "Requests handled today: 30007", "Queue length right now: 24"
         r"(?i:\btoday'?s(?: [a-z-]+){1,3}\s*(?:is|was|[:=])\s*[$#]?\d(?:[\d,.]*\d)?"
-        r"|\b(?:today|this (?:hour|minute|week|month|session)|right now|so far|at the moment)"
+        r"|\b(?:today|this (?:hour|minute|week|month|session)|right now|so far|at the moment"
+        r"|in the (?:last|past) (?:minute|hour|day|week|24 hours))"
         r"\s*[:=]\s*\d[\d,]*)",
         f"A count or value of the day changes between calls: {_MOVE}.",
     ),
@@ -332,7 +336,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "counter_queue",
         WARNING,
         r"(?i:\b(?:caller|customer|person|visitor|user|number|position)\s*#?\d+ in (?:the )?"
-        r"(?:queue|line)\b|\bqueue (?:position|length|size|depth)\b[^\n\d]{0,16}?\d+)",
+        r"(?:queue|line)\b|\bqueue (?:position|length|size|depth)\b[^\n\d]{0,16}?\d+"
+        r"|\bposition in (?:the )?(?:queue|line)\b[^\n\d]{0,8}?\d+)",
         f"A queue position changes on every call: {_MOVE}.",
     ),
     (
@@ -349,7 +354,10 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "live_data",
         WARNING,
         r"(?i:\bweather\b[^\n]{0,40}?-?\d{1,3} ?°[CF]?|\bhumidity\s*[:=]?\s*\d{1,3} ?%"
-        r"|\b(?:trading|trades|traded) at \$?\d[\d,]*(?:\.\d+)?|[+-]\d+(?:\.\d+)?% (?:today|on the day)\b)",
+        r"|\b(?:trading|trades|traded) at \$?\d[\d,]*(?:\.\d+)?|[+-]\d+(?:\.\d+)?% (?:today|on the day)\b"
+        r"|\b(?:temperature|temp) (?:outside|now|currently|right now|today)\b[^\n\d]{0,8}?-?\d{1,3} ?°)"
+        # a currency pair's rate: "EUR/USD 1.0842"
+        r"|\b[A-Z]{3}/[A-Z]{3}\s*[:=]?\s*\d+\.\d{2,}",
         "Live data (weather, prices) is different on every call: fetch it into the dynamic layer "
         "(after the last breakpoint).",
     ),
@@ -366,6 +374,13 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"(?i:\b(?:session|sid|nonce|token|csrf|state|cursor|signature|cookie|bearer)\b(?:\s?[:=]\s*|\s)[\"']?(?!0[xX]))"
         r"(?=[A-Za-z_\-+/]*\d)[A-Za-z0-9_\-+/]{12,}={0,2}",
         f"A session token or nonce is new per session or call: {_MOVE}.",
+    ),
+    (
+        "current_value",
+        WARNING,
+        # "Current moon phase: waxing gibbous (61%)", "Your loyalty points: 1,482"
+        r"(?i:\b(?:current|your) (?:[a-z]+ ){0,2}[a-z]+\s*[:=]\s*)[^\n\d]{0,24}?[$#]?\d[\d,.]*%?",
+        f"A current or per-user value changes between calls: {_MOVE}.",
     ),
 ]
 
@@ -459,7 +474,7 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
         ("low", a)
         for a in (
             *("today", "this hour", "this minute", "this week", "this month", "this session"),
-            *("right now", "so far", "at the moment"),
+            *("right now", "so far", "at the moment", "the last ", "the past "),
         )
     ),
     "counter_has": tuple(("low", a) for a in ("chat ", "conversation ", "thread ", "session ")),
@@ -468,11 +483,15 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
         ("low", " in queue"),
         ("low", " in line"),
         ("low", "queue "),
+        ("low", "position in"),
     ),
     "countdown": (("low", " in 0"), ("low", " left "), ("low", " remaining "), ("low", " to go ")),
-    "live_data": tuple(
-        ("low", a) for a in ("weather", "humidity", " at $0", " at 0", "% today", "% on the")
+    "live_data": (
+        *(("low", a) for a in ("weather", "humidity", " at $0", " at 0", "% today", "% on the")),
+        *(("low", a) for a in ("temperature ", "temp ")),
+        ("cls", "aaa/aaa 0"),
     ),
+    "current_value": (("low", "current "), ("low", "your ")),
     "ab_bucket": tuple(("low", a) for a in ("bucket", "variant", "cohort", "experiment")),
     "token_label": tuple(
         ("low", a)
@@ -523,6 +542,9 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
     if rule == "ab_bucket":
         after = low[position : position + 24]
         return ":" in after or "=" in after
+    if rule == "current_value":
+        after = low[position : position + 40]
+        return (":" in after or "=" in after) and "0" in after
     if rule in ("entity_id", "build_id", "counter_today", "live_data", "token_label"):
         return "0" in low[position : position + 48]
     if rule in ("date_no_year", "counter_queue", "countdown"):
@@ -557,6 +579,8 @@ _NOW_WORDS = (
     "time in",
     "time at",
     "clock ",
+    *("started", "updated", "generated", "refreshed", "synced", "fetched", "created", "last seen"),
+    *("yesterday", "today", "tonight"),
 )
 
 

@@ -23,9 +23,12 @@ a year, weekday + part of day, counts "today"/"right now", queue positions, coun
 price snippets, A/B buckets, labelled session tokens; hex literals and pre-2023 epochs no longer
 alarm): recall 100% (600 of 600), 0 false alarms; the shipped corpus keeps 0 false alarms in
 201 KB. This corpus is therefore no longer held out: the rules were fitted with its misses in
-view. `THIRD_SET` below was written after that and never tuned on; it scored 45% (9 of 20) on
-those rules, which is the honest figure for phrasings the rules have not seen. The test now holds
-the issue's targets here, and the third set's figure as a floor.
+view. `THIRD_SET` below was written after that and scored 45% (9 of 20) on those rules (442ae40);
+its misses were then closed by general patterns (19 of 20), so it is not held out either.
+`FOURTH_SET` was written after that round and measured once, untuned: 7 of 20 (35%; the rules of
+997fd42: 3 of 20). That is the honest figure for phrasings the rules have never seen — far below
+the 95% the template corpus shows. The test holds the issue's targets on the template corpus and
+the measured figures of the two probe sets as floors.
 """
 
 from __future__ import annotations
@@ -147,5 +150,41 @@ def test_third_set_written_after_the_rules() -> None:
         for line in THIRD_SET
         if any(f.line == 2 for f in lint(prompt.format(line), model=MODEL))
     ]
-    # 9 of 20 when first measured (see the docstring): a floor against regressions, not a target
-    assert len(found) >= 9, sorted(set(THIRD_SET) - set(found))
+    # 9 of 20 when first measured, 19 after its misses were closed (see the docstring)
+    assert len(found) >= 19, sorted(set(THIRD_SET) - set(found))
+
+
+# Written after the rules were fitted to THIRD_SET too; measured once, never tuned on.
+FOURTH_SET = [
+    "Logged in as jdoe (uid 50231)",
+    "Kernel build #1187 SMP",
+    "Price of BTC right now: $97,310",
+    "Next maintenance window starts in 2 days",
+    "Reminder sent at 08:30 today",
+    "Your cart contains 4 items",
+    "Hello Maria! Last login: Tue Dec 1 22:04:11",
+    "Document version 17, saved 12/1/26",
+    "Booking ref: XK7P2Q",
+    "Cookie: _ga=GA1.2.1983746512.1764831234",
+    "Rendered for tenant t-8813 on node web-7",
+    "cache-buster: v=1764832011",
+    "Prompt assembled in 183 ms",
+    "It is the 338th day of the year.",
+    "Good evening, it's a cloudy Friday in Leeds.",
+    "Open incidents: 3 (as of this morning)",
+    "Days since last incident: 12",
+    "req 7f3a-11ef-9c2b",
+    "Current load: 73% on 12 workers",
+    "Active users online: 1,204",
+]
+
+
+def test_fourth_set_never_tuned_on() -> None:
+    prompt = "You are a helpful assistant for the support team.\n{}\nAnswer concisely.\n"
+    found = [
+        line
+        for line in FOURTH_SET
+        if any(f.line == 2 for f in lint(prompt.format(line), model=MODEL))
+    ]
+    # 7 of 20 when measured (see the docstring): a floor against regressions, far from the target
+    assert len(found) >= 7, sorted(set(FOURTH_SET) - set(found))
