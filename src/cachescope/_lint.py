@@ -487,7 +487,18 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "countdown": (("low", " in 0"), ("low", " left "), ("low", " remaining "), ("low", " to go ")),
     "live_data": (
-        *(("low", a) for a in ("weather", "humidity", " at $0", " at 0", "% today", "% on the")),
+        *(
+            ("low", a)
+            for a in (
+                "weather",
+                "humidity",
+                "trading at",
+                "trades at",
+                "traded at",
+                "% today",
+                "% on the",
+            )
+        ),
         *(("low", a) for a in ("temperature ", "temp ")),
         ("cls", "aaa/aaa 0"),
     ),
