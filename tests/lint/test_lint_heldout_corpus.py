@@ -37,6 +37,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from heldout.busters import TEMPLATES
 
 from cachescope import lint
@@ -188,3 +189,41 @@ def test_fourth_set_never_tuned_on() -> None:
     ]
     # 7 of 20 when measured (see the docstring): a floor against regressions, far from the target
     assert len(found) >= 7, sorted(set(FOURTH_SET) - set(found))
+
+
+@pytest.mark.parametrize(
+    ("line", "rule"),
+    [
+        ("You are speaking with user #31337.", "entity_id"),
+        ("Order number: SO-5550123", "entity_id"),
+        ("Build 5120 (commit 9ad31f0)", "build_id"),
+        ("Weather in Quito: 14°C, humidity 81%", "live_data"),
+        ("variant=checkout_b_xqkvrm", "ab_bucket"),
+        ("session=xYzAbCdEfGh1JkLm", "token_label"),
+        ("Your reward points: 2,040", "current_value"),
+        ("Offer ends in 4h 20m.", "relative_time"),
+        ("Prepared Mar 9th for this account.", "date"),
+        ("It's Friday evening for the user.", "weekday"),
+        ("Report generated 9:41pm", "time"),
+    ],
+)
+def test_new_rules_name_the_right_rule(line: str, rule: str) -> None:
+    rules = [f.rule for f in lint(f"Intro line.\n{line}\nOutro.", model=MODEL)]
+    assert rule in rules, rules
+
+
+@pytest.mark.parametrize(
+    "clean",
+    [
+        "#define MIX 0x9E3779B97F4A7C15ull\n",
+        "uint64_t x = *state ? *state : 0x2545F4914F6CDD1Dull;\n",
+        "'1.5 GiB' -> 1610612736 bytes",
+        "Give times on the 24-hour clock (9:10, 15:20).",
+        "Travel clinics run on Saturday mornings from 9:00 to 12:00.",
+        "Since 1998 the bank has had 14 branches; call 1-800-555-0142.",
+        "Python 3.11.7, port 8443, HTTP 429, ISBN 978-1-449-37332-0.",
+        "Customers get 1.5% back; a 2.0 kg parcel costs 6.95 + 3 x 1.10 = 10.25.",
+    ],
+)
+def test_hard_negatives_of_the_held_out_corpus_are_not_flagged(clean: str) -> None:
+    assert list(lint(clean, model=MODEL)) == []
