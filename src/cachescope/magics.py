@@ -368,6 +368,7 @@ class CachedPrompt(Magics):
             diff=diff,
             diff_note="" if diff is not None else note,
             findings=findings,
+            cell_line=parsed.cell_line,
             backend=client.backend,
             session=state.name,
             model=parsed.prompt.model,
@@ -400,6 +401,7 @@ class CachedPrompt(Magics):
         view = CallView(
             streaming=stream,
             findings=findings,
+            cell_line=parsed.cell_line,
             backend=client.backend,
             session=state.name,
             model=parsed.prompt.model,

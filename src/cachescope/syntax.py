@@ -97,8 +97,11 @@ class Cell:
     options:
         Header options per section name, e.g. `{"stable": {"ttl": "1h"}}`.
     lines:
-        Cell line number where each section's content starts, e.g. `{"stable": 4, "user": 10}`;
-        lint findings use it to point into the cell.
+        Cell line number where each section's content starts, e.g. `{"stable": 4, "user": 10}`.
+    text_lines:
+        Cell line of the first line of each layer's text as sent (after leading blank lines are
+        dropped), for the layers whose templating kept every line where it was; `cell_line`
+        uses it to point lint findings into the cell.
     """
 
     prompt: Prompt
@@ -107,6 +110,19 @@ class Cell:
     messages: list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, dict[str, str]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
+    text_lines: dict[str, int] = field(default_factory=dict)
+
+    def cell_line(self, layer: str | None, line: int) -> int | None:
+        """The cell line of line `line` (1-based) of `layer`'s text, or None when unknown.
+
+        Unknown means: not a layer of this cell, no line (layout findings have line 0), or a
+        `{{ }}` expression in the layer that added or removed lines, so the layer's lines no
+        longer sit where the cell has them.
+        """
+        start = self.text_lines.get(layer or "")
+        if start is None or line < 1:
+            return None
+        return start + line - 1
 
     def render(self, history: list[dict[str, Any]] | None = None, **kwargs: Any) -> dict[str, Any]:
         """`messages.create` kwargs for this cell, after `history` and the cell's own turns."""
@@ -233,6 +249,18 @@ def _render_text(section: Section, namespace: Mapping[str, Any]) -> str:
         ) from None
     except Exception as error:
         raise _evaluation_error(section, namespace, error) from None
+
+
+def _text_start(section: Section, rendered: str) -> int | None:
+    """Cell line of the first line of `rendered` (the section's text as sent), when exact."""
+    raw = "\n".join(section.lines).strip("\n")
+    if rendered.count("\n") != raw.count("\n") or _SPANNING_EXPRESSION.search(raw):
+        return None
+    return section.first_content_line + _leading_blank_lines(section)
+
+
+# A `{{ ... }}` expression written over several lines: its output may have as many lines or not.
+_SPANNING_EXPRESSION = re.compile(r"\{\{[^}]*\n")
 
 
 def _leading_blank_lines(section: Section) -> int:
@@ -381,6 +409,7 @@ def parse(
     seen: dict[str, Section] = {}
     options: dict[str, dict[str, str]] = {}
     lines: dict[str, int] = {}
+    text_lines: dict[str, int] = {}
     for section in sections:
         if section.kind not in ("user", "assistant"):
             if section.name in seen:
@@ -402,6 +431,9 @@ def parse(
             turns.append((section, _render_text(section, namespace)))
         else:
             content = _render_text(section, namespace)
+            start = _text_start(section, content)
+            if start is not None:
+                text_lines[section.name] = start
             if "ttl" in section.options:
                 layers.append(Layer(section.name, content, section.options["ttl"]))
             elif default_ttl is not None and section.name != "dynamic":
@@ -475,4 +507,5 @@ def parse(
         messages=messages,
         options=options,
         lines=lines,
+        text_lines=text_lines,
     )

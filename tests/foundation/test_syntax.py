@@ -145,3 +145,19 @@ def test_too_many_breakpoints_in_a_cell_points_at_a_header() -> None:
     with pytest.raises(cs.CellSyntaxError, match="5 cache breakpoints") as info:
         syntax.parse(body)
     assert info.value.line >= 1
+
+
+def test_cell_line_maps_a_layer_line_back_to_the_cell() -> None:
+    cell = syntax.parse(AURA_CELL, NAMESPACE, model="claude-sonnet-5")
+    assert cell.cell_line("stable", 1) == 4
+    assert cell.cell_line("dynamic", 1) == 8
+    assert cell.cell_line("tools", 1) is None  # tools are JSON, not lines of text
+    assert cell.cell_line("stable", 0) is None  # layout findings have no line
+    assert cell.cell_line(None, 1) is None
+
+
+def test_cell_line_skips_leading_blank_lines_and_refuses_when_templating_moves_lines() -> None:
+    cell = syntax.parse("@stable\n\n\nA\nB\n@system extra\n{{ x }}\nC\n@user\nQ", {"x": "1\n2"})
+    assert cell.prompt.layer("stable").text == "A\nB"
+    assert cell.cell_line("stable", 2) == 5
+    assert cell.cell_line("extra", 2) is None

@@ -199,3 +199,23 @@ def test_dashboard_off_shows_no_widget(run: Any, magics: Any, ip: Any) -> None:
     captured = run("--session aura", cell())
     assert len(html_of(captured)) >= 1
     assert not [o for o in captured.outputs if "application/vnd.jupyter.widget-view+json" in o.data]
+
+
+def test_lint_findings_point_at_the_line_of_the_cell(run: Any, magics: Any) -> None:
+    # line 1 "@stable", 2 the stable text, 3 a blank line, 4 the buster; the stable layer's text
+    # starts on cell line 2, so its line 3 is cell line 4.
+    body = "@stable\n" + STABLE + "\n\nLast deploy: 2026-12-04T10:00:00Z\n@user\nHi"
+    final = last_call(run("--session aura --dry-run", body))
+    text = final.data["text/plain"]
+    assert "cell line 4:14" in text, text
+    assert "cell line 4:14" in final.data["text/html"]
+
+
+def test_findings_of_a_layer_whose_template_added_lines_keep_the_layer_line(
+    run: Any, magics: Any, ip: Any
+) -> None:
+    ip.user_ns["notes"] = "one\ntwo"
+    body = "@stable\n{{ notes }}\n" + STABLE + "\nLast deploy: 2026-12-04T10:00:00Z\n@user\nHi"
+    text = last_call(run("--session aura --dry-run", body)).data["text/plain"]
+    assert "cell line" not in text
+    assert " line 4:14" in text, text

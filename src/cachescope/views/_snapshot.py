@@ -8,7 +8,7 @@ here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,13 +42,26 @@ def _field(obj: Any, *names: str) -> Any:
     return None
 
 
-def finding_rows(findings: Iterable[Any]) -> list[tuple[str, str, str, str, str, str]]:
-    """(severity, rule, layer, where, matched text, fix) for each lint finding."""
+def finding_rows(
+    findings: Iterable[Any], cell_line: Callable[[str | None, int], int | None] | None = None
+) -> list[tuple[str, str, str, str, str, str]]:
+    """(severity, rule, layer, where, matched text, fix) for each lint finding.
+
+    `where` is the line inside the finding's layer ("line 3:14"), or the line of the notebook
+    cell the layer was written in ("cell line 7:14") when `cell_line` (a `Cell.cell_line`) knows it.
+    """
     rows = []
     for finding in findings:
         line = _field(finding, "line")
         column = _field(finding, "column", "col")
-        where = "" if not line else f"line {line}" + (f":{column}" if column else "")
+        in_cell = None
+        if line and cell_line is not None:
+            in_cell = cell_line(_field(finding, "layer"), int(line))
+        if in_cell is not None:
+            where = f"cell line {in_cell}"
+        else:
+            where = "" if not line else f"line {line}"
+        where += f":{column}" if where and column else ""
         rows.append(
             (
                 str(_field(finding, "severity") or ""),
@@ -97,6 +110,9 @@ class CallView:
         Shown instead of a diff when there is none (e.g. "first call of session 'aura'").
     findings:
         Lint findings of the prompt, as `cachescope.lint` returns them.
+    cell_line:
+        Maps a finding's (layer, line) to the line of the `%%cached_prompt` cell it came from
+        (`Cell.cell_line`), so the findings point into the cell; None shows lines in the layer.
     backend, session, model:
         What answered, in which session, with which model.
     dry_run:
@@ -109,6 +125,7 @@ class CallView:
     diff: Any = None
     diff_note: str = ""
     findings: Sequence[Any] = ()
+    cell_line: Callable[[str | None, int], int | None] | None = None
     backend: str | None = None
     session: str | None = None
     model: str | None = None
@@ -176,7 +193,7 @@ class CallView:
             lines += ["", "prefix vs previous call:", str(diff.get("text/plain", ""))]
         elif self.diff_note:
             lines += ["", f"prefix vs previous call: {self.diff_note}"]
-        rows = finding_rows(self.findings)
+        rows = finding_rows(self.findings, self.cell_line)
         if rows:
             lines += ["", f"lint: {len(rows)} finding(s)"]
             lines += [f"  [{r[0]}] {r[1]} {r[2]} {r[3]} {r[4]!r} — {r[5]}" for r in rows]
@@ -232,7 +249,7 @@ class CallView:
                 "<div class='cachescope-prefix'><b>prefix vs previous call</b>: "
                 f"{esc(self.diff_note)}</div>"
             )
-        rows = finding_rows(self.findings)
+        rows = finding_rows(self.findings, self.cell_line)
         if rows:
             out.append(f"<div class='cachescope-lint'><b>lint: {len(rows)} finding(s)</b>")
             out.append(
