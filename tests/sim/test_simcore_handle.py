@@ -171,6 +171,73 @@ def test_expiry_refresh_and_interleaved_conversations_agree() -> None:
     assert _state(fast) == _state(slow)
 
 
+def _agent_conversation(turns: int) -> list[dict[str, Any]]:
+    """Requests of an agent loop: parallel tool calls answered first, then text, an error."""
+    bodies = _conversation(1)
+    messages = bodies[0]["messages"]
+    for turn in range(turns):
+        ids = [f"toolu_{turn}_{k}" for k in range(turn % 3 + 1)]
+        messages = copy.deepcopy(messages)
+        for message in messages:  # one rolling breakpoint
+            if isinstance(message["content"], list):
+                for block in message["content"]:
+                    block.pop("cache_control", None)
+        uses = [{"type": "tool_use", "id": i, "name": "tool_0", "input": {"q": i}} for i in ids]
+        results: list[dict[str, Any]] = [
+            {"type": "tool_result", "tool_use_id": i, "content": f"{i}: " + LONG[: 40 * turn]}
+            for i in reversed(ids)
+        ]
+        results[0]["is_error"] = turn % 4 == 3
+        results.append(
+            {"type": "text", "text": f"turn {turn}", "cache_control": {"type": "ephemeral"}}
+        )
+        messages += [
+            {"role": "assistant", "content": [{"type": "text", "text": f"step {turn}"}, *uses]},
+            {"role": "user", "content": results},
+        ]
+        bodies.append({**bodies[0], "messages": messages})
+    return bodies
+
+
+def _unpaired(body: dict[str, Any], how: int) -> dict[str, Any]:
+    """`body` with its last tool round broken in one of five ways (the API refuses each)."""
+    body = copy.deepcopy(body)
+    messages = body["messages"]
+    results = messages[-1]["content"]
+    if how == 0:  # a result missing
+        del results[0]
+    elif how == 1:  # text before the results
+        results.insert(0, results.pop())
+    elif how == 2:  # a result for another id
+        results[0]["tool_use_id"] = "toolu_nope"
+    elif how == 3:  # the call left unanswered as the last message (a prefill)
+        del messages[-1]
+    else:  # a tool_use in the user message
+        results.append({"type": "tool_use", "id": "t", "name": "tool_0", "input": {}})
+    return body
+
+
+@needs_c
+def test_agent_loops_are_answered_in_c_and_agree() -> None:
+    bodies = _agent_conversation(10)
+    sim = Simulator(clock=VirtualClock(start=START))
+    # the first request teaches the model and the tools/system; tool rounds stay in C
+    assert _fast_requests(sim, bodies) == len(bodies) - 1
+    broken = [_unpaired(body, n % 5) for n, body in enumerate(bodies[1:])]
+    mixed = [b for pair in zip(bodies[1:], broken, strict=True) for b in pair]
+    _same(bodies[:1] + mixed)
+    fast, _ = _pair()
+    for body in bodies[:3]:
+        fast.process(copy.deepcopy(body))
+    # an invalid round falls back (the Python path raises), having changed no cache entry
+    entries = dict(fast._workspaces["sim"].entries)
+    for how in range(5):
+        with pytest.raises(APIErrorResponse) as caught:
+            fast.process(_unpaired(bodies[3], how))
+        assert caught.value.status == 400
+    assert fast._workspaces["sim"].entries == entries
+
+
 def _block(kind: str, n: int) -> dict[str, Any]:
     if kind == "tool_use":
         return {"type": "tool_use", "id": f"toolu_{n}", "name": "tool_0", "input": {"q": n}}
@@ -209,6 +276,8 @@ edits = st.lists(
         appends,
         appends,
         appends,
+        st.tuples(st.just("agent"), st.tuples(st.integers(1, 3), st.integers(0, 9))),
+        st.tuples(st.just("agent"), st.tuples(st.integers(1, 3), st.integers(0, 9))),
         st.tuples(st.just("truncate"), st.integers(1, 6)),
         st.tuples(st.just("clean"), st.none()),
         st.tuples(st.just("clean"), st.none()),
@@ -252,6 +321,20 @@ def test_any_mix_of_requests_agrees_with_the_python_path(script: list[Any]) -> N
                     content = f"plain {counter} " + LONG[: 40 * (counter % 5 + 1)]
                 role = "assistant" if assistant else "user"
                 body["messages"].append({"role": role, "content": content})
+        elif action == "agent":  # a tool round: valid, or broken one of five ways (how < 5)
+            calls, how = argument
+            counter += 1
+            ids = [f"toolu_{counter}_{k}" for k in range(calls)]
+            uses = [{"type": "tool_use", "id": i, "name": "tool_0", "input": {}} for i in ids]
+            results = [{"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in ids]
+            body["messages"].append(
+                {"role": "assistant", "content": [_block("text", counter), *uses]}
+            )
+            body["messages"].append(
+                {"role": "user", "content": [*results, _block("text", counter)]}
+            )
+            if how < 5:
+                body = _unpaired(body, how)
         elif action == "clean":  # back to plain text without breakpoints
             for message in body["messages"]:
                 if isinstance(message["content"], list):

@@ -1083,7 +1083,8 @@ static PyObject *s_fast_config, *s_settings, *s_models, *s_clock, *s_responder,
     *s_snapshots, *s_raw, *s_states, *s_marks, *s_tokens, *s_packed, *s_first, *s_ends,
     *s_fast_text, *s_estimator, *s_max_entries, *s_entries, *s_records, *s_now, *s__now,
     *s_requests, *s_popitem, *s_standard, *s_message, *s_end_turn, *s_max_tokens_reason,
-    *f_300, *f_3600, *s__lock, *s_acquire, *s_release, *s_advance, *s__after, *s_ctokens;
+    *f_300, *f_3600, *s__lock, *s_acquire, *s_release, *s_advance, *s__after, *s_ctokens,
+    *s_id, *s_tool_use, *s_tool_result, *s_tool_use_id;
 
 static PyObject *k_message[8], *k_usage[6], *k_cache_creation[2], *k_block[2];
 static const char *k_message_names[8] = {"id", "type", "role", "model", "content",
@@ -1512,6 +1513,122 @@ call_after(PyObject *sim, double total_ms)
     return done == NULL;
 }
 
+/* ---- tool_use / tool_result pairing (twin: _plan._client_tool_uses, _check_tool_pairing) ----
+ * Validity only: a request these accept is one the Python path accepts; anything else (an
+ * invalid pairing, whose error text lives in _plan.py, or a shape not read here: a non-dict, a
+ * type, role or id that is not an exact str, more than MAX_FAST_TOOL_IDS ids) makes handle()
+ * fall back. No Python code runs in them (exact dicts, str keys). */
+
+#define MAX_FAST_TOOL_IDS 32
+
+/* The client tool_use ids of `message` (borrowed into `ids`) when it is an assistant message:
+ * their count (0 for a user message or str content), -2 for a shape left to the Python path,
+ * -1 on error. */
+static int
+tool_use_ids(PyObject *message, PyObject **ids)
+{
+    if (Py_TYPE(message) != &PyDict_Type)
+        return -2;
+    PyObject *role = get_item(message, s_role);
+    if (role == NULL)
+        return PyErr_Occurred() ? -1 : -2;
+    if (Py_TYPE(role) != &PyUnicode_Type)
+        return -2;
+    if (!is_exact(role, s_assistant))
+        return 0;
+    PyObject *content = get_item(message, s_content);
+    if (content == NULL)
+        return PyErr_Occurred() ? -1 : -2;
+    if (Py_TYPE(content) == &PyUnicode_Type)
+        return 0;
+    if (Py_TYPE(content) != &PyList_Type)
+        return -2;
+    int n = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(content); i++) {
+        PyObject *item = PyList_GET_ITEM(content, i);
+        if (Py_TYPE(item) != &PyDict_Type)
+            return -2;
+        PyObject *kind = get_item(item, s_type);
+        if (kind == NULL)
+            return PyErr_Occurred() ? -1 : -2;
+        if (Py_TYPE(kind) != &PyUnicode_Type)
+            return -2;
+        if (!is_exact(kind, s_tool_use))
+            continue;
+        PyObject *id = get_item(item, s_id);
+        if (id == NULL)
+            return PyErr_Occurred() ? -1 : -2;
+        if (Py_TYPE(id) != &PyUnicode_Type || n == MAX_FAST_TOOL_IDS)
+            return -2;
+        ids[n++] = id;
+    }
+    return n;
+}
+
+/* 1 when `message` pairs with the `n` client tool_use ids of the message before it (no tool_use
+ * in a user message, no tool_result in an assistant one, every id answered by the tool_result
+ * blocks the message starts with, no tool_result for another id); 0 when not, or for a shape
+ * left to the Python path; -1 on error. */
+static int
+tool_pairing_ok(PyObject *message, PyObject *const *ids, int n)
+{
+    if (Py_TYPE(message) != &PyDict_Type)
+        return 0;
+    PyObject *role = get_item(message, s_role);
+    if (role == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (Py_TYPE(role) != &PyUnicode_Type)
+        return 0;
+    int user = is_exact(role, s_user);
+    if (!user && !is_exact(role, s_assistant))
+        return 0;
+    PyObject *content = get_item(message, s_content);
+    if (content == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (Py_TYPE(content) == &PyUnicode_Type)
+        return n == 0;
+    if (Py_TYPE(content) != &PyList_Type)
+        return 0;
+    unsigned char answered[MAX_FAST_TOOL_IDS] = {0};
+    int leading = 1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(content); i++) {
+        PyObject *item = PyList_GET_ITEM(content, i);
+        if (Py_TYPE(item) != &PyDict_Type)
+            return 0;
+        PyObject *kind = get_item(item, s_type);
+        if (kind == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        if (Py_TYPE(kind) != &PyUnicode_Type)
+            return 0;
+        if (!is_exact(kind, s_tool_result)) {
+            if (user && is_exact(kind, s_tool_use))
+                return 0;
+            leading = 0;
+            continue;
+        }
+        if (!user)
+            return 0;
+        PyObject *id = get_item(item, s_tool_use_id);
+        if (id == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        if (Py_TYPE(id) != &PyUnicode_Type)
+            return 0;
+        int found = 0;
+        for (int j = 0; j < n; j++)
+            if (str_eq(id, ids[j])) {
+                found = 1;
+                if (leading)
+                    answered[j] = 1;
+            }
+        if (!found)
+            return 0;
+    }
+    for (int j = 0; j < n; j++)
+        if (!answered[j])
+            return 0;
+    return 1;
+}
+
 #define FALLBACK                                                                                  \
     do {                                                                                          \
         goto fallback;                                                                            \
@@ -1728,6 +1845,15 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
     /* ---- messages: the shared prefix with the conversation's snapshot ---- */
     Py_ssize_t count = PyList_GET_SIZE(messages);
+    PyObject *tool_ids[MAX_FAST_TOOL_IDS]; /* borrowed from the message before the current one */
+    {
+        /* a final assistant message with client tool_use blocks: the Python path raises */
+        int n_ids = tool_use_ids(PyList_GET_ITEM(messages, count - 1), tool_ids);
+        if (n_ids == -1)
+            FAIL;
+        if (n_ids != 0)
+            FALLBACK;
+    }
     int unsupported = 0;
     first_raw = struct_digest(PyList_GET_ITEM(messages, 0), &unsupported);
     if (first_raw == NULL) {
@@ -1828,8 +1954,18 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             (fast_text != Py_None &&
              (!PyTuple_CheckExact(fast_text) || PyTuple_GET_SIZE(fast_text) != 2)))
             FALLBACK;
+        int prev_plain = reused == 0; /* the message before has no tool_use (none, or plain) */
         for (Py_ssize_t m = reused; m < count; m++) {
             PyObject *message = PyList_GET_ITEM(messages, m);
+            /* the client tool_use ids this message must answer (read before any Python code) */
+            int n_ids = 0;
+            if (!prev_plain) {
+                n_ids = tool_use_ids(PyList_GET_ITEM(messages, m - 1), tool_ids);
+                if (n_ids == -1)
+                    FAIL;
+                if (n_ids == -2)
+                    FALLBACK;
+            }
             /* the frozen copy for the snapshot (refused exactly where struct_hash gives None) */
             PyObject *frozen = freeze(message, 0);
             if (frozen == NULL) {
@@ -1854,7 +1990,12 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
             Py_ssize_t n;
             int empty = 0;
+            prev_plain = plain;
             if (plain) {
+                if (n_ids) {
+                    Py_DECREF(tp.found);
+                    FALLBACK; /* plain text does not answer them: the Python path raises */
+                }
                 /* one position: text_message's segment, read without building it */
                 long long token_count;
                 PyObject *token_item = PyTuple_GET_ITEM(tp.found, 1);
@@ -1906,6 +2047,11 @@ simcore_handle(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 n = 1;
             }
             else {
+                int paired = tool_pairing_ok(message, tool_ids, n_ids);
+                if (paired < 0)
+                    FAIL;
+                if (!paired)
+                    FALLBACK; /* the Python path raises the pairing error (or decides) */
                 if (segment == NULL) {
                     /* any other shape: memoized by structural digest, built by _message_segment */
                     PyObject *raw_message;
@@ -2678,6 +2824,8 @@ PyInit_simcore(void)
         {&s__lock, "_lock"}, {&s_acquire, "acquire"},
         {&s_release, "release"}, {&s_advance, "advance"},
         {&s__after, "_after"}, {&s_ctokens, "ctokens"},
+        {&s_id, "id"}, {&s_tool_use, "tool_use"},
+        {&s_tool_result, "tool_result"}, {&s_tool_use_id, "tool_use_id"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL) {

@@ -631,6 +631,101 @@ def _message_segment(message: Any, m: int, memo: Memo) -> Segment:
     )
 
 
+# ---- tool_use / tool_result pairing ------------------------------------------------------------
+# The API's texts, as quoted in 400 responses in public issue threads:
+# - missing results: anthropics/claude-code#5989 (two ids, joined by ", "), #1237, #2697;
+#   Kilo-Org/kilocode#5163. The same text answers a user message whose `tool_result` blocks do
+#   not all come first: NousResearch/hermes-agent#65369 (content [text, tool_result]) and
+#   shareAI-lab/learn-claude-code#55 (a text inserted before the tool_result).
+# - unexpected ids: router-for-me/CLIProxyAPI#497 (`messages.12.content.0`), anthropics/claude-code
+#   #13460 (`messages.48.content.1`), decocms/studio#1803 (`messages.0.content.0`).
+# - blocks in the wrong role: V1ki/dsh-plugin-subscriptions#23 (`messages.52: \`tool_use\` blocks
+#   can only be in \`assistant\` messages`); tghamm/Anthropic.SDK#128 quotes the tool_result one
+#   without its `messages.N: ` prefix, which is assumed to be the same as the tool_use one's.
+
+
+def _missing_results(m: int, ids: list[Any]) -> str:
+    return (
+        f"messages.{m}: `tool_use` ids were found without `tool_result` blocks immediately "
+        f"after: {', '.join(str(i) for i in ids)}. Each `tool_use` block must have a "
+        "corresponding `tool_result` block in the next message."
+    )
+
+
+def _unexpected_result(m: int, c: int, tool_use_id: Any) -> str:
+    return (
+        f"messages.{m}.content.{c}: unexpected `tool_use_id` found in `tool_result` blocks: "
+        f"{tool_use_id}. Each `tool_result` block must have a corresponding `tool_use` block in "
+        "the previous message."
+    )
+
+
+def _client_tool_uses(message: Any) -> list[Any]:
+    """The ids of an assistant message's client `tool_use` blocks, in order.
+
+    Server tools (`server_tool_use` with their `web_search_tool_result`, ...) are answered by the
+    API inside the same assistant turn and need no `tool_result`, so they are not counted.
+    """
+    if message.get("role") != "assistant":
+        return []
+    content = message.get("content")
+    if content.__class__ is str or not isinstance(content, list):
+        return []
+    return [item.get("id") for item in content if item.get("type") == "tool_use"]
+
+
+def _check_tool_pairing(pending: list[Any], message: Any, m: int) -> list[Any]:
+    """Check `messages[m]` against the client `tool_use` ids of the message before it.
+
+    `message` has passed `_message_segment` (a mapping with a valid role; list content holds
+    mappings with a str type). Raises the API's 400 when:
+    - a `tool_use` block is in a user message, or a `tool_result` block in an assistant message;
+    - `pending` (the previous message's ids) are not all answered by the `tool_result` blocks at
+      the *start* of this message (a user message; a text or image before them does not count),
+      reported at `messages.{m - 1}` with the missing ids in their order;
+    - a `tool_result` of this user message names an id that is not in `pending`, reported at its
+      block (`messages.{m}.content.{c}`), the first such block only.
+    The three are checked in that order (the API's own order when several apply is not known).
+    Returns the ids this message leaves pending (its own client `tool_use` blocks).
+
+    A final assistant message with client `tool_use` blocks (a prefill) is refused by `plan`
+    with the missing-results text at its index: no public source quotes the API's answer to that
+    shape; the text is the one the API gives when the next message lacks the results.
+    """
+    content = message.get("content")
+    if content.__class__ is str:
+        if pending:
+            raise invalid(_missing_results(m - 1, pending))
+        return []
+    role = message.get("role")
+    blocks = content if isinstance(content, list) else ()
+    user = role == "user"
+    for item in blocks:
+        kind = item.get("type")
+        if kind == "tool_use" and user:
+            raise invalid(f"messages.{m}: `tool_use` blocks can only be in `assistant` messages")
+        if kind == "tool_result" and not user:
+            raise invalid(f"messages.{m}: `tool_result` blocks can only be in `user` messages")
+    if pending:
+        leading: list[Any] = []
+        if user:
+            for item in blocks:
+                if item.get("type") != "tool_result":
+                    break
+                leading.append(item.get("tool_use_id"))
+        missing = [i for i in pending if i not in leading]
+        if missing:
+            raise invalid(_missing_results(m - 1, missing))
+    if user:
+        for c, item in enumerate(blocks):
+            if item.get("type") == "tool_result":
+                tool_use_id = item.get("tool_use_id")
+                if tool_use_id not in pending:
+                    raise invalid(_unexpected_result(m, c, tool_use_id))
+        return []
+    return [item.get("id") for item in blocks if item.get("type") == "tool_use"]
+
+
 def _segment(table: dict[bytes, Segment], value: Any, memo: Memo, build: Any) -> Segment:
     """The memoized segment of a tools list or system prompt."""
     native = memo.native
@@ -773,6 +868,8 @@ def plan(
         table = memo.messages
         last = count - 1
         packed_parts = [packed]
+        # the client tool_use ids the previous message leaves for this one to answer
+        pending = _client_tool_uses(messages[reused - 1]) if reused else []
         for m in range(reused, count):
             message = messages[m]
             if native is not None:
@@ -810,6 +907,7 @@ def plan(
                 if not (m == last and _is_mapping(message) and message.get("role") == "assistant"):
                     role = message.get("role") if _is_mapping(message) else None
                     raise invalid(f"messages.{m}: {role} messages must have non-empty content")
+            pending = _check_tool_pairing(pending, message, m)
             if seg_marks:
                 for offset, cc, path, verdict in seg_marks:
                     marks.append((positions + offset, cc, m, path, verdict))
@@ -842,8 +940,12 @@ def plan(
             if snapshots.pop(first_raw, None) is None and len(snapshots) >= _CONVERSATIONS:
                 del snapshots[next(iter(snapshots))]  # the least recently updated
             snapshots[first_raw] = snapshot
-    elif count_messages_as_units:
-        states = previous.states[:reused] if previous is not None else []
+    else:
+        pending = _client_tool_uses(messages[-1]) if count else []
+        if count_messages_as_units:
+            states = previous.states[:reused] if previous is not None else []
+    if pending:  # a final assistant message with client tool_use blocks (see _check_tool_pairing)
+        raise invalid(_missing_results(count - 1, pending))
 
     if message_eligible is not None:
         position, cc, m, path = message_eligible
