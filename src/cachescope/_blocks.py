@@ -337,6 +337,61 @@ def _native_unit_key(tag: int, value: Any, start: int, counter: Any) -> tuple[An
     return (tag, (_NATIVE_TAG, content), start, counter, _layer_tuple(value))
 
 
+def _head_key(tag: int, value: Any, start: int, counter: Any) -> tuple[Any, ...] | None:
+    """The memo key of the tool list (`tag` -2) or the system prompt (-1) starting at block
+    `start`: through the C `value_key` when it can, else `_unit_key` (tools by their JSON)."""
+    key = _native_unit_key(tag, value, start, counter) if _native is not None else None
+    if key is None:
+        key = _unit_key(tag, value, start, counter, walk=tag != -2)
+    return key
+
+
+def head_keys(params: Mapping[str, Any], counter: Any) -> tuple[Any, Any] | None:
+    """The keys of a request's tool list and system prompt (None for one that is absent or
+    empty, as `flatten_units` makes no unit of it), both as if starting at block 0; None when
+    either cannot be keyed. Equal keys mean the same blocks."""
+    tools, system = params.get("tools"), params.get("system")
+    tools_key = _head_key(-2, tools, 0, counter) if tools else None
+    system_key = _head_key(-1, system, 0, counter) if system else None
+    if (tools and tools_key is None) or (system and system_key is None):
+        return None
+    return tools_key, system_key
+
+
+def message_keys(messages: list[Any], previous: bytes = b"") -> tuple[bytes, int]:
+    """The key of each message (its role and content, as `flatten_units` keys it, as if it
+    started at block 0) packed as little-endian uint64, up to the first message that cannot be
+    keyed; and how many of those lead `previous` (such a packing) unchanged."""
+    if _native is not None:
+        keys, same = _native.message_keys(messages, previous)
+        return keys, same
+    return _message_keys_py(messages, previous)
+
+
+def message_units(
+    messages: Sequence[Any],
+    first: int,
+    start: int,
+    counter: EstimatingCounter,
+    token_cache: dict[int, int],
+) -> tuple[list[tuple[Block, ...]], bool, bool]:
+    """The blocks of `messages[first:]`, one tuple per message, the first starting at block
+    index `start` (the same blocks `flatten_units` makes of them, built without its memo); and
+    whether they hold images, and documents with citations on."""
+    builder = _UnitBuilder(counter, token_cache, 0)
+    units: list[tuple[Block, ...]] = []
+    images = citations = False
+    for m in range(first, len(messages)):
+        builder.base = start
+        built: list[Block] = []
+        has_images, cited, _ = builder.message(built, messages[m], m)
+        units.append(tuple(built))
+        start += len(built)
+        images = images or has_images
+        citations = citations or cited
+    return units, images, citations
+
+
 # ---- pure-Python twins of `_native/blocks.c` (tests hold the two to identical results) --------
 
 _MAX_DEPTH = 200  # nesting past this is not keyed (the pure key and memo take over)
@@ -422,6 +477,21 @@ def _message_key_py(message: Any, m: int, start: int) -> int | None:
     return _xxh64(bytes(out))
 
 
+def _message_keys_py(messages: list[Any], previous: bytes = b"") -> tuple[bytes, int]:
+    """Twin of `blocks.message_keys`."""
+    out = bytearray()
+    for m, message in enumerate(messages):
+        key = _message_key_py(message, m, 0)
+        if key is None:
+            break
+        out += key.to_bytes(8, "little")
+    same = 0
+    known = min(len(out), len(previous)) // 8
+    while same < known and out[8 * same : 8 * same + 8] == previous[8 * same : 8 * same + 8]:
+        same += 1
+    return bytes(out), same
+
+
 @lru_cache(maxsize=256)
 def _counter_for_model(model: str) -> EstimatingCounter:
     from cachescope._modeldata import default_table
@@ -450,40 +520,20 @@ def flatten(
     return flatten_units(params, counter, token_cache)[0]
 
 
-def flatten_units(
-    params: Mapping[str, Any],
-    counter: EstimatingCounter | None = None,
-    token_cache: dict[int, int] | None = None,
-    *,
-    prior: FlatRequest | None = None,
-) -> tuple[FlatRequest, list[tuple[Block, ...]]]:
-    """`flatten`, plus the blocks of each unit (the tool list, the system prompt, each message).
+class _UnitBuilder:
+    """Builds the `Block`s of one unit (the tool list, the system prompt, one message) for
+    `flatten_units` and `message_units`: `base` is the index of the unit's first block."""
 
-    Units with the same content at the same position are the *same* tuple of the same `Block`
-    objects (they come from one memo entry, found by a content key computed on every call), so
-    two requests can be compared unit by unit: identical tuples hold identical blocks.
+    __slots__ = ("base", "counter", "factor_seed", "token_cache")
 
-    `prior`, an earlier request flattened with the same counter, only saves memo lookups: a
-    message whose key (computed as always) equals the key of the prior's message at the same
-    place takes that message's entry, which the memo would have returned.
-    """
-    model = str(params.get("model", ""))
-    if counter is None:
-        counter = _counter_for_model(model)
-    if token_cache is None:
-        token_cache = _TOKEN_MEMO
-        if len(token_cache) > _TOKEN_MEMO_LIMIT:
-            token_cache.clear()
-        factor_seed = 0 if counter.factor == 1.0 else int(counter.factor * 1000)
-    else:
-        factor_seed = 0
-    blocks: list[Block] = []
-    units: list[tuple[Block, ...]] = []
-    toggles: list[str] = []
-    flags = [False, False]  # images present, citations on
-    base = [0]  # index of the first block of the unit being built
+    def __init__(self, counter: EstimatingCounter, token_cache: dict[int, int], factor_seed: int):
+        self.counter = counter
+        self.token_cache = token_cache
+        self.factor_seed = factor_seed
+        self.base = 0
 
     def add(
+        self,
         target: list[Block],
         level: str,
         path: str,
@@ -497,13 +547,13 @@ def flatten_units(
         if kind == "image":
             tokens = IMAGE_TOKENS
         else:
-            memo_key = digest ^ factor_seed
-            tokens = token_cache.get(memo_key)  # type: ignore[assignment]
+            memo_key = digest ^ self.factor_seed
+            tokens = self.token_cache.get(memo_key)  # type: ignore[assignment]
             if tokens is None:
-                tokens = token_cache[memo_key] = counter.count(text)
+                tokens = self.token_cache[memo_key] = self.counter.count(text)
         target.append(
             Block(
-                base[0] + len(target),
+                self.base + len(target),
                 level,
                 path,
                 kind,
@@ -518,7 +568,7 @@ def flatten_units(
             )
         )
 
-    def tools_segment(target: list[Block], tools: Any) -> tuple[bool, bool, tuple[str, ...]]:
+    def tools(self, target: list[Block], tools: Any) -> tuple[bool, bool, tuple[str, ...]]:
         tool_layers = _layer_names(tools)
         found: list[str] = []
         for i, tool in enumerate(tools):
@@ -531,24 +581,25 @@ def flatten_units(
             else:
                 text, cache_control = _dumps(tool), None
             layer = tool_layers[i] if tool_layers and i < len(tool_layers) else "tools"
-            add(target, "tools", f"tools.{i}", "tool", None, text, cache_control, layer)
+            self.add(target, "tools", f"tools.{i}", "tool", None, text, cache_control, layer)
         return False, False, tuple(found)
 
-    def system_segment(target: list[Block], system: Any) -> tuple[bool, bool, tuple[str, ...]]:
+    def system(self, target: list[Block], system: Any) -> tuple[bool, bool, tuple[str, ...]]:
         if isinstance(system, str):
-            add(target, "system", "system", "text", None, system, None, None)
+            self.add(target, "system", "system", "text", None, system, None, None)
             return False, False, ()
         names = _layer_names(system)
         for i, item in enumerate(system):
             kind, text = _block_text(item)
             cache_control = item.get("cache_control") if isinstance(item, Mapping) else None
             layer = names[i] if names and i < len(names) else None
-            add(target, "system", f"system.{i}", kind, None, text, cache_control, layer)
+            self.add(target, "system", f"system.{i}", kind, None, text, cache_control, layer)
         return False, False, ()
 
-    def message_segment(
-        target: list[Block], message: Any, m: int
+    def message(
+        self, target: list[Block], message: Any, m: int
     ) -> tuple[bool, bool, tuple[str, ...]]:
+        add = self.add
         if not isinstance(message, Mapping):
             add(target, "messages", f"messages.{m}", "unknown", None, _dumps(message), None, None)
             return False, False, ()
@@ -592,6 +643,42 @@ def flatten_units(
             )
         return images, citations, ()
 
+
+def flatten_units(
+    params: Mapping[str, Any],
+    counter: EstimatingCounter | None = None,
+    token_cache: dict[int, int] | None = None,
+    *,
+    prior: FlatRequest | None = None,
+) -> tuple[FlatRequest, list[tuple[Block, ...]]]:
+    """`flatten`, plus the blocks of each unit (the tool list, the system prompt, each message).
+
+    Units with the same content at the same position are the *same* tuple of the same `Block`
+    objects (they come from one memo entry, found by a content key computed on every call), so
+    two requests can be compared unit by unit: identical tuples hold identical blocks.
+
+    `prior`, an earlier request flattened with the same counter, only saves memo lookups: a
+    message whose key (computed as always) equals the key of the prior's message at the same
+    place takes that message's entry, which the memo would have returned.
+    """
+    model = str(params.get("model", ""))
+    if counter is None:
+        counter = _counter_for_model(model)
+    if token_cache is None:
+        token_cache = _TOKEN_MEMO
+        if len(token_cache) > _TOKEN_MEMO_LIMIT:
+            token_cache.clear()
+        factor_seed = 0 if counter.factor == 1.0 else int(counter.factor * 1000)
+    else:
+        factor_seed = 0
+    blocks: list[Block] = []
+    units: list[tuple[Block, ...]] = []
+    toggles: list[str] = []
+    flags = [False, False]  # images present, citations on
+    builder = _UnitBuilder(counter, token_cache, factor_seed)
+    tools_segment, system_segment = builder.tools, builder.system
+    message_segment = builder.message
+
     memo = _SEGMENT_MEMO
     if len(memo) > _SEGMENT_MEMO_LIMIT:
         memo.clear()
@@ -599,7 +686,7 @@ def flatten_units(
     def segment(
         key: Any,
         value: Any,
-        builder: Any,
+        build: Any,
         *args: Any,
         memo: dict[Any, tuple[tuple[Block, ...], bool, bool, tuple[str, ...]]] = memo,
     ) -> None:
@@ -609,8 +696,8 @@ def flatten_units(
         entry = memo.get(key) if key is not None else None
         if entry is None:
             built: list[Block] = []
-            base[0] = len(blocks)
-            images, citations, found = builder(built, value, *args)
+            builder.base = len(blocks)
+            images, citations, found = build(built, value, *args)
             entry = (tuple(built), images, citations, found)
             if key is not None:
                 memo[key] = entry
@@ -627,17 +714,10 @@ def flatten_units(
     walk: tuple[Any, bytes, list[Any]] | None = None
     tools = params.get("tools")
     if tools:
-        head_key = _native_unit_key(-2, tools, 0, counter) if native is not None else None
-        if head_key is None:
-            head_key = _unit_key(-2, tools, 0, counter, walk=False)
-        segment(head_key, tools, tools_segment)
+        segment(_head_key(-2, tools, 0, counter), tools, tools_segment)
     system = params.get("system")
     if system:
-        start = len(blocks)
-        head_key = _native_unit_key(-1, system, start, counter) if native is not None else None
-        if head_key is None:
-            head_key = _unit_key(-1, system, start, counter)
-        segment(head_key, system, system_segment)
+        segment(_head_key(-1, system, len(blocks), counter), system, system_segment)
     messages = params.get("messages")
     if native is not None and type(messages) is list:
         # The C walk: each message keyed by `message_key` (every text hashed), memo hits taken
@@ -656,14 +736,14 @@ def flatten_units(
                 unit_key = _unit_key(m, message, start, counter)
                 entry = memo.get(unit_key) if unit_key is not None else None
                 if entry is None:
-                    base[0] = start
+                    builder.base = start
                     built: list[Block] = []
                     images, citations, found = message_segment(built, message, m)
                     entry = (tuple(built), images, citations, found)
                     if unit_key is not None:
                         memo[unit_key] = entry
                 return _native_entry(entry)
-            base[0] = start
+            builder.base = start
             built = []
             images, citations, found = message_segment(built, message, m)
             native_entry = _native_entry((tuple(built), images, citations, found))

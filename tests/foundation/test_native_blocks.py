@@ -195,6 +195,43 @@ def test_values_that_are_not_plain_json_get_no_key() -> None:
     assert MODULE.message_key(["role"], 0, 0) is None
 
 
+messages_lists = st.lists(
+    st.one_of(
+        st.dictionaries(st.sampled_from(["role", "content", "id"]), json_values, max_size=3),
+        st.just({"role": "user", "content": LayeredBlocks(["x"], ["history"])}),  # not keyable
+        json_values,
+    ),
+    max_size=6,
+)
+
+
+@needs_module
+@settings(max_examples=200)
+@given(messages_lists, messages_lists, st.binary(max_size=20))
+def test_message_keys_equal_the_twin(messages: list[Any], before: list[Any], junk: bytes) -> None:
+    previous, _ = MODULE.message_keys(before, b"")
+    assert previous == _blocks._message_keys_py(before)[0]
+    for earlier in (b"", previous, previous + junk, junk):
+        got = MODULE.message_keys(messages, earlier)
+        assert got == _blocks._message_keys_py(messages, earlier)
+        keys, same = got
+        # each key is message_key at block 0, up to the first message that has none
+        expected = []
+        for m, message in enumerate(messages):
+            key = MODULE.message_key(message, m, 0)
+            if key is None:
+                break
+            expected.append(key)
+        assert [
+            int.from_bytes(keys[i : i + 8], "little") for i in range(0, len(keys), 8)
+        ] == expected
+        assert keys[: 8 * same] == earlier[: 8 * same]
+        assert (
+            same == len(keys) // 8
+            or keys[8 * same : 8 * same + 8] != earlier[8 * same : 8 * same + 8]
+        )
+
+
 @needs_module
 def test_hostile_arguments_raise_instead_of_crashing() -> None:
     with pytest.raises(TypeError):
@@ -207,6 +244,10 @@ def test_hostile_arguments_raise_instead_of_crashing() -> None:
         MODULE.message_key({}, -1, 0)
     with pytest.raises(TypeError):
         MODULE.message_key({}, "0", 0)
+    with pytest.raises(TypeError):
+        MODULE.message_keys((), b"")
+    with pytest.raises(TypeError):
+        MODULE.message_keys([], "")
     walk = MODULE.flatten_messages
     with pytest.raises(TypeError):
         walk((), {}, [], bytes(8), print)

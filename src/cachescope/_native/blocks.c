@@ -978,6 +978,50 @@ blocks_first_different(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* message_keys(messages, previous) -> (keys, same): `message_key(message, m, 0)` of each
+ * message packed as little-endian uint64, up to the first message that cannot be keyed; and how
+ * many of them lead `previous` (such a packing) unchanged. No Python code runs during the walk,
+ * so the list cannot change under it. */
+static PyObject *
+blocks_message_keys(PyObject *self, PyObject *args)
+{
+    PyObject *messages, *previous, *out;
+    Py_ssize_t m, n, keyed = 0, same = 0, known;
+    unsigned char *data;
+    const char *before;
+    Buf b;
+    if (!PyArg_ParseTuple(args, "O!O!:message_keys", &PyList_Type, &messages, &PyBytes_Type,
+                          &previous))
+        return NULL;
+    n = PyList_GET_SIZE(messages);
+    out = PyBytes_FromStringAndSize(NULL, n * 8);
+    if (out == NULL)
+        return NULL;
+    data = (unsigned char *)PyBytes_AS_STRING(out);
+    buf_init(&b);
+    for (m = 0; m < n; m++) {
+        unsigned long long key = 0;
+        int done = message_key_of(&b, PyList_GET_ITEM(messages, m), m, 0, &key);
+        if (done < 0) {
+            buf_free(&b);
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (done == 0)
+            break;
+        write_u64(data + 8 * m, key);
+        keyed++;
+    }
+    buf_free(&b);
+    known = Py_MIN(keyed, PyBytes_GET_SIZE(previous) / 8);
+    before = PyBytes_AS_STRING(previous);
+    while (same < known && memcmp(data + 8 * same, before + 8 * same, 8) == 0)
+        same++;
+    if (keyed < n && _PyBytes_Resize(&out, keyed * 8) < 0)
+        return NULL;
+    return Py_BuildValue("(Nn)", out, same);
+}
+
 static PyMethodDef blocks_methods[] = {
     {"xxh3_64", (PyCFunction)(void (*)(void))blocks_xxh3_64, METH_VARARGS | METH_KEYWORDS,
      "xxh3_64(data, seed=0) -> int: xxh3-64 of a str's UTF-8 (surrogatepass) or of bytes."},
@@ -985,6 +1029,9 @@ static PyMethodDef blocks_methods[] = {
      "value_key(value) -> int | None: content key of a plain JSON value (None if not plain)."},
     {"message_key", blocks_message_key, METH_VARARGS,
      "message_key(message, m, start) -> int | None: memo key of one message."},
+    {"message_keys", blocks_message_keys, METH_VARARGS,
+     "message_keys(messages, previous) -> (keys, same): the packed keys of the messages (at "
+     "block 0) up to the first one not keyable, and how many lead `previous` unchanged."},
     {"first_different", blocks_first_different, METH_VARARGS,
      "first_different(a, b) -> int | None: first index where two lists hold different objects."},
     {"common_prefix", blocks_common_prefix, METH_VARARGS,
