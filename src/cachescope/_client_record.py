@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import datetime as _dt
 import time
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from operator import is_
@@ -23,7 +24,16 @@ from anthropic import Omit
 from anthropic._types import NotGiven
 
 from cachescope import pricing
-from cachescope._blocks import LEVELS, Block, flatten_units
+from cachescope._blocks import (
+    LEVELS,
+    Block,
+    _counter_for_model,
+    flatten_units,
+    head_keys,
+    message_units,
+    request_settings,
+)
+from cachescope._blocks import message_keys as _message_keys
 from cachescope.ledger import CallRecord, format_time
 
 TTFT_HEADER = "x-cachescope-ttft-ms"
@@ -141,36 +151,68 @@ def _entry(block: Block, prefix: int) -> dict[str, Any]:
 
 
 class _Last:
-    """One chain's previous fingerprint, unit by unit (what an unchanged run of units reuses)."""
+    """One chain's previous fingerprint, unit by unit (what an unchanged run of units reuses).
 
-    __slots__ = ("ends", "entries", "keys", "levels", "seeds", "totals", "units")
+    The per-unit numbers are arrays, not lists of ints: between two calls the SDK and the
+    transport churn through megabytes, so a list's int objects are out of the CPU caches by the
+    next call, and slicing it touched every one of them. An array slice copies one run of memory.
+    """
+
+    __slots__ = (
+        "ends",
+        "entries",
+        "flags",
+        "head",
+        "keys",
+        "levels",
+        "message_keys",
+        "seeds",
+        "settings",
+        "totals",
+        "units",
+    )
 
     def __init__(
         self,
-        units: list[tuple[Block, ...]],
+        units: list[tuple[Block, ...]] | None,
         seeds: tuple[bytes, ...],
-        ends: list[int],
-        keys: list[int],
-        levels: list[int],
-        totals: list[int],
+        ends: array[int],
+        keys: array[int],
+        levels: array[int],
+        totals: array[int],
         entries: list[dict[str, Any]],
+        head: tuple[Any, Any] | None,
+        message_keys: bytes | None,
+        settings: dict[str, dict[str, Any]],
+        flags: bool,
     ) -> None:
-        self.units = units  # holds the unit tuples, so their identities stay theirs
+        # the unit tuples (so their identities stay theirs), or None after a tail-only call
+        self.units = units
         self.seeds = seeds
         self.ends = ends  # after unit i: how many entries,
         self.keys = keys  # the prefix key,
         self.levels = levels  # the last level whose settings are folded in,
         self.totals = totals  # and the token total
         self.entries = entries
+        self.head = head  # `head_keys` of the request (None: not keyable)
+        self.message_keys = message_keys  # `message_keys` of its messages (None: not a list)
+        self.settings = settings
+        self.flags = flags  # images or citations anywhere in its messages
 
 
 class FingerprintCache:
     """The last fingerprint of each chain (session) of a client.
 
-    A session sends its history again on every call: the units that `flatten_units` returns
-    for it are the very tuples of the previous call (its per-unit memo), so the longest run of
-    identical units — found with one identity check per unit, in C — takes the previous
-    entries, prefix key and token total as they are, and only the units after it are walked.
+    A session sends its history again on every call. Two ways reuse the previous call's work:
+
+    * the tail path: the keys of the tool list, the system prompt and each message (every text
+      hashed, one C pass, no memo) equal the previous call's up to the last few messages: the
+      previous entries, prefix keys and token totals are taken as they are, and only the new
+      messages are built. Nothing per block of the unchanged prefix is touched, which matters
+      because by the next call it is out of the CPU caches;
+    * otherwise the units that `flatten_units` returns are the very tuples of the previous call
+      for unchanged content (its per-unit memo), so the longest run of identical units — one
+      identity check per unit — is taken from the previous call, and the units after it walked.
     """
 
     LIMIT = 256  # chains remembered per client
@@ -187,6 +229,18 @@ class FingerprintCache:
         self._last[chain] = last
 
 
+# At most this many new messages go the tail path (each is built without a memo).
+_TAIL_LIMIT = 8
+
+
+def _seeds_of(settings: Mapping[str, Any]) -> tuple[bytes, ...]:
+    return tuple(_settings_seed(settings.get(level, {})) for level in LEVELS)
+
+
+def _has_flags(settings: Mapping[str, Mapping[str, Any]]) -> bool:
+    return bool(settings["messages"].get("images") or settings["system"].get("citations"))
+
+
 def fingerprint_blocks(
     body: Mapping[str, Any],
     token_cache: dict[int, int],
@@ -199,46 +253,166 @@ def fingerprint_blocks(
     `store_text`) and the estimated prompt tokens.
 
     The prefix hashes are `_blocks.prefix_keys` computed unit by unit. With a `cache`, the run
-    of units identical to the previous call of `chain` is taken from it whole; each other unit
-    reached with a prefix key seen before reuses its entries and its key after from a memo.
-    Records share those entry dicts (read-only by contract, see `CallRecord`): a copy per block
-    per call cost more time than the rest of the fingerprint, and the retained copies made the
-    garbage collector run twice as often.
+    of units identical to the previous call of `chain` is taken from it whole (see
+    `FingerprintCache`); each other unit reached with a prefix key seen before reuses its
+    entries and its key after from a memo. Records share those entry dicts (read-only by
+    contract, see `CallRecord`): a copy per block per call cost more time than the rest of the
+    fingerprint, and the retained copies made the garbage collector run twice as often.
     """
     if len(token_cache) > TOKEN_CACHE_LIMIT:
         token_cache.clear()
+    last = cache.get(chain) if cache is not None else None
+    if last is not None and last.message_keys is not None and not store_text:
+        assert cache is not None
+        done = _fingerprint_tail(body, token_cache, cache, chain, last)
+        if done is not None:
+            return done
     flat, units = flatten_units(body, token_cache=token_cache)
     settings = flat.settings
-    seeds = tuple(_settings_seed(settings.get(level, {})) for level in LEVELS)
-    last = cache.get(chain) if cache is not None else None
+    seeds = _seeds_of(settings)
     same = 0
-    if last is not None and last.seeds == seeds:
+    if last is not None and last.units is not None and last.seeds == seeds:
         identical = list(map(is_, units, last.units))
         try:
             same = identical.index(False)
         except ValueError:
             same = len(identical)
-    if same:
-        assert last is not None
-        entries = last.entries[: last.ends[same - 1]]
-        ends, keys = last.ends[:same], last.keys[:same]
-        levels, totals = last.levels[:same], last.totals[:same]
-        key, level_done, total = keys[-1], levels[-1], totals[-1]
-    else:
-        entries, ends, keys, levels, totals = [], [], [], [], []
-        key, level_done, total = 0, -1, 0
+    state = _resume(last, same)
+    _walk_units(units[same:] if same else units, seeds, state, memoize=True)
+    entries = state.entries
+    if cache is not None:
+        messages = body.get("messages")
+        head = message_keys = None
+        if type(messages) is list and not store_text:  # what the tail path of the next call needs
+            head = head_keys(body, _counter_for_model(flat.model))
+            message_keys = _message_keys(messages)[0]
+        cache.put(chain, state.last(units, seeds, head, message_keys, settings))
+        entries = entries.copy()  # the record's own list; the cache keeps its own
+    if store_text:  # the text makes each entry the record's own
+        entries = [{**entry, "text": block.text} for entry, block in zip(entries, flat.blocks)]
+    return entries, state.total
+
+
+def _fingerprint_tail(
+    body: Mapping[str, Any],
+    token_cache: dict[int, int],
+    cache: FingerprintCache,
+    chain: str | None,
+    last: _Last,
+) -> tuple[list[dict[str, Any]], int] | None:
+    """The tail path of `fingerprint_blocks` (see `FingerprintCache`), or None where it does not
+    apply: another tool list or system prompt, other settings, images or citations in the
+    previous call, or more than `_TAIL_LIMIT` new messages."""
+    messages = body.get("messages")
+    if type(messages) is not list or last.flags or last.message_keys is None:
+        return None
+    counter = _counter_for_model(str(body.get("model", "")))
+    head = head_keys(body, counter)
+    if head is None or head != last.head:
+        return None
+    message_keys, same = _message_keys(messages, last.message_keys)
+    units_same = sum(key is not None for key in head) + same
+    if not units_same or len(messages) - same > _TAIL_LIMIT or units_same > len(last.ends):
+        return None
+    start = last.ends[units_same - 1]
+    tail, images, citations = message_units(messages, same, start, counter, token_cache)
+    previous = last.settings
+    settings = request_settings(
+        body,
+        has_images=images,
+        toggles=previous["system"].get("server_tools", ()),
+        citations=citations,
+    )
+    seeds = _seeds_of(settings)
+    if seeds != last.seeds:
+        return None
+    state = _resume(last, units_same)
+    _walk_units(tail, seeds, state, memoize=False)
+    cache.put(chain, state.last(None, seeds, head, message_keys, settings))
+    return state.entries.copy(), state.total
+
+
+class _WalkState:
+    """The fingerprint being built, unit by unit (the fields of `_Last` under construction)."""
+
+    __slots__ = ("ends", "entries", "key", "keys", "level_done", "levels", "total", "totals")
+
+    def __init__(
+        self,
+        entries: list[dict[str, Any]],
+        ends: array[int],
+        keys: array[int],
+        levels: array[int],
+        totals: array[int],
+    ) -> None:
+        self.entries, self.ends, self.keys, self.levels, self.totals = (
+            entries,
+            ends,
+            keys,
+            levels,
+            totals,
+        )
+        self.key = keys[-1] if keys else 0
+        self.level_done = levels[-1] if levels else -1
+        self.total = totals[-1] if totals else 0
+
+    def last(
+        self,
+        units: list[tuple[Block, ...]] | None,
+        seeds: tuple[bytes, ...],
+        head: tuple[Any, Any] | None,
+        message_keys: bytes | None,
+        settings: dict[str, dict[str, Any]],
+    ) -> _Last:
+        return _Last(
+            units,
+            seeds,
+            self.ends,
+            self.keys,
+            self.levels,
+            self.totals,
+            self.entries,
+            head,
+            message_keys,
+            settings,
+            _has_flags(settings),
+        )
+
+
+def _resume(last: _Last | None, same: int) -> _WalkState:
+    """The state after the first `same` units of the previous call (nothing when 0)."""
+    if not same or last is None:
+        return _WalkState([], array("q"), array("Q"), array("b"), array("q"))
+    return _WalkState(
+        last.entries[: last.ends[same - 1]],
+        last.ends[:same],
+        last.keys[:same],
+        last.levels[:same],
+        last.totals[:same],
+    )
+
+
+def _walk_units(
+    units: list[tuple[Block, ...]], seeds: tuple[bytes, ...], state: _WalkState, memoize: bool
+) -> None:
+    """Add the entries of `units` to `state`: each block's prefix key folds in the settings of
+    its level where that level starts, then the block's hash. With `memoize`, a unit reached
+    with a prefix key seen before (the same tuple) takes its entries from `_UNIT_MEMO`."""
     memo = _UNIT_MEMO
     if len(memo) > _UNIT_MEMO_LIMIT:
         memo.clear()
+    entries = state.entries
     extend = entries.extend
+    ends, keys, levels, totals = state.ends, state.keys, state.levels, state.totals
+    key, level_done, total = state.key, state.level_done, state.total
     last_unit = units[-1] if units else None
-    for unit in units[same:] if same else units:
+    for unit in units:
         if unit:
             level = _LEVEL_INDEX[unit[0].level]
             while level_done < level:  # settings fold in where their level starts
                 level_done += 1
                 key = _xxh64(seeds[level_done], seed=key)
-            hit = memo.get((id(unit), key))
+            hit = memo.get((id(unit), key)) if memoize else None
             if hit is not None and hit[0] is unit:
                 extend(hit[1])
                 total += hit[2]
@@ -258,8 +432,8 @@ def fingerprint_blocks(
                     key = _xxh64(block.hash.to_bytes(8, "little"), seed=key)
                     built.append(_entry(block, key))
                     tokens += block.tokens
-                if uniform and unit is not last_unit:  # a request's last unit (the new
-                    # turn) rarely comes back as it is: remembering it only feeds the GC
+                if memoize and uniform and unit is not last_unit:  # a request's last unit (the
+                    # new turn) rarely comes back as it is: remembering it only feeds the GC
                     memo[(id(unit), start_key)] = (unit, tuple(built), tokens, key)
                 extend(built)
                 total += tokens
@@ -267,12 +441,7 @@ def fingerprint_blocks(
         keys.append(key)
         levels.append(level_done)
         totals.append(total)
-    if cache is not None:
-        cache.put(chain, _Last(units, seeds, ends, keys, levels, totals, entries))
-        entries = entries.copy()  # the record's own list; the cache keeps its own
-    if store_text:  # the text makes each entry the record's own
-        entries = [{**entry, "text": block.text} for entry, block in zip(entries, flat.blocks)]
-    return entries, total
+    state.key, state.level_done, state.total = key, level_done, total
 
 
 _WANTED = (b"request-id", TTFT_HEADER.encode(), TOTAL_HEADER.encode())

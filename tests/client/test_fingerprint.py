@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachescope import _client_record, pricing
-from cachescope._blocks import flatten, prefix_keys
+from cachescope._blocks import LayeredBlocks, flatten, prefix_keys
 from cachescope._client_record import FingerprintCache, fingerprint_blocks
 from cachescope.ledger import format_time
 
@@ -159,6 +159,91 @@ def test_a_growing_conversation_reuses_entries_and_stays_exact() -> None:
             {"role": "user", "content": [{"type": "text", "text": f"Question {turn}?"}]},
             {"role": "assistant", "content": [{"type": "text", "text": f"Answer {turn}. " * 50}]},
         ]
+
+
+def test_the_tail_path_equals_the_reference_and_is_taken_where_it_applies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chain of calls that keep, grow, shrink and change a conversation: each fingerprint is
+    the reference one, and the tail path (keys of the whole request, only the new messages
+    built) serves exactly the calls it is meant for."""
+    taken: list[bool] = []
+    tail = _client_record._fingerprint_tail
+
+    def counting(*args: Any) -> Any:
+        result = tail(*args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(_client_record, "_fingerprint_tail", counting)
+
+    def turn(i: int, breakpoint: bool = False) -> dict[str, Any]:
+        block: dict[str, Any] = {"type": "text", "text": f"Turn {i}. " + "words " * 40}
+        if breakpoint:
+            block["cache_control"] = {"type": "ephemeral"}
+        return {"role": "user" if i % 2 == 0 else "assistant", "content": [block]}
+
+    def body(n: int, **extra: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "model": MODEL,
+            "max_tokens": 8,
+            "tools": [
+                {
+                    "name": "lookup",
+                    "description": "Looks up. " * 30,
+                    "input_schema": {"type": "object"},
+                }
+            ],
+            "system": [
+                {"type": "text", "text": "Rules. " * 300, "cache_control": {"type": "ephemeral"}}
+            ],
+            "messages": [turn(i, breakpoint=i == n - 1) for i in range(n)],
+        }
+        out.update(extra)
+        return out
+
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}  # fmt: skip
+    with_image = body(11)
+    with_image["messages"].append({"role": "user", "content": [image]})
+    layered = body(12)
+    layered["messages"][-1]["content"] = LayeredBlocks(
+        layered["messages"][-1]["content"], ["dynamic"]
+    )
+    layered_early = body(12)
+    layered_early["messages"][1]["content"] = LayeredBlocks(
+        layered_early["messages"][1]["content"], ["history"]
+    )
+    other_tools = body(12)
+    other_tools["tools"][0]["description"] = "Finds. " * 30
+    chain: list[tuple[dict[str, Any], bool]] = [
+        (body(10), False),  # the first call: nothing to resume
+        (body(10), True),  # the same request again: nothing new
+        (body(12), True),  # two new turns, the breakpoint moved
+        (layered, True),  # a newest turn with layer names (not keyable): built as new
+        (body(12), True),
+        (body(11), True),  # shorter: a prefix of the last call
+        (with_image, False),  # an image in the new turn changes the messages' settings
+        (body(12), False),  # the last call had an image: not resumed
+        (body(12), True),
+        (body(12, tool_choice={"type": "auto"}), False),  # settings changed
+        (body(12), False),  # the last call was keyed like this one but with other settings
+        (other_tools, False),  # another tool list
+        (body(24), False),  # the last call had other tools: not resumed
+        (body(36), False),  # twelve new turns: more than the tail path builds
+        (layered_early, False),  # the last call was keyed: only the first message stays
+        (body(12, model="claude-haiku-4-5"), False),
+        (body(12), False),  # another model (another tokenizer, other settings)
+        ({"model": MODEL, "max_tokens": 8, "messages": [turn(0), turn(1, True)]}, False),
+        # no tools, no system: the messages alone are resumed (the rolling breakpoint left turn 1)
+        ({"model": MODEL, "max_tokens": 8, "messages": [turn(0), turn(1), turn(2, True)]}, True),
+    ]
+    cache = FingerprintCache()
+    token_cache: dict[int, int] = {}
+    for i, (sent, expect) in enumerate(chain):
+        taken.clear()
+        got = fingerprint_blocks(copy.deepcopy(sent), token_cache, False, cache, "s")
+        assert got == reference(sent, False), i
+        assert any(taken) == expect, i  # served by the tail path or not
 
 
 def test_a_chain_survives_changes_to_what_it_returned() -> None:
