@@ -615,6 +615,7 @@ _LOW = str.maketrans(
 )
 _HEX = str.maketrans("0123456789abcdefABCDEF", "h" * 22)
 _BEFORE, _AFTER = 40, 48
+_LOOKAHEAD = 16  # how far past a match the rules' lookaheads read
 
 # Several patterns can report under one public rule id; each has its own anchors.
 _PUBLIC_RULE = {
@@ -690,6 +691,13 @@ def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> N
                     hi = min(size, position + len(anchor) + _AFTER)
                     for match in pattern.finditer(text, lo, hi):
                         start, end = match.span()
+                        if end > hi - _LOOKAHEAD and hi < size:
+                            # near the window's end, which a lookahead or `\b` takes for the
+                            # end of the text: read this match again with what follows
+                            again = pattern.match(text, start, min(size, hi + _AFTER))
+                            if again is None:
+                                continue
+                            match, end = again, again.end()
                         covered = max(covered, end)
                         if start == end or start in taken or (end - 1) in taken:
                             continue
