@@ -3,8 +3,9 @@
 Everything up to and including the last breakpoint is read from cache only when it is byte-for-byte
 the same on every call (spec §1.1, §2). `lint` looks there for text that is likely to change between
 calls — dates and times, weekday phrases, unix epochs, UUIDs, request and trace IDs, random-looking
-numbers, counters, "current time" labels — and, given the `previous` render, for JSON whose key
-order changed, re-ordered tools and breakpoints on blocks that changed. It also checks the layout:
+numbers, counters, "current time" labels, measured durations, user/process/account numbers, live
+prices and weather — and, given the `previous` render, for JSON whose key order changed,
+re-ordered tools and breakpoints on blocks that changed. It also checks the layout:
 a cached prefix below the model's minimum, more than 20 blocks between breakpoints, a dynamic layer
 in the system prompt ahead of cached history, and a 1h breakpoint after a 5m one.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any
@@ -141,6 +142,7 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         rf"|\b\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTHS},? (?:19|20)\d{{2}}\b"
         r"|\b\d{1,2}/\d{1,2}/(?:19|20)\d{2}\b"
         r"|\b\d{1,2}\.\d{1,2}\.(?:19|20)\d{2}\b"
+        rf"|\b\d{{1,2}}-{_MONTHS}-(?:(?:19|20)?\d{{2}})\b"
         r"|\b(?:19|20)\d{2}[./](?:0?[1-9]|1[0-2])[./](?:0?[1-9]|[12]\d|3[01])\b",
         f"A written date in the cached prefix changes daily: {_MOVE}.",
     ),
@@ -251,7 +253,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
     (
         "counter_of",
         WARNING,
-        r"(?i:\b(?:turn|message|request|call|step|iteration|exchange) \d+ (?:of|in) (?:the|this) "
+        r"(?i:\b(?:turn|message|request|call|step|iteration|exchange|reply|post|comment|question"
+        r"|answer|round|prompt) \d+ (?:of|in) (?:the|this) "
         r"(?:conversation|session|chat|thread)\b)",
         f"A counter goes up on every call: {_MOVE}.",
     ),
@@ -294,17 +297,24 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         WARNING,
         # a user, ticket, order or account named by a number: "user #48213", "Ticket ID: 88231-A",
         # "Order number: PO-4846797", "account acct-90952396", "Customer reference N5MF54NDOL"
-        r"(?i:\b(?:user|customer|member|caller|account|client|ticket|order|case|incident|booking"
-        r"|reservation|invoice|transaction|cart|guest|player|patient|subscriber|tenant)s?\b"
-        r"[^\n\d#(]{0,24}?)"
+        r"(?i:\b(?:user|customer|member(?:ship)?|caller|account|client|ticket|order|case|incident"
+        r"|booking|reservation|invoice|transaction|cart|guest|player|patient|subscriber|tenant"
+        # "ref #38907" in code is an issue link: "ref" only as a label ("Ref: ...", "ref. ...")
+        r"|claim|policy|policies|card|reference|ref(?=[.:]| no)|shipment|parcel|tracking)s?\b"
+        r"[^\n\d#(\[]{0,24}?)"
         r"(?:#:?\s?\d{3,}\b|\b[A-Za-z]{1,6}[-_]?\d{4,}\b|\b\d{5,}(?:-[A-Za-z0-9]{1,4})?\b"
-        r"|\b(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z0-9]{8,}\b)",
+        r"|\b(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z0-9]{8,}\b"
+        # digits in groups: "no. 88-2231-7", "number: HX 44 12 901", "card 6011 2231 0098" (a
+        # label or four-digit groups, six digits or more, no phone number: see _entity_number)
+        r"|(?<![\w+-])(?P<grouped>(?:[A-Z]{1,4}[ -])?\d{1,6}(?:[ -]\d{1,6}){1,4})\b(?![-/.]\d))",
         f"A user, ticket or order number differs between sessions: {_MOVE}.",
     ),
     (
         "build_id",
         WARNING,
-        r"(?i:\b(?:build|commit|revision|rev|changeset|git sha)\b\s*[:#=]?\s*#?)"
+        # also stamps such as "+build.20261204", "nightly.1204", "pipeline #5571"
+        r"(?i:\b(?:build|commit|revision|rev|changeset|git sha|nightly|snapshot|pipeline)\b"
+        r"\s*[:#=.]?\s*#?)"
         r"(?:(?:[A-Za-z]+[-_])?\d{3,}\b|(?=[a-f]*\d)(?=\d*[a-f])[0-9a-f]{7,40}\b)",
         f"A build number or commit changes with every deploy: {_MOVE}.",
     ),
@@ -312,7 +322,10 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "date_no_year",
         WARNING,
         rf"\b{_MONTHS}\.? \d{{1,2}}(?:st|nd|rd|th)\b|\b\d{{1,2}}(?:st|nd|rd|th) (?:of )?{_MONTHS}\b"
-        rf"|(?i:\b(?:today|tonight|now|as of|dated?)\b[^\n.\d]{{0,16}}?)(?-i:{_MONTHS}\.? \d{{1,2}}\b)",
+        rf"|(?i:\b(?:today|tonight|now|as of|dated?)\b[^\n.\d]{{0,16}}?)(?-i:{_MONTHS}\.? \d{{1,2}}\b)"
+        # "Statement date: 4 Dec", "04 Dec" (padded by a template; "closes on 25 December" is not)
+        r"|(?:\b0[1-9]|(?i:\b(?:date|dated|as of|as at)\s*[:=]?\s*)(?:0?[1-9]|[12]\d|3[01]))"
+        rf" {_MONTHS}\b(?![.,]?\s*[-\d])",
         f"A date in the cached prefix changes daily: {_MOVE}.",
     ),
     (
@@ -357,7 +370,7 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"|\b(?:trading|trades|traded) at \$?\d[\d,]*(?:\.\d+)?|[+-]\d+(?:\.\d+)?% (?:today|on the day)\b"
         r"|\b(?:temperature|temp) (?:outside|now|currently|right now|today)\b[^\n\d]{0,8}?-?\d{1,3} ?°)"
         # a currency pair's rate: "EUR/USD 1.0842"
-        r"|\b[A-Z]{3}/[A-Z]{3}\s*[:=]?\s*\d+\.\d{2,}",
+        r"|\b[A-Z]{3}/[A-Z]{3}\s*[:=]?\s*(?:\d+\.\d{2,}|\d{1,3}(?:,\d{3})+(?:\.\d+)?)",
         "Live data (weather, prices) is different on every call: fetch it into the dynamic layer "
         "(after the last breakpoint).",
     ),
@@ -372,7 +385,7 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "token_label",
         ERROR,
         r"(?i:\b(?:session|sid|nonce|token|csrf|state|cursor|signature|cookie|bearer)\b(?:\s?[:=]\s*|\s)[\"']?(?!0[xX]))"
-        r"(?=[A-Za-z_\-+/]*\d)[A-Za-z0-9_\-+/]{12,}={0,2}",
+        r"(?P<value>(?=[A-Za-z_\-+/]*\d)[A-Za-z0-9_\-+/]{8,})={0,2}",
         f"A session token or nonce is new per session or call: {_MOVE}.",
     ),
     (
@@ -381,6 +394,96 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         # "Current moon phase: waxing gibbous (61%)", "Your loyalty points: 1,482"
         r"(?i:\b(?:current|your) (?:[a-z]+ ){0,2}[a-z]+\s*[:=]\s*)[^\n\d]{0,24}?[$#]?\d[\d,.]*%?",
         f"A current or per-user value changes between calls: {_MOVE}.",
+    ),
+    (
+        "duration",
+        WARNING,
+        # how long something took on this call: "assembled in 183 ms", "took 2m 13s"
+        # (not a habit: "are processed in 2 seconds", "should be done in 10 minutes")
+        r"(?i:(?<!are )(?<!is )(?<!be )(?<!usually )(?<!typically )(?<!normally )"
+        r"\b(?:took|lasted|(?:[a-z]+ed|built|ran|run|done|made) in)\s+(?:about |only |just |~)?"
+        r"\d+(?:\.\d+)?\s?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?)\b"
+        r"(?:,?\s*\d+(?:\.\d+)?\s?(?:ms|s|secs?|seconds?)\b)?)",
+        f"A measured duration differs on every call: {_MOVE}.",
+    ),
+    (
+        "day_ordinal",
+        WARNING,
+        # "the 338th day of the year"; said of now: "Today is day 12 of the free trial",
+        # "We are on the 4th day of the sprint", "Advent calendar: day 4 of 24" (an itinerary's
+        # "Day 1 of 3" or "on the 1st day of the month" is a plan, not a date)
+        r"(?i:\b(?:\d{1,3}(?:st|nd|rd|th) day|day \d{1,3}) of (?:the |this )?year\b"
+        r"|(?:\b(?:today is|it is|it's|we are (?:on|in)|you are (?:on|in)|currently|now|this is)"
+        r"|:) (?:the )?(?:\d{1,3}(?:st|nd|rd|th) day|day \d{1,3}) of (?!(?:each|every|a)\b)"
+        r"(?:\d{1,3}\b|(?:the |this |your |our )?(?:[a-z-]+ ){0,2}?[a-z]+))",
+        f"The day of a year, trial or sprint changes daily: {_MOVE}.",
+    ),
+    (
+        "date_short",
+        WARNING,
+        # a numeric date with a two-digit year: "12/1/26", "04.12.26"
+        r"(?<![\w/.\-])(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|[12]\d|3[01])/\d{2}(?![\w/]|[.,]\d)"
+        r"|(?<![\w/.\-])(?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.\d{2}(?![\w.\-]|,\d)",
+        f"A date in the cached prefix changes daily: {_MOVE}.",
+    ),
+    (
+        "relative_words",
+        WARNING,
+        # "as of this morning", "refreshed earlier today", "updated just now", "a few minutes ago"
+        r"(?i:\bearlier (?:today|tonight|this (?:morning|afternoon|evening|week))\b"
+        r"|\b(?:as of|as at|since|[a-z]+ed) (?:this (?:morning|afternoon|evening)|yesterday"
+        r"|last night|just now|moments ago)\b"
+        r"|\b(?:a|an|one|a few|a couple of|several|some|two|three|few) (?:moments?|seconds?|minutes?"
+        r"|hours?|days?) ago\b)",
+        f"A relative time ('as of this morning') is stale on the next call: {_MOVE}.",
+    ),
+    (
+        "counter_since",
+        WARNING,
+        # "Days since last incident: 4", "Retries since boot: 231", "12 days since the last outage"
+        r"(?i:\b[a-z]+ since\b[^\n:=.]{1,32}?[:=]\s*\d[\d,]*\b(?!\.\d)"
+        r"|\b\d+ (?:days?|hours?|weeks?|months?) since (?:the |our |your )?(?:last|previous)\b)",
+        f"A counter goes up on every call: {_MOVE}.",
+    ),
+    (
+        "counter_period",
+        WARNING,
+        # "You have asked 6 questions today", "Streak: 17 days"
+        r"(?i:\b\d[\d,]* (?:[a-z]+ ){0,2}?[a-z]+s (?:so far )?(?:today|tonight|this (?:hour|morning"
+        r"|afternoon|evening|week|month|session|conversation|chat))\b"
+        r"|\b(?:streak|tally|karma)\b\s*(?:[:=]|is|of)?\s*\d[\d,]*)",
+        f"A counter goes up on every call: {_MOVE}.",
+    ),
+    (
+        "process_id",
+        WARNING,
+        # "uid 50231", "pid=48213", "sshd[20417]: ", "worker[31877] picked up"
+        r"(?i:\b(?P<kind>e?uid|gid|pid|ppid|tid|process id|thread id)\b\s*(?:[:=#]\s*|is\s+)?)"
+        r"(?P<id>\d{2,7})\b"
+        r"|\b[a-z][a-z0-9_.-]{1,24}\[(?P<tag>\d{4,7})\](?=: | [a-z]{2,})",
+        f"A process, thread or user id differs between runs and users: {_MOVE}.",
+    ),
+    (
+        "live_quote",
+        WARNING,
+        # "6,031.22 (+0.4%)", "Currently 14°C", "Gold spot $2,641.10", "62% illuminated tonight"
+        r"\d[\d,]*(?:\.\d+)?\s*\(\s*[+-]\d+(?:\.\d+)?\s*%\s*\)"
+        r"|(?i:\b(?:currently|now|right now|today|tonight|outside|it'?s|it is)\b[^\n\d.]{0,16}?"
+        r"-?\d{1,3}(?:\.\d)? ?°[CF]?)"
+        r"|(?i:\b(?:spot|closing|last trade)(?: price)?\b\s*(?:[:=]|at|of|is)?\s*)"
+        r"[$€£¥]\d[\d,]*(?:\.\d+)?"
+        r"|(?i:\b\d{1,3}(?:\.\d+)?\s?%[^\n.;]{0,24}?\b(?:tonight|right now"
+        r"|this (?:morning|afternoon|evening|hour))\b)",
+        "Live data (prices, weather) is different on every call: fetch it into the dynamic layer "
+        "(after the last breakpoint).",
+    ),
+    (
+        "hex_groups",
+        ERROR,
+        # "req 7f3a-11ef-9c2b", "ck-8812-aa31-f09d": groups of hex digits, letters and digits mixed
+        r"\b(?:[A-Za-z]{1,6}[-_])?(?=[0-9a-fA-F-]*[a-fA-F])(?=[0-9a-fA-F-]*\d)"
+        r"[0-9a-fA-F]{4}(?:-[0-9a-fA-F]{4}){2,}\b",
+        f"A request or trace ID is new on every call: {_MOVE}.",
     ),
 ]
 
@@ -410,6 +513,7 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
             for day in ("mon", "tues", "wednes", "thurs", "fri", "satur", "sun")
         ),
         *(("low", f"0{suffix}") for suffix in ("th", "st", "nd", "rd")),
+        ("low", "0/0"),  # "Thu 4/12"
     ),
     "current_time_label": (("low", "date"), ("low", "time"), ("low", "day")),
     "epoch": (("low", "0000000000"),),
@@ -461,10 +565,15 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
             *("user", "customer", "member", "caller", "account", "client", "ticket", "order"),
             *("case", "incident", "booking", "reservation", "invoice", "transaction", "cart"),
             *("guest", "player", "patient", "subscriber", "tenant"),
+            *("claim", "polic", "card", "ref", "shipment", "parcel", "tracking"),
         )
     ),
     "build_id": tuple(
-        ("low", a) for a in ("build", "commit", "revision", "rev", "changeset", "git sha")
+        ("low", a)
+        for a in (
+            *("build", "commit", "revision", "rev", "changeset", "git sha"),
+            *("nightly", "snapshot", "pipeline"),
+        )
     ),
     "date_no_year": (
         *(("low", a) for a in _MONTH_ANCHORS[4:]),
@@ -503,6 +612,36 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
         ("cls", "aaa/aaa 0"),
     ),
     "current_value": (("low", "current "), ("low", "your ")),
+    "duration": (("low", " in 0"), ("low", "took "), ("low", "lasted ")),
+    "day_ordinal": (*(("low", f"0{s} day") for s in ("th", "st", "nd", "rd")), ("low", "day 0")),
+    "date_short": (("low", "0/0"), ("low", "00.00.00")),
+    "relative_words": tuple(
+        ("low", a)
+        for a in (
+            *(" ago", "earlier ", "this morning", "this afternoon", "this evening"),
+            *("yesterday", "last night", "just now"),
+        )
+    ),
+    "counter_since": (("low", "since "),),
+    "counter_period": tuple(
+        ("low", a)
+        for a in (
+            *("today", "tonight", "this hour", "this morning", "this afternoon", "this evening"),
+            *("this week", "this month", "this session", "this conversation", "this chat"),
+            *("streak", "tally", "karma"),
+        )
+    ),
+    "process_id": tuple(
+        ("low", a) for a in ("uid", "gid", "pid", "tid", "process id", "thread id", "0]")
+    ),
+    "live_quote": tuple(
+        ("low", a)
+        for a in (
+            *("(+0", "(-0", "0?c", "0 ?c", "0?f", "0 ?f"),
+            *("spot", "closing", "last trade", "0%", "0 %"),
+        )
+    ),
+    "hex_groups": (("hex", "hhhh-hhhh-hhhh"),),
     "ab_bucket": tuple(("low", a) for a in ("bucket", "variant", "cohort", "experiment")),
     "token_label": tuple(
         ("low", a)
@@ -545,6 +684,8 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
         return (position == 0 or not low[position - 1].isalpha()) and "0" in low[
             position : position + 16
         ]
+    if rule == "weekday" and anchor == "0/0":
+        return _gate_weekday_date(low, position, anchor)
     if rule == "current_time_label":
         after = low[position : position + 24]
         return ":" in after or "=" in after
@@ -556,7 +697,13 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
     if rule == "current_value":
         after = low[position : position + 40]
         return (":" in after or "=" in after) and "0" in after
-    if rule in ("entity_id", "build_id", "counter_today", "live_data", "token_label"):
+    if rule in _NEW_GATES:
+        return _NEW_GATES[rule](low, position, anchor)
+    if rule == "entity_id":  # a noun starting a word, a digit after it
+        return (position == 0 or not low[position - 1].isalpha()) and "0" in low[
+            position : position + 48
+        ]
+    if rule in ("build_id", "counter_today", "live_data", "token_label"):
         return "0" in low[position : position + 48]
     if rule in ("date_no_year", "counter_queue", "countdown"):
         return "0" in low[max(0, position - 24) : position + 24]
@@ -577,6 +724,66 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
         return "0000" in low[position : position + 28]
     return True
 
+
+def _gate_duration(low: str, position: int, anchor: str) -> bool:
+    if anchor != " in 0":
+        return True
+    before = low[max(0, position - 5) : position]
+    return before.endswith(("ed", "built", "ran", "run", "done", "made"))
+
+
+def _gate_date_short(low: str, position: int, anchor: str) -> bool:
+    return anchor != "0/0" or low[max(0, position - 6) : position + 8].count("/") >= 2
+
+
+def _gate_counter_since(low: str, position: int, anchor: str) -> bool:
+    return "0" in low[max(0, position - 16) : position + 40]
+
+
+def _gate_counter_period(low: str, position: int, anchor: str) -> bool:
+    if anchor in ("streak", "tally", "karma"):
+        return "0" in low[position : position + 20]
+    return "0" in low[max(0, position - 40) : position]
+
+
+def _gate_process_id(low: str, position: int, anchor: str) -> bool:
+    if anchor == "0]":
+        return "[" in low[max(0, position - 8) : position]
+    return "0" in low[position + 3 : position + 16]
+
+
+def _gate_live_quote(low: str, position: int, anchor: str) -> bool:
+    if anchor in ("(+0", "(-0"):
+        return "%" in low[position : position + 14]
+    if anchor in ("0%", "0 %"):
+        after = low[position : position + 40]
+        return any(word in after for word in ("tonight", "right now", "this "))
+    if "?" in anchor:
+        return True
+    return "0" in low[position : position + 24]
+
+
+def _gate_weekday_date(low: str, position: int, anchor: str) -> bool:
+    before = low[max(0, position - 8) : position]
+    return any(day in before for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
+
+
+def _always(low: str, position: int, anchor: str) -> bool:
+    return True
+
+
+# Gates of the rules added in probe round 5 (see _gate).
+_NEW_GATES: dict[str, Callable[[str, int, str], bool]] = {
+    "duration": _gate_duration,
+    "day_ordinal": _always,
+    "date_short": _gate_date_short,
+    "relative_words": _always,
+    "counter_since": _gate_counter_since,
+    "counter_period": _gate_counter_period,
+    "process_id": _gate_process_id,
+    "live_quote": _gate_live_quote,
+    "hex_groups": _always,
+}
 
 _ZONES = ("utc", "gmt", "st", "dt", "cet", "bst", "ist", "jst")
 _NOW_WORDS = (
@@ -604,8 +811,54 @@ def _random_looking(token: str) -> bool:
     return flips >= 4 and sum(c.isdigit() for c in token) >= 3
 
 
+_PHONE_WORDS = re.compile(r"(?i:phone|\btel\b|call|fax|hotline|helpline|contact|sms|whatsapp|line)")
+_NUMBER_LABEL = re.compile(r"(?i:\b(?:no|nos|num|number|ref|reference|id|code|is)\b|[#:])")
+_PHONE_SHAPE = re.compile(r"(?:1[ -])?\(?\d{3}\)?[ -]\d{3}[ -]\d{4}")
+_CARD_SHAPE = re.compile(r"\d{4}(?:[ -]\d{4}){2,3}")
+
+
+def _entity_number(match: re.Match[str]) -> bool:
+    """Digits in groups are an account or member number only with six digits or more, a label
+    ("no.", "number:", "is") or four-digit groups, and nothing saying it is a phone number."""
+    grouped = match.group("grouped")
+    if grouped is None:
+        return True
+    head = match.string[match.start() : match.start("grouped")]
+    if sum(c.isdigit() for c in grouped) < 6 or _PHONE_WORDS.search(head):
+        return False
+    if _PHONE_SHAPE.fullmatch(grouped):
+        return False
+    if len(set(re.split(r"[ -]", grouped))) == 1:  # "4242 4242 4242 4242", a test card
+        return False
+    return _NUMBER_LABEL.search(head) is not None or _CARD_SHAPE.fullmatch(grouped) is not None
+
+
+def _process_number(match: re.Match[str]) -> bool:
+    """Not a fixed, configured id: system users (uid < 1000), the first user (1000), `nobody`
+    (65534), low pids; a `name[1234]` tag only with a number that is not round (`buf[4096]`)."""
+    tag = match.group("tag")
+    if tag is not None:
+        number = int(tag)
+        return number % 10 != 0 and number & (number - 1) != 0
+    number = int(match.group("id"))
+    if match.group("kind").lower().endswith(("uid", "gid")):
+        return number > 1000 and number != 65534
+    return number >= 100
+
+
+def _token_value(match: re.Match[str]) -> bool:
+    """A labelled token of 12 characters or more; a shorter one only when it looks random."""
+    value = match.group("value")
+    return len(value) >= 12 or _random_looking(value)
+
+
 # Rules whose regex finds candidates that a finer check then confirms.
-_CONFIRM = {"random_id": _random_looking}
+_CONFIRM: dict[str, Callable[[re.Match[str]], bool]] = {
+    "random_id": lambda match: _random_looking(match.group()),
+    "entity_id": _entity_number,
+    "token_label": _token_value,
+    "process_id": _process_number,
+}
 
 _CLS = str.maketrans(
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", "0" * 10 + "a" * 52
@@ -633,6 +886,14 @@ _PUBLIC_RULE = {
     "counter_has": "counter",
     "counter_queue": "counter",
     "request_id_label": "request_id",
+    "duration": "relative_time",
+    "day_ordinal": "date",
+    "date_short": "date",
+    "relative_words": "relative_time",
+    "counter_since": "counter",
+    "counter_period": "counter",
+    "live_quote": "live_data",
+    "hex_groups": "request_id",
 }
 
 _COMPILED = [
@@ -701,7 +962,7 @@ def _scan_text(text: str, layer: str | None, path: str, out: list[Finding]) -> N
                         covered = max(covered, end)
                         if start == end or start in taken or (end - 1) in taken:
                             continue
-                        if confirm is not None and not confirm(match.group()):
+                        if confirm is not None and not confirm(match):
                             continue
                         taken.update(range(start, end))
                         found.append((start, end, rule, severity, fix))

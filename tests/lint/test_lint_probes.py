@@ -11,11 +11,24 @@ overlaps that part (any rule id will do; the family is what a reader would call 
 Measured once on the rules of 5d9ee5d, before any rule was changed for it: 5 of 52 (9.6%) —
 two H:MM:SS clocks in log lines, "this hour: 412", a labelled request id and a random-looking pod
 name. (Of the eight carried-over FOURTH_SET misses, the login line is found by its clock.)
+
+The rules were then widened with general patterns, not these strings: a duration after "took" or
+"<verb>ed in" ("assembled in 183 ms"), the Nth day of the year or "day N of" said of now, numeric
+dates with a two-digit year and "4-Dec-26", relative times in words ("as of this morning",
+"earlier today", "a few minutes ago"), "<things> since <event>: N", "N <things> today", uids,
+pids and `name[pid]` tags, account/member numbers in digit groups (labelled, and not phone
+numbers), build stamps after "+build." / "nightly." / "pipeline #", price moves "(+0.4%)",
+temperatures said of now, spot prices, labelled short tokens that look random, dashed hex groups.
+After that: 52 of 52, with no new false alarm on either clean corpus (0 in 296 KB) nor on 2.4 MB
+of standard-library source beyond the 43 alarms it already had. This set is therefore no longer
+held out; `HELD_OUT_AFTER` below is.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
+
+import pytest
 
 from cachescope import lint
 
@@ -115,5 +128,56 @@ def test_probes_are_many_and_varied() -> None:
 
 def test_probe_recall() -> None:
     missed = [p.line for p in PROBES if not found(p)]
-    # 5 of 52 before any rule change for this set (see the docstring)
-    assert len(PROBES) - len(missed) >= 5, missed
+    # 5 of 52 before the rules were widened for this set, 52 after (see the docstring)
+    assert len(PROBES) - len(missed) >= 52, missed
+
+
+@pytest.mark.parametrize(
+    ("line", "rule"),
+    [
+        ("Prompt assembled in 183 ms", "relative_time"),
+        ("It is the 338th day of the year.", "date"),
+        ("Document version 17, saved 12/1/26", "date"),
+        ("Statement date: 04 Dec", "date"),
+        ("Open incidents: 3 (as of this morning)", "relative_time"),
+        ("Days since last incident: 4", "counter"),
+        ("You have asked 6 questions today.", "counter"),
+        ("Logged in as jdoe (uid 50231)", "process_id"),
+        ("Dec  4 09:13:22 web-3 sshd[20417]: session opened", "process_id"),
+        ("Membership no. 88-2231-7", "entity_id"),
+        ("Running v4.12.0+build.20261204", "build_id"),
+        ("S&P 500: 6,031.22 (+0.4%)", "live_data"),
+        ("sid=K7pQ2mX9", "token_label"),
+        ("Conversation key ck-8812-aa31-f09d", "request_id"),
+    ],
+)
+def test_new_patterns_name_their_rule(line: str, rule: str) -> None:
+    rules = [f.rule for f in lint(f"Intro line.\n{line}\nOutro.", model=MODEL)]
+    assert rule in rules, rules
+
+
+# Stable text next to each new pattern: plans, habits, configured ids, phone numbers, test cards.
+@pytest.mark.parametrize(
+    "clean",
+    [
+        "Most uploads are processed in 2 seconds; a timeout is reached in 30 s.",
+        "The task should be done in 10 minutes. Each session lasts 30 minutes.",
+        "Rent is due on the 1st day of the month.",
+        "Day 1 of 3: arrive in Lisbon. On the 3rd day of the trip, visit the old town.",
+        "Offices close on 25 December and 1 January; invoices go out on 1 Jan and 1 Jul.",
+        "Run the container as uid 1000 (the first user) or uid 0; signal pid 1 to stop it.",
+        "char buf[4096] is enough; table[1000] holds the rest.",
+        "Use test card 4242 4242 4242 4242 in the sandbox.",
+        "Call member services on 1-800-555-0142. Customer service number: 1-800-555-0142",
+        "About 60% of web traffic today is mobile. Water boils at 100 °C.",
+        "The minimum bid is $5.00; closing costs are usually $3,000.",
+        "Deprecated since: 3.2. Python 3.11.7 and Node 20.11.1 are supported.",
+        "If the customer says they will call back later today, note it.",
+        "ISBN 978-1-449-37332-0; keys look like XXXX-XXXX-XXXX.",
+        "    # ensure dual-stack is not disabled; ref #38907",
+        "use its library ID in square brackets after the claim, like this: [LIB-0412].",
+        "#     31 Dec  000         0             -1",
+    ],
+)
+def test_stable_text_near_the_new_patterns_is_not_flagged(clean: str) -> None:
+    assert list(lint(clean, model=MODEL)) == []
