@@ -22,6 +22,18 @@ temperatures said of now, spot prices, labelled short tokens that look random, d
 After that: 52 of 52, with no new false alarm on either clean corpus (0 in 296 KB) nor on 2.4 MB
 of standard-library source beyond the 43 alarms it already had. This set is therefore no longer
 held out; `HELD_OUT_AFTER` below is.
+
+`HELD_OUT_AFTER` (24 lines) was written after those rules were committed (5b1989c), in one go,
+and measured once without changing any rule: 7 of 24 (29%). Found: a written date with a clock,
+"Conversation #88213", "2 hrs ago", "9 days since your last order", a labelled "right now" value,
+and two lines found by luck under another rule ("UID: 7731-AX-19" as a process id, a Wi-Fi
+password after "Guest" as an entity number). Missed: "renews on 12/31", "Load time: 1.24s",
+"latency 23 ms", "age 37s", "03:00 last night", "Tide: high at 14:52", "Ticket 4471-22",
+"Employee ID E-40912", "Pollen count this morning", "41 s since last ping", "Week 49 rota",
+"ends Friday", "day 64", "position 5", "3 unread messages since your last visit", a weekly
+special's price, an index "down 0.3% on the session". So the 52 of 52 above is a fitted figure:
+on phrasings the rules have not seen, recall is still about a third, as it was in every earlier
+round (45%, 35%, 10%, now 29%). The test holds 7 as a floor, not a target.
 """
 
 from __future__ import annotations
@@ -181,3 +193,40 @@ def test_new_patterns_name_their_rule(line: str, rule: str) -> None:
 )
 def test_stable_text_near_the_new_patterns_is_not_flagged(clean: str) -> None:
     assert list(lint(clean, model=MODEL)) == []
+
+
+# Written after 5b1989c and measured once, never tuned on (see the docstring).
+HELD_OUT_AFTER = [
+    Probe("Session opened 4 Dec 2026, 09:13 CET", "4 Dec 2026, 09:13 CET", "date"),
+    Probe("Your subscription renews on 12/31.", "12/31", "date"),
+    Probe("Load time: 1.24s", "1.24s", "duration"),
+    Probe("Guest Wi-Fi password today: maple-4471", "maple-4471", "token"),
+    Probe("Last backup completed at 03:00 last night", "03:00 last night", "time"),
+    Probe("You are connected to edge node fra-17 (latency 23 ms)", "latency 23 ms", "duration"),
+    Probe("This week's special: salmon, $18.50 (ends Sunday)", "This week's special", "live_data"),
+    Probe("Ticket 4471-22 assigned to Priya", "4471-22", "entity_id"),
+    Probe("Conversation #88213", "#88213", "counter"),
+    Probe("Inventory snapshot taken 2 hrs ago", "2 hrs ago", "relative_time"),
+    Probe("Dollar index 104.2, down 0.3% on the session", "104.2, down 0.3%", "live_data"),
+    Probe("Tide: high at 14:52, low at 21:07", "14:52", "time"),
+    Probe("Air quality index in Delhi right now: 212 (very poor)", "right now: 212", "live_data"),
+    Probe("You have 3 unread messages since your last visit.", "3 unread messages", "counter"),
+    Probe("Employee ID E-40912 (Jordan Lee)", "E-40912", "entity_id"),
+    Probe("Pollen count this morning: high", "this morning", "relative_time"),
+    Probe("It's been 9 days since your last order.", "9 days since your last order", "counter"),
+    Probe("Job queued at position 5", "position 5", "counter"),
+    Probe("Heartbeat OK, 41 s since last ping", "41 s since last ping", "relative_time"),
+    Probe("Week 49 rota: Sam on call", "Week 49", "date"),
+    Probe("Fetched from cache (age 37s)", "age 37s", "duration"),
+    Probe("UID: 7731-AX-19", "7731-AX-19", "entity_id"),
+    Probe("Your trial ends Friday.", "ends Friday", "date"),
+    Probe("Q4 FY26, day 64", "day 64", "date"),
+]
+
+
+def test_held_out_after_the_rules() -> None:
+    assert len(HELD_OUT_AFTER) >= 15
+    assert not {p.line for p in HELD_OUT_AFTER} & {p.line for p in PROBES}
+    found_lines = [p.line for p in HELD_OUT_AFTER if found(p)]
+    # 7 of 24 when measured (see the docstring): a floor against regressions, far from the target
+    assert len(found_lines) >= 7, sorted({p.line for p in HELD_OUT_AFTER} - set(found_lines))
