@@ -159,7 +159,10 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b"
         # when something just happened: "started 22:10", "yesterday at 17:45"
         r"|(?i:\b(?:started|updated|generated|refreshed|synced|fetched|created|last seen|yesterday"
-        r"|today|tonight)(?: at| on)? )(?:[01]?\d|2[0-3]):[0-5]\d\b",
+        r"|today|tonight)(?: at| on)? )(?:[01]?\d|2[0-3]):[0-5]\d\b"
+        # ... or before it: "at 03:00 last night", "sent at 08:30 today"
+        r"|\b(?:[01]?\d|2[0-3]):[0-5]\d(?= (?i:last night|tonight|today|yesterday"
+        r"|this (?:morning|afternoon|evening))\b)",
         f"A clock time changes on every call: {_MOVE}.",
     ),
     (
@@ -300,7 +303,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"(?i:\b(?:user|customer|member(?:ship)?|caller|account|client|ticket|order|case|incident"
         r"|booking|reservation|invoice|transaction|cart|guest|player|patient|subscriber|tenant"
         # "ref #38907" in code is an issue link: "ref" only as a label ("Ref: ...", "ref. ...")
-        r"|claim|policy|policies|card|reference|ref(?=[.:]| no)|shipment|parcel|tracking)s?\b"
+        r"|claim|policy|policies|card|reference|ref(?=[.:]| no)|shipment|parcel|tracking"
+        r"|employee|staff|agent|student|applicant|badge)s?\b"
         r"[^\n\d#(\[]{0,24}?)"
         r"(?:#:?\s?\d{3,}\b|\b[A-Za-z]{1,6}[-_]?\d{4,}\b|\b\d{5,}(?:-[A-Za-z0-9]{1,4})?\b"
         r"|\b(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z0-9]{8,}\b"
@@ -332,7 +336,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         "counter_today",
         WARNING,
         # "Today's lucky number: 7731", "Requests handled today: 30007", "Queue length right now: 24"
-        r"(?i:\btoday'?s(?: [a-z-]+){1,3}\s*(?:is|was|[:=])\s*[$#]?\d(?:[\d,.]*\d)?"
+        r"(?i:\b(?:today|tonight|this week|this month)'?s(?: [a-z-]+){1,3}\s*(?:is|was|[:=])"
+        r"[^\n\d]{0,24}?[$#]?\d(?:[\d,.]*\d)?"
         r"|\b(?:today|this (?:hour|minute|week|month|session)|right now|so far|at the moment"
         r"|in the (?:last|past) (?:minute|hour|day|week|24 hours))"
         r"\s*[:=]\s*\d[\d,]*)",
@@ -350,7 +355,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         WARNING,
         r"(?i:\b(?:caller|customer|person|visitor|user|number|position)\s*#?\d+ in (?:the )?"
         r"(?:queue|line)\b|\bqueue (?:position|length|size|depth)\b[^\n\d]{0,16}?\d+"
-        r"|\bposition in (?:the )?(?:queue|line)\b[^\n\d]{0,8}?\d+)",
+        r"|\bposition in (?:the )?(?:queue|line)\b[^\n\d]{0,8}?\d+"
+        r"|\bqueued\b[^\n\d]{0,16}?(?:position|number|place|#)\s*#?\d+)",
         f"A queue position changes on every call: {_MOVE}.",
     ),
     (
@@ -403,7 +409,12 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"(?i:(?<!are )(?<!is )(?<!be )(?<!usually )(?<!typically )(?<!normally )"
         r"\b(?:took|lasted|(?:[a-z]+ed|built|ran|run|done|made) in)\s+(?:about |only |just |~)?"
         r"\d+(?:\.\d+)?\s?(?:ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?)\b"
-        r"(?:,?\s*\d+(?:\.\d+)?\s?(?:ms|s|secs?|seconds?)\b)?)",
+        r"(?:,?\s*\d+(?:\.\d+)?\s?(?:ms|s|secs?|seconds?)\b)?"
+        # a measurement by its name: "latency 23 ms", "Load time: 1.24s", "(age 37s)"; not a
+        # setting ("max age 60s") or a round target ("latency: 200 ms", see _measured)
+        r"|(?<!max )(?<!max-)(?<!min )(?<!min-)\b(?:latency|load time|response time|render time"
+        r"|round trip|rtt|ttfb|ping|age)\s*[:=]?\s*~?(?P<measured>\d+(?:\.\d+)?)\s?"
+        r"(?:ms|s|secs?|seconds?)\b)",
         f"A measured duration differs on every call: {_MOVE}.",
     ),
     (
@@ -423,7 +434,12 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         WARNING,
         # a numeric date with a two-digit year: "12/1/26", "04.12.26"
         r"(?<![\w/.\-])(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|[12]\d|3[01])/\d{2}(?![\w/]|[.,]\d)"
-        r"|(?<![\w/.\-])(?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.\d{2}(?![\w.\-]|,\d)",
+        r"|(?<![\w/.\-])(?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.\d{2}(?![\w.\-]|,\d)"
+        # without a year, when it cannot be a fraction, as a deadline: "renews on 12/31", "until
+        # 15/4" ("closed on 12/25" is a yearly holiday)
+        r"|(?i:\b(?:until|till|through|thru|by|due|renews?|expires?|ends?|dated?|as of)(?: on)?\s+)"
+        r"(?:(?:0?[1-9]|1[0-2])/(?:1[3-9]|2\d|3[01])|(?:1[3-9]|2\d|3[01])/(?:0?[1-9]|1[0-2]))"
+        r"(?![\w/]|[.,]\d)",
         f"A date in the cached prefix changes daily: {_MOVE}.",
     ),
     (
@@ -434,7 +450,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"|\b(?:as of|as at|since|[a-z]+ed) (?:this (?:morning|afternoon|evening)|yesterday"
         r"|last night|just now|moments ago)\b"
         r"|\b(?:a|an|one|a few|a couple of|several|some|two|three|few) (?:moments?|seconds?|minutes?"
-        r"|hours?|days?) ago\b)",
+        r"|hours?|days?) ago\b"
+        r"|\b(?:tonight|this (?:morning|afternoon|evening))\s*[:=])",
         f"A relative time ('as of this morning') is stale on the next call: {_MOVE}.",
     ),
     (
@@ -442,7 +459,8 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         WARNING,
         # "Days since last incident: 4", "Retries since boot: 231", "12 days since the last outage"
         r"(?i:\b[a-z]+ since\b[^\n:=.]{1,32}?[:=]\s*\d[\d,]*\b(?!\.\d)"
-        r"|\b\d+ (?:days?|hours?|weeks?|months?) since (?:the |our |your )?(?:last|previous)\b)",
+        # "41 s since last ping", "3 unread messages since your last visit"
+        r"|\b\d[\d,]*(?:\.\d+)? ?(?:[a-z]+ ){0,2}?[a-z]+ since (?:the |our |your )?(?:last|previous)\b)",
         f"A counter goes up on every call: {_MOVE}.",
     ),
     (
@@ -473,7 +491,10 @@ _TEXT_RULES: list[tuple[str, str, str, str]] = [
         r"|(?i:\b(?:spot|closing|last trade)(?: price)?\b\s*(?:[:=]|at|of|is)?\s*)"
         r"[$€£¥]\d[\d,]*(?:\.\d+)?"
         r"|(?i:\b\d{1,3}(?:\.\d+)?\s?%[^\n.;]{0,24}?\b(?:tonight|right now"
-        r"|this (?:morning|afternoon|evening|hour))\b)",
+        r"|this (?:morning|afternoon|evening|hour))\b"
+        # "down 0.3% on the session", "up 2% since the open"
+        r"|\b(?:up|down)\s\d+(?:\.\d+)?\s?% (?:today|on the (?:day|session|week)|since (?:the )?open"
+        r"|this (?:morning|week))\b)",
         "Live data (prices, weather) is different on every call: fetch it into the dynamic layer "
         "(after the last breakpoint).",
     ),
@@ -566,6 +587,7 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
             *("case", "incident", "booking", "reservation", "invoice", "transaction", "cart"),
             *("guest", "player", "patient", "subscriber", "tenant"),
             *("claim", "polic", "card", "ref", "shipment", "parcel", "tracking"),
+            *("employee", "staff", "agent", "student", "applicant", "badge"),
         )
     ),
     "build_id": tuple(
@@ -593,6 +615,7 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
         ("low", " in line"),
         ("low", "queue "),
         ("low", "position in"),
+        ("low", "queued"),
     ),
     "countdown": (("low", " in 0"), ("low", " left "), ("low", " remaining "), ("low", " to go ")),
     "live_data": (
@@ -612,7 +635,13 @@ _ANCHORS: dict[str, tuple[tuple[str, str], ...]] = {
         ("cls", "aaa/aaa 0"),
     ),
     "current_value": (("low", "current "), ("low", "your ")),
-    "duration": (("low", " in 0"), ("low", "took "), ("low", "lasted ")),
+    "duration": tuple(
+        ("low", a)
+        for a in (
+            *(" in 0", "took ", "lasted ", "latency", "load time", "response time"),
+            *("render time", "round trip", "rtt", "ttfb", "ping", "age 0", "age:", "age="),
+        )
+    ),
     "day_ordinal": (*(("low", f"0{s} day") for s in ("th", "st", "nd", "rd")), ("low", "day 0")),
     "date_short": (("low", "0/0"), ("low", "00.00.00")),
     "relative_words": tuple(
@@ -717,7 +746,10 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
         if after.startswith(":00"):
             return True
         before = low[max(0, position - 28) : position]
-        return any(zone in after for zone in _ZONES) or any(w in before for w in _NOW_WORDS)
+        if any(zone in after for zone in _ZONES) or any(w in before for w in _NOW_WORDS):
+            return True
+        later = low[position + 4 : position + 24]
+        return any(w in later for w in _DAY_PARTS)
     if rule == "relative_time":
         return "0" in low[max(0, position - 12) : position]
     if rule == "random_number" and not anchor.startswith("0"):
@@ -726,18 +758,18 @@ def _gate(rule: str, low: str, position: int, anchor: str) -> bool:
 
 
 def _gate_duration(low: str, position: int, anchor: str) -> bool:
-    if anchor != " in 0":
+    if anchor in ("took ", "lasted "):
         return True
+    if anchor != " in 0":  # a name: starting a word, a number after it
+        return (position == 0 or not low[position - 1].isalpha()) and "0" in low[
+            position : position + 20
+        ]
     before = low[max(0, position - 5) : position]
     return before.endswith(("ed", "built", "ran", "run", "done", "made"))
 
 
-def _gate_date_short(low: str, position: int, anchor: str) -> bool:
-    return anchor != "0/0" or low[max(0, position - 6) : position + 8].count("/") >= 2
-
-
 def _gate_counter_since(low: str, position: int, anchor: str) -> bool:
-    return "0" in low[max(0, position - 16) : position + 40]
+    return "0" in low[max(0, position - 32) : position + 40]
 
 
 def _gate_counter_period(low: str, position: int, anchor: str) -> bool:
@@ -752,12 +784,15 @@ def _gate_process_id(low: str, position: int, anchor: str) -> bool:
     return "0" in low[position + 3 : position + 16]
 
 
+_LIVE_AFTER = ("tonight", "right now", "this ", "today", "on the ", "since ")
+
+
 def _gate_live_quote(low: str, position: int, anchor: str) -> bool:
     if anchor in ("(+0", "(-0"):
         return "%" in low[position : position + 14]
     if anchor in ("0%", "0 %"):
         after = low[position : position + 40]
-        return any(word in after for word in ("tonight", "right now", "this "))
+        return any(word in after for word in _LIVE_AFTER)
     if "?" in anchor:
         return True
     return "0" in low[position : position + 24]
@@ -776,7 +811,7 @@ def _always(low: str, position: int, anchor: str) -> bool:
 _NEW_GATES: dict[str, Callable[[str, int, str], bool]] = {
     "duration": _gate_duration,
     "day_ordinal": _always,
-    "date_short": _gate_date_short,
+    "date_short": _always,
     "relative_words": _always,
     "counter_since": _gate_counter_since,
     "counter_period": _gate_counter_period,
@@ -785,6 +820,10 @@ _NEW_GATES: dict[str, Callable[[str, int, str], bool]] = {
     "hex_groups": _always,
 }
 
+_DAY_PARTS = (
+    *("last night", "tonight", "today", "yesterday"),
+    *("this morning", "this afternoon", "this evening"),
+)
 _ZONES = ("utc", "gmt", "st", "dt", "cet", "bst", "ist", "jst")
 _NOW_WORDS = (
     "now",
@@ -814,6 +853,7 @@ def _random_looking(token: str) -> bool:
 _PHONE_WORDS = re.compile(r"(?i:phone|\btel\b|call|fax|hotline|helpline|contact|sms|whatsapp|line)")
 _NUMBER_LABEL = re.compile(r"(?i:\b(?:no|nos|num|number|ref|reference|id|code|is)\b|[#:])")
 _PHONE_SHAPE = re.compile(r"(?:1[ -])?\(?\d{3}\)?[ -]\d{3}[ -]\d{4}")
+_BARE_NOUN = re.compile(r"[A-Za-z]+ ")
 _CARD_SHAPE = re.compile(r"\d{4}(?:[ -]\d{4}){2,3}")
 
 
@@ -830,7 +870,9 @@ def _entity_number(match: re.Match[str]) -> bool:
         return False
     if len(set(re.split(r"[ -]", grouped))) == 1:  # "4242 4242 4242 4242", a test card
         return False
-    return _NUMBER_LABEL.search(head) is not None or _CARD_SHAPE.fullmatch(grouped) is not None
+    if _NUMBER_LABEL.search(head) or _BARE_NOUN.fullmatch(head):  # "Ticket 4471-22"
+        return True
+    return _CARD_SHAPE.fullmatch(grouped) is not None
 
 
 def _process_number(match: re.Match[str]) -> bool:
@@ -846,6 +888,13 @@ def _process_number(match: re.Match[str]) -> bool:
     return number >= 100
 
 
+def _measured(match: re.Match[str]) -> bool:
+    """A named measurement ("latency 23 ms") but not a round target or setting ("latency: 200
+    ms", "ping 100 ms"): measured values have decimals or are not multiples of five."""
+    measured = match.group("measured")
+    return measured is None or "." in measured or int(measured) % 5 != 0
+
+
 def _token_value(match: re.Match[str]) -> bool:
     """A labelled token of 12 characters or more; a shorter one only when it looks random."""
     value = match.group("value")
@@ -858,6 +907,7 @@ _CONFIRM: dict[str, Callable[[re.Match[str]], bool]] = {
     "entity_id": _entity_number,
     "token_label": _token_value,
     "process_id": _process_number,
+    "duration": _measured,
 }
 
 _CLS = str.maketrans(

@@ -33,7 +33,17 @@ password after "Guest" as an entity number). Missed: "renews on 12/31", "Load ti
 "ends Friday", "day 64", "position 5", "3 unread messages since your last visit", a weekly
 special's price, an index "down 0.3% on the session". So the 52 of 52 above is a fitted figure:
 on phrasings the rules have not seen, recall is still about a third, as it was in every earlier
-round (45%, 35%, 10%, now 29%). The test holds 7 as a floor, not a target.
+round (45%, 35%, 10%, now 29%).
+
+Its misses then shaped a second round of general patterns (so it is no longer held out either):
+named measurements with a non-round value ("latency 23 ms", "Load time: 1.24s", "age 37s"), a
+clock before the part of the day ("03:00 last night"), month/day as a deadline ("renews on
+12/31"), "N <things> since your last ...", numbers right after their noun ("Ticket 4471-22") and
+more nouns (employee, staff, agent, student), "this morning:" as a label, "queued at position 5",
+index moves "down 0.3% on the session", "This week's special: ... $18.50". After it: 20 of 24;
+still missed, and left so: a tide table's clocks, "Week 49 rota", "ends Friday", "day 64" (each
+too close to stable text: opening hours, course weeks, weekly deadlines). `THIRD_HELD_OUT` was
+written after that round.
 """
 
 from __future__ import annotations
@@ -161,6 +171,11 @@ def test_probe_recall() -> None:
         ("S&P 500: 6,031.22 (+0.4%)", "live_data"),
         ("sid=K7pQ2mX9", "token_label"),
         ("Conversation key ck-8812-aa31-f09d", "request_id"),
+        ("You are connected to edge node fra-17 (latency 23 ms)", "relative_time"),
+        ("Last backup completed at 03:00 last night", "time"),
+        ("Your subscription renews on 12/31.", "date"),
+        ("Ticket 4471-22 assigned to Priya", "entity_id"),
+        ("Dollar index 104.2, down 0.3% on the session", "live_data"),
     ],
 )
 def test_new_patterns_name_their_rule(line: str, rule: str) -> None:
@@ -189,13 +204,17 @@ def test_new_patterns_name_their_rule(line: str, rule: str) -> None:
         "    # ensure dual-stack is not disabled; ref #38907",
         "use its library ID in square brackets after the claim, like this: [LIB-0412].",
         "#     31 Dec  000         0             -1",
+        "Set max age 60s on the cache. Target latency: 200 ms; keep ping under 100 ms.",
+        "Closed on 12/25 and 1/15. Tasks run at 09:00 daily.",
+        "Ages 18 and up; students aged 14-16; a staff of 12 people.",
+        "Backwards compatible since the last 3 versions.",
     ],
 )
 def test_stable_text_near_the_new_patterns_is_not_flagged(clean: str) -> None:
     assert list(lint(clean, model=MODEL)) == []
 
 
-# Written after 5b1989c and measured once, never tuned on (see the docstring).
+# Written after 5b1989c and measured once (7 of 24), then tuned on (see the docstring).
 HELD_OUT_AFTER = [
     Probe("Session opened 4 Dec 2026, 09:13 CET", "4 Dec 2026, 09:13 CET", "date"),
     Probe("Your subscription renews on 12/31.", "12/31", "date"),
@@ -228,5 +247,5 @@ def test_held_out_after_the_rules() -> None:
     assert len(HELD_OUT_AFTER) >= 15
     assert not {p.line for p in HELD_OUT_AFTER} & {p.line for p in PROBES}
     found_lines = [p.line for p in HELD_OUT_AFTER if found(p)]
-    # 7 of 24 when measured (see the docstring): a floor against regressions, far from the target
-    assert len(found_lines) >= 7, sorted({p.line for p in HELD_OUT_AFTER} - set(found_lines))
+    # 7 of 24 when measured, 20 after the second round (see the docstring)
+    assert len(found_lines) >= 20, sorted({p.line for p in HELD_OUT_AFTER} - set(found_lines))
