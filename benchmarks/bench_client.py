@@ -40,7 +40,7 @@ from cachescope.sim import Simulator, VirtualClock
 
 MODEL = "claude-sonnet-4-6"
 TARGET_TOKENS = 100_000
-ROUNDS = 40
+ROUNDS = 100
 
 _PARAGRAPH = (
     "The handbook says every refund above the threshold needs a second approver, and that the "

@@ -234,7 +234,7 @@ _TAIL_LIMIT = 8
 
 
 def _seeds_of(settings: Mapping[str, Any]) -> tuple[bytes, ...]:
-    return tuple(_settings_seed(settings.get(level, {})) for level in LEVELS)
+    return tuple([_settings_seed(settings.get(level, {})) for level in LEVELS])
 
 
 def _has_flags(settings: Mapping[str, Mapping[str, Any]]) -> bool:
@@ -311,7 +311,7 @@ def _fingerprint_tail(
     if head is None or head != last.head:
         return None
     message_keys, same = _message_keys(messages, last.message_keys)
-    units_same = sum(key is not None for key in head) + same
+    units_same = (head[0] is not None) + (head[1] is not None) + same
     if not units_same or len(messages) - same > _TAIL_LIMIT or units_same > len(last.ends):
         return None
     start = last.ends[units_same - 1]
@@ -323,7 +323,7 @@ def _fingerprint_tail(
         toggles=previous["system"].get("server_tools", ()),
         citations=citations,
     )
-    seeds = _seeds_of(settings)
+    seeds = last.seeds if settings == previous else _seeds_of(settings)
     if seeds != last.seeds:
         return None
     state = _resume(last, units_same)
