@@ -44,6 +44,16 @@ index moves "down 0.3% on the session", "This week's special: ... $18.50". After
 still missed, and left so: a tide table's clocks, "Week 49 rota", "ends Friday", "day 64" (each
 too close to stable text: opening hours, course weeks, weekly deadlines). `THIRD_HELD_OUT` was
 written after that round.
+
+`THIRD_HELD_OUT` (22 lines, written after 9aaaaa8, measured once, never tuned on): 8 of 22 (36%).
+Found: "14 min ago", a build hash, "pid 22817", "this minute: 58", an ISO timestamp without
+seconds, "currently -2°C", an invoice number, "started at 9:41 PM". Missed: a weekday with "3
+December", an account balance, "Order #A-99812" (the line is flagged, for "shipped yesterday",
+but not that part), "Unread notifications: 5", a jackpot, "currently evening", a flight delay,
+"Reference: 2026/000418", "Rank #3 on today's leaderboard", "Battery at 64%", "Good afternoon",
+"deployed Thursday", a cart total, an estimated wait. The honest figure for phrasings the rules
+have not seen is therefore still about a third (29% and 36% on the two sets written after a
+round of rules), however high the fitted sets score.
 """
 
 from __future__ import annotations
@@ -249,3 +259,39 @@ def test_held_out_after_the_rules() -> None:
     found_lines = [p.line for p in HELD_OUT_AFTER if found(p)]
     # 7 of 24 when measured, 20 after the second round (see the docstring)
     assert len(found_lines) >= 20, sorted({p.line for p in HELD_OUT_AFTER} - set(found_lines))
+
+
+# Written after 9aaaaa8 and measured once, never tuned on (see the docstring).
+THIRD_HELD_OUT = [
+    Probe("Morning briefing for Thursday, 3 December", "Thursday, 3 December", "date"),
+    Probe("Prices last refreshed 14 min ago", "14 min ago", "relative_time"),
+    Probe("Your account balance is $1,204.77.", "$1,204.77", "counter"),
+    Probe("Order #A-99812 shipped yesterday", "#A-99812", "entity_id"),
+    Probe("Build 7f3c9e1 deployed 2 hours ago", "7f3c9e1", "build_id"),
+    Probe("Server: api-eu-3 | pid 22817 | up 3d 4h", "pid 22817", "process_id"),
+    Probe("Requests remaining this minute: 58", "this minute: 58", "counter"),
+    Probe("Last sync: 2026-12-04T09:13", "2026-12-04T09:13", "time"),
+    Probe("Unread notifications: 5", "Unread notifications: 5", "counter"),
+    Probe("Lottery jackpot now stands at €41 million", "€41 million", "live_data"),
+    Probe("It is currently evening in the user's time zone.", "currently evening", "relative_time"),
+    Probe("Flight BA117 is delayed by 40 minutes.", "delayed by 40 minutes", "live_data"),
+    Probe("Reference: 2026/000418", "2026/000418", "entity_id"),
+    Probe("Snow expected from 4pm; currently -2°C", "currently -2°C", "live_data"),
+    Probe("Rank #3 on today's leaderboard", "Rank #3", "counter"),
+    Probe("Invoice INV-2026-1204-0031 attached", "INV-2026-1204-0031", "entity_id"),
+    Probe("Battery at 64%", "64%", "live_data"),
+    Probe("Good afternoon, Sam!", "Good afternoon", "relative_time"),
+    Probe("Version 3.8.1 (deployed Thursday)", "deployed Thursday", "date"),
+    Probe("Cart total: €83.40 (3 items)", "€83.40 (3 items)", "counter"),
+    Probe("Estimated wait time: about 12 minutes", "about 12 minutes", "live_data"),
+    Probe("Chat started at 9:41 PM", "9:41 PM", "time"),
+]
+
+
+def test_third_held_out_set() -> None:
+    assert len(THIRD_HELD_OUT) >= 15
+    earlier = {p.line for p in PROBES} | {p.line for p in HELD_OUT_AFTER}
+    assert not {p.line for p in THIRD_HELD_OUT} & earlier
+    found_lines = [p.line for p in THIRD_HELD_OUT if found(p)]
+    # 8 of 22 when measured (see the docstring): a floor against regressions, far from the target
+    assert len(found_lines) >= 8, sorted({p.line for p in THIRD_HELD_OUT} - set(found_lines))
