@@ -33,7 +33,7 @@ from typing import Any
 import anthropic
 
 from benchmarks._machine import cpu_model
-from cachescope import CachingClient
+from cachescope import CachingClient, Layer, Prompt
 from cachescope._tokens import estimate_tokens
 from cachescope.ledger import Ledger
 from cachescope.sim import Simulator, VirtualClock
@@ -92,6 +92,23 @@ def build_params(turn: int) -> dict[str, Any]:
     }
 
 
+def build_prompt_params(turn: int) -> dict[str, Any]:
+    """The same request rendered by a `Prompt` (as sessions and `%%cached_prompt` send it): the
+    system prompt, the tools and every message's content are `LayeredBlocks` that carry layer
+    names. Built afresh on every call, like `build_params`."""
+    plain = build_params(turn)
+    stable, docs, memory = (block["text"] for block in plain["system"])
+    prompt = Prompt(
+        MODEL,
+        [Layer("stable", stable, ttl="1h"), Layer("docs", docs, ttl=None), Layer("memory", memory)],
+        tools=plain["tools"],
+    )
+    history = [
+        {"role": m["role"], "content": m["content"][0]["text"]} for m in plain["messages"][:-1]
+    ]
+    return prompt.render(messages=history, user=f"New question {turn}?", max_tokens=16)
+
+
 def prompt_tokens(params: dict[str, Any]) -> int:
     import orjson
 
@@ -103,7 +120,10 @@ def _median_ms(samples: list[float]) -> float:
 
 
 def run_pair(
-    make_ours: Callable[[Simulator], Any], peer_diagnostics: bool, rounds: int = ROUNDS
+    make_ours: Callable[[Simulator], Any],
+    peer_diagnostics: bool,
+    rounds: int = ROUNDS,
+    build: Callable[[int], dict[str, Any]] = build_params,
 ) -> tuple[float, float, float, float]:
     """(ours, peer) median milliseconds per create, wall-clock then CPU time of the process,
     timed in alternation."""
@@ -118,12 +138,12 @@ def run_pair(
     peer_cpu: list[float] = []
     wall, cpu = time.perf_counter, time.process_time
     for turn in range(rounds + 3):
-        params = build_params(turn)
+        params = build(turn)
         started, started_cpu = wall(), cpu()
         ours.messages.create(**params)
         ours_elapsed, ours_cpu_elapsed = wall() - started, cpu() - started_cpu
 
-        params = build_params(turn)
+        params = build(turn)
         extra = {"diagnostics": {"previous_message_id": previous}} if peer_diagnostics else {}
         headers = {"anthropic-beta": "cache-diagnosis-2026-04-07"} if peer_diagnostics else None
         started, started_cpu = wall(), cpu()
@@ -153,27 +173,38 @@ def main() -> None:
     print("medians per call: wall-clock, then CPU time of the process (steadier on a busy machine)")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "calls.jsonl")
-        scenarios: list[tuple[str, Callable[[Simulator], Any], bool]] = [
+        scenarios: list[
+            tuple[str, Callable[[Simulator], Any], bool, Callable[[int], dict[str, Any]]]
+        ] = [
             (
                 "recording only (diagnostics off)",
                 lambda sim: CachingClient(backend="sim", simulator=sim, diagnostics=False),
                 False,
+                build_params,
             ),
             (
                 "default (diagnostics chained)",
                 lambda sim: CachingClient(backend="sim", simulator=sim),
                 True,
+                build_params,
             ),
             (
                 "default + on-disk ledger (fsync)",
                 lambda sim: CachingClient(backend="sim", simulator=sim, ledger=Ledger(path)),
                 True,
+                build_params,
+            ),
+            (
+                "Prompt.render layers, recording only",
+                lambda sim: CachingClient(backend="sim", simulator=sim, diagnostics=False),
+                False,
+                build_prompt_params,
             ),
         ]
-        for name, factory, diagnostics in scenarios:
-            ours, peer, ours_cpu, peer_cpu = run_pair(factory, diagnostics)
+        for name, factory, diagnostics, build in scenarios:
+            ours, peer, ours_cpu, peer_cpu = run_pair(factory, diagnostics, build=build)
             print(
-                f"{name:<34} CachingClient {ours:6.2f} ms  bare SDK {peer:6.2f} ms  "
+                f"{name:<38} CachingClient {ours:6.2f} ms  bare SDK {peer:6.2f} ms  "
                 f"ratio {ours / peer:5.3f}x   |  CPU {ours_cpu:6.2f} / {peer_cpu:6.2f} ms  "
                 f"ratio {ours_cpu / peer_cpu:5.3f}x"
             )

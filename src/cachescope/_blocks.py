@@ -67,6 +67,10 @@ class LayeredBlocks(list):  # type: ignore[type-arg]
         self.layer_names = names + [None] * (len(self) - len(names))
 
 
+if _native is not None:  # message keys read a LayeredBlocks content with its layer names
+    _native.set_layered(LayeredBlocks)
+
+
 @dataclass(slots=True)
 class Block:
     """One cache position."""
@@ -464,6 +468,15 @@ def _value_key_py(value: Any) -> int | None:
     return _xxh64(bytes(out)) if _put_value_py(value, out, 0) else None
 
 
+def _put_layered_py(content: LayeredBlocks, out: bytearray) -> bool:
+    """Twin of blocks.c's `put_layered`: a LayeredBlocks content with its layer names."""
+    out += (0x59 | len(content) << 8).to_bytes(8, "little")
+    if not all(_put_value_py(item, out, 2) for item in content):
+        return False
+    names = getattr(content, "layer_names", None)
+    return type(names) is list and _put_value_py(names, out, 2)
+
+
 def _message_key_py(message: Any, m: int, start: int) -> int | None:
     """Twin of `blocks.message_key`: the memo key of message `m` starting at block `start`."""
     if type(message) is not dict or any(type(name) is not str for name in message):
@@ -472,6 +485,9 @@ def _message_key_py(message: Any, m: int, start: int) -> int | None:
     for name in ("role", "content"):
         if name not in message:
             out += b"-"
+        elif name == "content" and type(message[name]) is LayeredBlocks:
+            if not _put_layered_py(message[name], out):
+                return None
         elif not _put_value_py(message[name], out, 1):
             return None
     return _xxh64(bytes(out))

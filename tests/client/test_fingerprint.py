@@ -219,7 +219,7 @@ def test_the_tail_path_equals_the_reference_and_is_taken_where_it_applies(
         (body(10), False),  # the first call: nothing to resume
         (body(10), True),  # the same request again: nothing new
         (body(12), True),  # two new turns, the breakpoint moved
-        (layered, True),  # a newest turn with layer names (not keyable): built as new
+        (layered, True),  # a newest turn with layer names: keyed with them, built as new
         (body(12), True),
         (body(11), True),  # shorter: a prefix of the last call
         (with_image, False),  # an image in the new turn changes the messages' settings
@@ -230,7 +230,7 @@ def test_the_tail_path_equals_the_reference_and_is_taken_where_it_applies(
         (other_tools, False),  # another tool list
         (body(24), False),  # the last call had other tools: not resumed
         (body(36), False),  # twelve new turns: more than the tail path builds
-        (layered_early, False),  # the last call was keyed: only the first message stays
+        (layered_early, False),  # layer names in message 1: only the first message stays
         (body(12, model="claude-haiku-4-5"), False),
         (body(12), False),  # another model (another tokenizer, other settings)
         ({"model": MODEL, "max_tokens": 8, "messages": [turn(0), turn(1, True)]}, False),

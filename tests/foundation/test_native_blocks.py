@@ -198,7 +198,12 @@ def test_values_that_are_not_plain_json_get_no_key() -> None:
 messages_lists = st.lists(
     st.one_of(
         st.dictionaries(st.sampled_from(["role", "content", "id"]), json_values, max_size=3),
-        st.just({"role": "user", "content": LayeredBlocks(["x"], ["history"])}),  # not keyable
+        st.builds(
+            lambda items, names: {"role": "user", "content": LayeredBlocks(items, names)},
+            st.lists(json_values, max_size=3),
+            st.lists(st.sampled_from(["history", "user", None]), max_size=3),
+        ),
+        st.just({"role": "user", "content": [{1: "x"}]}),  # not keyable: a key that is not str
         json_values,
     ),
     max_size=6,
@@ -233,6 +238,25 @@ def test_message_keys_equal_the_twin(messages: list[Any], before: list[Any], jun
 
 
 @needs_module
+def test_a_layered_content_is_keyed_with_its_layer_names() -> None:
+    blocks = [{"type": "text", "text": "Earlier answer. " * 20}]
+    history = {"role": "user", "content": LayeredBlocks(blocks, ["history"])}
+    newest = {"role": "user", "content": LayeredBlocks(blocks, ["user"])}
+    plain = {"role": "user", "content": list(blocks)}
+    keys = [MODULE.message_key(message, 2, 5) for message in (history, newest, plain)]
+    assert None not in keys and len(set(keys)) == 3  # the layers are part of the key
+    for message in (history, newest, plain):
+        assert MODULE.message_key(message, 2, 5) == _blocks._message_key_py(message, 2, 5)
+    broken = LayeredBlocks(blocks, ["history"])
+    broken.layer_names = ("history",)  # type: ignore[assignment]  # not a list: no key
+    assert MODULE.message_key({"role": "user", "content": broken}, 0, 0) is None
+    assert _blocks._message_key_py({"role": "user", "content": broken}, 0, 0) is None
+    del broken.layer_names
+    assert MODULE.message_key({"role": "user", "content": broken}, 0, 0) is None
+    assert _blocks._message_key_py({"role": "user", "content": broken}, 0, 0) is None
+
+
+@needs_module
 def test_hostile_arguments_raise_instead_of_crashing() -> None:
     with pytest.raises(TypeError):
         MODULE.xxh3_64(3)
@@ -248,6 +272,8 @@ def test_hostile_arguments_raise_instead_of_crashing() -> None:
         MODULE.message_keys((), b"")
     with pytest.raises(TypeError):
         MODULE.message_keys([], "")
+    with pytest.raises(TypeError):
+        MODULE.set_layered(dict)
     walk = MODULE.flatten_messages
     with pytest.raises(TypeError):
         walk((), {}, [], bytes(8), print)

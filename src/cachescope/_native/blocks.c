@@ -359,6 +359,9 @@ put_value(Buf *b, PyObject *value, int depth)
 
 static PyObject *str_role;
 static PyObject *str_content;
+static PyObject *str_layer_names;
+/* `cachescope._blocks.LayeredBlocks`, set by `set_layered` when _blocks is imported */
+static PyObject *layered_type;
 static PyObject *str_tokens;
 static PyObject *str_cache_control;
 
@@ -377,6 +380,36 @@ is_name(PyObject *key, PyObject *name)
     length = PyUnicode_GET_LENGTH(name);
     return PyUnicode_IS_ASCII(key) && PyUnicode_GET_LENGTH(key) == length &&
            memcmp(PyUnicode_DATA(key), PyUnicode_DATA(name), (size_t)length) == 0;
+}
+
+/* A message's content that is exactly a `LayeredBlocks` (a list that remembers the prompt layer
+ * of each block, as `Prompt.render` returns): 'Y' and the size, the items, then the
+ * `layer_names` list — so equal keys mean equal blocks *and* equal layers. The class has no
+ * descriptors or __getattr__, so reading the attribute (from the instance dict) runs no Python
+ * code. Returns as put_value. */
+static int
+put_layered(Buf *b, PyObject *content)
+{
+    Py_ssize_t i, n = PyList_GET_SIZE(content);
+    PyObject *names;
+    int done;
+    if (put_sized(b, 'Y', (size_t)n) < 0)
+        return -1;
+    for (i = 0; i < n; i++) {
+        done = put_value(b, PyList_GET_ITEM(content, i), 2);
+        if (done != 1)
+            return done;
+    }
+    names = PyObject_GetAttr(content, str_layer_names);
+    if (names == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    done = Py_TYPE(names) == &PyList_Type ? put_value(b, names, 2) : 0;
+    Py_DECREF(names);
+    return done;
 }
 
 /* The key of message `m` starting at block `start`: 'M', m, start, then the role and the
@@ -459,7 +492,9 @@ found:
         if (put_tag(b, '-') < 0)
             return -1;
     }
-    else if ((done = put_value(b, content, 1)) != 1)
+    else if ((done = layered_type != NULL && (PyObject *)Py_TYPE(content) == layered_type
+                         ? put_layered(b, content)
+                         : put_value(b, content, 1)) != 1)
         return done;
     *key = cs_hash(b->data, b->len, 0);
     return 1;
@@ -1022,6 +1057,20 @@ blocks_message_keys(PyObject *self, PyObject *args)
     return Py_BuildValue("(Nn)", out, same);
 }
 
+/* set_layered(cls): the LayeredBlocks class, whose instances message keys read with their
+ * layer names (called once by cachescope._blocks) */
+static PyObject *
+blocks_set_layered(PyObject *self, PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyList_Type)) {
+        PyErr_SetString(PyExc_TypeError, "set_layered takes a subclass of list");
+        return NULL;
+    }
+    Py_INCREF(cls);
+    Py_XSETREF(layered_type, cls);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef blocks_methods[] = {
     {"xxh3_64", (PyCFunction)(void (*)(void))blocks_xxh3_64, METH_VARARGS | METH_KEYWORDS,
      "xxh3_64(data, seed=0) -> int: xxh3-64 of a str's UTF-8 (surrogatepass) or of bytes."},
@@ -1029,6 +1078,9 @@ static PyMethodDef blocks_methods[] = {
      "value_key(value) -> int | None: content key of a plain JSON value (None if not plain)."},
     {"message_key", blocks_message_key, METH_VARARGS,
      "message_key(message, m, start) -> int | None: memo key of one message."},
+    {"set_layered", blocks_set_layered, METH_O,
+     "set_layered(cls): the list subclass whose instances, as a message's content, are keyed "
+     "with their layer_names."},
     {"message_keys", blocks_message_keys, METH_VARARGS,
      "message_keys(messages, previous) -> (keys, same): the packed keys of the messages (at "
      "block 0) up to the first one not keyable, and how many lead `previous` unchanged."},
@@ -1067,6 +1119,11 @@ PyInit_blocks(void)
     if (str_content == NULL) {
         str_content = PyUnicode_InternFromString("content");
         if (str_content == NULL)
+            return NULL;
+    }
+    if (str_layer_names == NULL) {
+        str_layer_names = PyUnicode_InternFromString("layer_names");
+        if (str_layer_names == NULL)
             return NULL;
     }
     if (str_tokens == NULL) {
