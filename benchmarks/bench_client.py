@@ -5,8 +5,8 @@ breakpoints) and a 40-turn conversation with a rolling breakpoint on the newest 
 changes on every call (as in a chat). The peer is `anthropic.Anthropic(api_key="sim",
 http_client=sim.http_client())` — the bare SDK on the same simulator transport, in the same run. The
 two are timed in alternation, each call on its own warmed simulator (so both read the cache), and
-the figure is the ratio of medians — of wall-clock time, and of the process's CPU time (steadier
-when other jobs share the machine; on an idle machine the two agree).
+the figure is the ratio of medians of 100 calls — of wall-clock time, and of the process's CPU
+time (steadier when other jobs share the machine; on an idle machine the two agree).
 
 Scenarios for the caching client (all with an in-memory ledger unless said):
 
@@ -14,7 +14,9 @@ Scenarios for the caching client (all with an in-memory ledger unless said):
   fingerprinting, recording and pricing;
 * default — diagnostics chained; the peer sends the same `diagnostics` field by hand, so the
   simulator's extra diagnosis work is on both sides;
-* on-disk ledger — default, plus the record appended to a JSONL file with flush + fsync.
+* on-disk ledger — default, plus the record appended to a JSONL file with flush + fsync;
+* Prompt.render layers — recording only, with the request rendered by a `Prompt` (what sessions
+  and `%%cached_prompt` send): system, tools and every message content are `LayeredBlocks`.
 
 Run: `.venv/bin/python -m benchmarks.bench_client`
 """
