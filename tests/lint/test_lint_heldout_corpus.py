@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from heldout.busters import TEMPLATES
+from heldout.busters import TEMPLATES, rules_on_line
 
 from cachescope import lint
 
@@ -209,7 +209,7 @@ def test_fourth_set_never_tuned_on() -> None:
     ],
 )
 def test_new_rules_name_the_right_rule(line: str, rule: str) -> None:
-    rules = [f.rule for f in lint(f"Intro line.\n{line}\nOutro.", model=MODEL)]
+    rules = rules_on_line(line, MODEL)
     assert rule in rules, rules
 
 

@@ -61,6 +61,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import pytest
+from heldout.busters import rules_on_line
 
 from cachescope import lint
 
@@ -189,7 +190,7 @@ def test_probe_recall() -> None:
     ],
 )
 def test_new_patterns_name_their_rule(line: str, rule: str) -> None:
-    rules = [f.rule for f in lint(f"Intro line.\n{line}\nOutro.", model=MODEL)]
+    rules = rules_on_line(line, MODEL)
     assert rule in rules, rules
 
 
@@ -253,12 +254,17 @@ HELD_OUT_AFTER = [
 ]
 
 
+def assert_found_at_least(probes: list[Probe], earlier: set[str], floor: int) -> None:
+    """A held-out set: at least 15 lines, none seen in an earlier set, `floor` of them found."""
+    assert len(probes) >= 15
+    assert not {p.line for p in probes} & earlier
+    found_lines = [p.line for p in probes if found(p)]
+    assert len(found_lines) >= floor, sorted({p.line for p in probes} - set(found_lines))
+
+
 def test_held_out_after_the_rules() -> None:
-    assert len(HELD_OUT_AFTER) >= 15
-    assert not {p.line for p in HELD_OUT_AFTER} & {p.line for p in PROBES}
-    found_lines = [p.line for p in HELD_OUT_AFTER if found(p)]
     # 7 of 24 when measured, 20 after the second round (see the docstring)
-    assert len(found_lines) >= 20, sorted({p.line for p in HELD_OUT_AFTER} - set(found_lines))
+    assert_found_at_least(HELD_OUT_AFTER, {p.line for p in PROBES}, 20)
 
 
 # Written after 9aaaaa8 and measured once, never tuned on (see the docstring).
@@ -289,9 +295,6 @@ THIRD_HELD_OUT = [
 
 
 def test_third_held_out_set() -> None:
-    assert len(THIRD_HELD_OUT) >= 15
     earlier = {p.line for p in PROBES} | {p.line for p in HELD_OUT_AFTER}
-    assert not {p.line for p in THIRD_HELD_OUT} & earlier
-    found_lines = [p.line for p in THIRD_HELD_OUT if found(p)]
     # 8 of 22 when measured (see the docstring): a floor against regressions, far from the target
-    assert len(found_lines) >= 8, sorted({p.line for p in THIRD_HELD_OUT} - set(found_lines))
+    assert_found_at_least(THIRD_HELD_OUT, earlier, 8)

@@ -139,3 +139,10 @@ TEMPLATES: list[Callable[[random.Random], str]] = [
     lambda r: f"variant={r.choice(['control', 'treatment'])}-{_hex(r, 8)}",
     lambda r: f"traceparent: 00-{_hex(r, 32)}-{_hex(r, 16)}-01",
 ]
+
+
+def rules_on_line(line: str, model: str = "claude-sonnet-5") -> list[str]:
+    """The rule ids `lint` reports for `line` placed between two plain lines of a prompt."""
+    from cachescope import lint
+
+    return [finding.rule for finding in lint(f"Intro line.\n{line}\nOutro.", model=model)]
