@@ -1316,17 +1316,39 @@ def _lint_into(value: Any, previous: Any, model: str | None, out: list[Finding])
             if diff.broken and diff.index is not None and diff.cause not in ("expired",):
                 known = {(f.path, f.rule) for f in out}
                 if (diff.path, "json_key_order") not in known and diff.setting is None:
-                    out.append(
-                        Finding(
-                            "prefix_changed",
-                            WARNING,
-                            diff.layer or diff.path,
-                            diff.line or 0,
-                            diff.column or 0,
-                            (diff.column or 0) + 1,
-                            (diff.new_window or "")[:80],
-                            "This block differs from the previous render: keep the cached layers "
-                            "byte-for-byte identical between calls.",
-                            diff.path or "",
-                        )
-                    )
+                    out.append(_prefix_changed(diff))
+
+
+def _changed_token(window: str | None, span: tuple[int, int] | None) -> tuple[str, int]:
+    """The run of non-blank characters around a diff window's changed span (what a reader
+    calls the value that changed: `88-2231-8`, `09:13:25`), and how far it starts before the
+    span; ("", 0) without a window."""
+    if not window or span is None:
+        return "", 0
+    start, end = span
+    while start > 0 and not window[start - 1].isspace() and window[start - 1] != "…":
+        start -= 1
+    while end < len(window) and not window[end].isspace() and window[end] != "…":
+        end += 1
+    return window[start:end], span[0] - start
+
+
+def _prefix_changed(diff: Any) -> Finding:
+    """The finding for a cached block that differs from the previous render, pointing at the
+    value that changed and saying what it was."""
+    token, before = _changed_token(diff.new_window, diff.new_span)
+    old_token, _ = _changed_token(diff.old_window, diff.old_span)
+    column = max(1, (diff.column or 1) - before) if diff.line else 0
+    was = f" (was {old_token[:40]!r})" if old_token and old_token != token else ""
+    return Finding(
+        "prefix_changed",
+        WARNING,
+        diff.layer or diff.path,
+        diff.line or 0,
+        column,
+        column + max(1, len(token)) if diff.line else 0,
+        (token or diff.new_window or "")[:80],
+        f"This differs from the previous render{was}: move what changes to the dynamic layer "
+        "(after the last breakpoint), or keep the cached layers byte-for-byte identical.",
+        diff.path or "",
+    )
