@@ -210,6 +210,49 @@ def test_server_tool_blocks_need_no_tool_result(client: anthropic.Anthropic) -> 
     assert _create(client, [QUESTION, server, {"role": "user", "content": "and?"}])
 
 
+SERVER_UNPAIRED = (
+    "messages.{m}.content.{c}: unexpected `tool_use_id` found in `{kind}` blocks: {id}. Each "
+    "`{kind}` block must have a corresponding `server_tool_use` block before it."
+)
+
+
+def _server_use(tool_id: str, name: str = "web_search") -> dict[str, Any]:
+    return {"type": "server_tool_use", "id": tool_id, "name": name, "input": {}}
+
+
+def test_a_server_tool_result_needs_its_server_tool_use_before_it(
+    client: anthropic.Anthropic,
+) -> None:
+    # the advisor's case from claude-code issues: the result kept, its server_tool_use dropped
+    advice = {"type": "advisor_tool_result", "tool_use_id": "srvtoolu_01A", "content": "ok"}
+    dropped = {"role": "assistant", "content": [advice, _text("Done.")]}
+    messages = [QUESTION, dropped, {"role": "user", "content": "and?"}]
+    expected = SERVER_UNPAIRED.format(m=1, c=0, kind="advisor_tool_result", id="srvtoolu_01A")
+    assert _rejected(client, messages) == expected
+    # after the result does not count; another id does not either
+    late = {"role": "assistant", "content": [advice, _server_use("srvtoolu_01A", "advisor")]}
+    assert _rejected(client, [QUESTION, late, {"role": "user", "content": "and?"}]) == expected
+    search = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01B", "content": []}
+    other = {"role": "assistant", "content": [_server_use("srvtoolu_01C"), search]}
+    assert _rejected(client, [QUESTION, other, {"role": "user", "content": "and?"}]) == (
+        SERVER_UNPAIRED.format(m=1, c=1, kind="web_search_tool_result", id="srvtoolu_01B")
+    )
+
+
+def test_a_server_tool_result_may_follow_its_use_in_an_earlier_message(
+    client: anthropic.Anthropic,
+) -> None:
+    # a paused turn: the search started in one assistant message, its result sent in the next
+    started = {"role": "assistant", "content": [_server_use("srvtoolu_01P")]}
+    search = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01P", "content": []}
+    finished = {"role": "assistant", "content": [search, _text("Found it.")]}
+    between = {"role": "user", "content": "go on"}
+    assert _create(client, [QUESTION, started, between, finished])
+    # MCP results pair with mcp_tool_use, and client results with tool_use: not checked here
+    mcp = {"type": "mcp_tool_result", "tool_use_id": "mcptoolu_01", "content": []}
+    assert _create(client, [QUESTION, {"role": "assistant", "content": [mcp, _text("ok")]}])
+
+
 def test_a_scripted_agent_loop_with_parallel_calls_runs_to_the_end(clock: VirtualClock) -> None:
     script = ScriptedResponder(
         [

@@ -1565,10 +1565,30 @@ tool_use_ids(PyObject *message, PyObject **ids)
     return n;
 }
 
+/* 1 when the exact str `kind` names a server tool's result (`web_search_tool_result`,
+ * `advisor_tool_result`, ...: "*_tool_result" but not `tool_result` or `mcp_tool_result`),
+ * whose pairing with its `server_tool_use` the Python path checks (twin: _plan._is_server_result) */
+static int
+is_server_result(PyObject *kind)
+{
+    static const char suffix[] = "_tool_result";
+    const Py_ssize_t n = (Py_ssize_t)sizeof(suffix) - 1;
+    Py_ssize_t length;
+    const char *data;
+    if (!PyUnicode_IS_ASCII(kind))
+        return 0;
+    length = PyUnicode_GET_LENGTH(kind);
+    data = (const char *)PyUnicode_DATA(kind);
+    if (length <= n || memcmp(data + length - n, suffix, (size_t)n) != 0)
+        return 0;
+    return !(length == n + 3 && memcmp(data, "mcp", 3) == 0);
+}
+
 /* 1 when `message` pairs with the `n` client tool_use ids of the message before it (no tool_use
  * in a user message, no tool_result in an assistant one, every id answered by the tool_result
- * blocks the message starts with, no tool_result for another id); 0 when not, or for a shape
- * left to the Python path; -1 on error. */
+ * blocks the message starts with, no tool_result for another id, no server tool result — those
+ * are left to the Python path); 0 when not, or for a shape left to the Python path; -1 on
+ * error. */
 static int
 tool_pairing_ok(PyObject *message, PyObject *const *ids, int n)
 {
@@ -1601,7 +1621,7 @@ tool_pairing_ok(PyObject *message, PyObject *const *ids, int n)
         if (Py_TYPE(kind) != &PyUnicode_Type)
             return 0;
         if (!is_exact(kind, s_tool_result)) {
-            if (user && is_exact(kind, s_tool_use))
+            if ((user && is_exact(kind, s_tool_use)) || is_server_result(kind))
                 return 0;
             leading = 0;
             continue;

@@ -642,6 +642,13 @@ def _message_segment(message: Any, m: int, memo: Memo) -> Segment:
 # - blocks in the wrong role: V1ki/dsh-plugin-subscriptions#23 (`messages.52: \`tool_use\` blocks
 #   can only be in \`assistant\` messages`); tghamm/Anthropic.SDK#128 quotes the tool_result one
 #   without its `messages.N: ` prefix, which is assumed to be the same as the tool_use one's.
+# - a server tool's result without its `server_tool_use`: anthropics/claude-code#62885, #64383,
+#   #92611, #95406 (`messages.7.content.0: unexpected \`tool_use_id\` found in
+#   \`advisor_tool_result\` blocks: srvtoolu_…. Each \`advisor_tool_result\` block must have a
+#   corresponding \`server_tool_use\` block before it.`). Only the advisor's text is quoted; the
+#   same text with their own type is assumed for the other server tools' results
+#   (`web_search_tool_result`, `web_fetch_tool_result`, `code_execution_tool_result`, ...), and
+#   "before it" is read as anywhere earlier in the request.
 
 
 def _missing_results(m: int, ids: list[Any]) -> str:
@@ -660,6 +667,58 @@ def _unexpected_result(m: int, c: int, tool_use_id: Any) -> str:
     )
 
 
+def _unpaired_server_result(m: int, c: int, kind: str, tool_use_id: Any) -> str:
+    return (
+        f"messages.{m}.content.{c}: unexpected `tool_use_id` found in `{kind}` blocks: "
+        f"{tool_use_id}. Each `{kind}` block must have a corresponding `server_tool_use` block "
+        "before it."
+    )
+
+
+def _is_server_result(kind: Any) -> bool:
+    """A server tool's result block (`web_search_tool_result`, `advisor_tool_result`, ...):
+    answered by the API in the assistant turn, after its `server_tool_use`. (`mcp_tool_result`
+    pairs with `mcp_tool_use` instead, and `tool_result` is the client's.)"""
+    return (
+        kind.__class__ is str
+        and kind.endswith("_tool_result")
+        and kind != "tool_result"
+        and kind != "mcp_tool_result"
+    )
+
+
+def _server_use_ids(blocks: Any) -> set[Any]:
+    return {
+        item.get("id")
+        for item in blocks
+        if _is_mapping(item) and item.get("type") == "server_tool_use"
+    }
+
+
+def _check_server_results(messages: Any, message: Any, m: int) -> None:
+    """Each server tool result in `messages[m]` names the id of a `server_tool_use` block before
+    it (earlier in the message, or in an earlier message); raises the API's 400 otherwise."""
+    content = message.get("content")
+    if content.__class__ is str or not isinstance(content, list):
+        return
+    earlier: set[Any] | None = None  # the ids of the messages before, read only when needed
+    for c, item in enumerate(content):
+        kind = item.get("type")
+        if not _is_server_result(kind):
+            continue
+        tool_use_id = item.get("tool_use_id")
+        if tool_use_id in _server_use_ids(content[:c]):
+            continue
+        if earlier is None:
+            earlier = set()
+            for before in messages[:m]:
+                blocks = before.get("content") if _is_mapping(before) else None
+                if isinstance(blocks, list):
+                    earlier |= _server_use_ids(blocks)
+        if tool_use_id not in earlier:
+            raise invalid(_unpaired_server_result(m, c, kind, tool_use_id))
+
+
 def _client_tool_uses(message: Any) -> list[Any]:
     """The ids of an assistant message's client `tool_use` blocks, in order.
 
@@ -674,8 +733,9 @@ def _client_tool_uses(message: Any) -> list[Any]:
     return [item.get("id") for item in content if item.get("type") == "tool_use"]
 
 
-def _check_tool_pairing(pending: list[Any], message: Any, m: int) -> list[Any]:
-    """Check `messages[m]` against the client `tool_use` ids of the message before it.
+def _check_tool_pairing(pending: list[Any], message: Any, m: int, messages: Any) -> list[Any]:
+    """Check `messages[m]` against the client `tool_use` ids of the message before it, and its
+    server tool results against the `server_tool_use` blocks before them.
 
     `message` has passed `_message_segment` (a mapping with a valid role; list content holds
     mappings with a str type). Raises the API's 400 when:
@@ -685,7 +745,9 @@ def _check_tool_pairing(pending: list[Any], message: Any, m: int) -> list[Any]:
       reported at `messages.{m - 1}` with the missing ids in their order;
     - a `tool_result` of this user message names an id that is not in `pending`, reported at its
       block (`messages.{m}.content.{c}`), the first such block only.
-    The three are checked in that order (the API's own order when several apply is not known).
+    - a server tool result (`web_search_tool_result`, `advisor_tool_result`, ...) names no
+      `server_tool_use` before it (`_check_server_results`).
+    The four are checked in that order (the API's own order when several apply is not known).
     Returns the ids this message leaves pending (its own client `tool_use` blocks).
 
     A final assistant message with client `tool_use` blocks (a prefill) is refused by `plan`
@@ -700,12 +762,15 @@ def _check_tool_pairing(pending: list[Any], message: Any, m: int) -> list[Any]:
     role = message.get("role")
     blocks = content if isinstance(content, list) else ()
     user = role == "user"
+    server_results = False
     for item in blocks:
         kind = item.get("type")
         if kind == "tool_use" and user:
             raise invalid(f"messages.{m}: `tool_use` blocks can only be in `assistant` messages")
         if kind == "tool_result" and not user:
             raise invalid(f"messages.{m}: `tool_result` blocks can only be in `user` messages")
+        if not server_results and _is_server_result(kind):
+            server_results = True
     if pending:
         leading: list[Any] = []
         if user:
@@ -722,6 +787,9 @@ def _check_tool_pairing(pending: list[Any], message: Any, m: int) -> list[Any]:
                 tool_use_id = item.get("tool_use_id")
                 if tool_use_id not in pending:
                     raise invalid(_unexpected_result(m, c, tool_use_id))
+    if server_results:
+        _check_server_results(messages, message, m)
+    if user:
         return []
     return [item.get("id") for item in blocks if item.get("type") == "tool_use"]
 
@@ -907,7 +975,7 @@ def plan(
                 if not (m == last and _is_mapping(message) and message.get("role") == "assistant"):
                     role = message.get("role") if _is_mapping(message) else None
                     raise invalid(f"messages.{m}: {role} messages must have non-empty content")
-            pending = _check_tool_pairing(pending, message, m)
+            pending = _check_tool_pairing(pending, message, m, messages)
             if seg_marks:
                 for offset, cc, path, verdict in seg_marks:
                     marks.append((positions + offset, cc, m, path, verdict))
