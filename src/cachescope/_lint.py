@@ -1316,7 +1316,16 @@ def _lint_into(value: Any, previous: Any, model: str | None, out: list[Finding])
             if diff.broken and diff.index is not None and diff.cause not in ("expired",):
                 known = {(f.path, f.rule) for f in out}
                 if (diff.path, "json_key_order") not in known and diff.setting is None:
-                    out.append(_prefix_changed(diff))
+                    changed = _prefix_changed(diff)
+                    # a pattern that already flags the changed value says it better
+                    if not any(
+                        f.path == changed.path
+                        and f.line == changed.line
+                        and f.column < changed.end_column
+                        and f.end_column > changed.column
+                        for f in out
+                    ):
+                        out.append(changed)
 
 
 def _changed_token(window: str | None, span: tuple[int, int] | None) -> tuple[str, int]:
