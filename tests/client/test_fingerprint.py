@@ -247,6 +247,60 @@ def test_the_tail_path_equals_the_reference_and_is_taken_where_it_applies(
         assert any(taken) == (expect and _blocks._native is not None), i
 
 
+edits = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["append", "append", "append", "edit_last", "edit_first", "drop_last", "system",
+             "tool_choice", "image", "layered", "model", "same"]
+        ),
+        message,
+    ),
+    min_size=1,
+    max_size=12,
+)  # fmt: skip
+
+
+@settings(max_examples=120, deadline=None)
+@given(requests(), edits)
+def test_a_session_of_random_edits_stays_exact(body: dict[str, Any], steps: Any) -> None:
+    """One chain through appends, edits, dropped turns, other system prompts and settings,
+    images and layer names, each call rebuilt from scratch: every fingerprint is the reference
+    one, whichever path (tail or unit walk) served it."""
+    cache = FingerprintCache()
+    token_cache: dict[int, int] = {}
+    current = copy.deepcopy(body)
+    for kind, turn in steps:
+        messages = current["messages"]
+        if kind == "append":
+            messages.append(copy.deepcopy(turn))
+        elif kind == "edit_last" and messages:
+            messages[-1] = copy.deepcopy(turn)
+        elif kind == "edit_first" and messages:
+            messages[0] = copy.deepcopy(turn)
+        elif kind == "drop_last" and len(messages) > 1:
+            messages.pop()
+        elif kind == "system":
+            current["system"] = [{"type": "text", "text": f"Rules v{len(messages)}. " * 40}]
+        elif kind == "tool_choice":
+            current["tool_choice"] = {"type": "any" if "tool_choice" not in current else "auto"}
+        elif kind == "image":
+            image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}  # fmt: skip
+            messages.append({"role": "user", "content": [image]})
+        elif kind == "layered" and messages and isinstance(messages[-1].get("content"), list):
+            last = messages[-1]
+            last["content"] = LayeredBlocks(last["content"], ["user"] * len(last["content"]))
+        elif kind == "model":
+            current["model"] = "claude-haiku-4-5" if current["model"] == MODEL else MODEL
+        sent = copy.deepcopy(current)  # no shared objects, as a rebuilt request
+        for i, m in enumerate(current["messages"]):  # deepcopy keeps LayeredBlocks' names
+            if isinstance(m.get("content"), LayeredBlocks):
+                sent["messages"][i]["content"] = LayeredBlocks(
+                    copy.deepcopy(list(m["content"])), m["content"].layer_names
+                )
+        got = fingerprint_blocks(sent, token_cache, False, cache, "s")
+        assert got == reference(sent, False), kind
+
+
 def test_a_chain_survives_changes_to_what_it_returned() -> None:
     body = {"model": MODEL, "max_tokens": 8, "system": "S " * 200, "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
     cache = FingerprintCache()
