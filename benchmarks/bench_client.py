@@ -6,7 +6,9 @@ changes on every call (as in a chat). The peer is `anthropic.Anthropic(api_key="
 http_client=sim.http_client())` — the bare SDK on the same simulator transport, in the same run. The
 two are timed in alternation, each call on its own warmed simulator (so both read the cache), and
 the figure is the ratio of medians of 100 calls — of wall-clock time, and of the process's CPU
-time (steadier when other jobs share the machine; on an idle machine the two agree).
+time (steadier when other jobs share the machine; on an idle machine the two agree). Each line
+ends with what a call adds: the median of each call's CPU time minus that of the peer's call
+right after it.
 
 Scenarios for the caching client (all with an in-memory ledger unless said):
 
@@ -126,9 +128,9 @@ def run_pair(
     peer_diagnostics: bool,
     rounds: int = ROUNDS,
     build: Callable[[int], dict[str, Any]] = build_params,
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float, float, float]:
     """(ours, peer) median milliseconds per create, wall-clock then CPU time of the process,
-    timed in alternation."""
+    timed in alternation; then the median of the paired CPU differences, in microseconds."""
     sim_ours = Simulator(clock=VirtualClock())
     sim_peer = Simulator(clock=VirtualClock())
     ours = make_ours(sim_ours)
@@ -162,6 +164,9 @@ def run_pair(
         _median_ms(peer_wall),
         _median_ms(ours_cpu),
         _median_ms(peer_cpu),
+        # what a call adds, each call against the peer's call right after it: steadier than the
+        # difference of the medians when the machine's speed drifts
+        statistics.median(o - p for o, p in zip(ours_cpu, peer_cpu)) * 1e6,
     )
 
 
@@ -204,11 +209,11 @@ def main() -> None:
             ),
         ]
         for name, factory, diagnostics, build in scenarios:
-            ours, peer, ours_cpu, peer_cpu = run_pair(factory, diagnostics, build=build)
+            ours, peer, ours_cpu, peer_cpu, added = run_pair(factory, diagnostics, build=build)
             print(
                 f"{name:<38} CachingClient {ours:6.2f} ms  bare SDK {peer:6.2f} ms  "
                 f"ratio {ours / peer:5.3f}x   |  CPU {ours_cpu:6.2f} / {peer_cpu:6.2f} ms  "
-                f"ratio {ours_cpu / peer_cpu:5.3f}x"
+                f"ratio {ours_cpu / peer_cpu:5.3f}x  (+{added:4.0f} µs a call)"
             )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     sys.stdout.flush()
