@@ -144,13 +144,16 @@ THIRD_SET = [
 ]
 
 
-def test_third_set_written_after_the_rules() -> None:
+def flagged(lines: list[str]) -> list[str]:
+    """The lines that get a finding when each stands alone inside a short system prompt."""
     prompt = "You are a helpful assistant for the support team.\n{}\nAnswer concisely.\n"
-    found = [
-        line
-        for line in THIRD_SET
-        if any(f.line == 2 for f in lint(prompt.format(line), model=MODEL))
+    return [
+        line for line in lines if any(f.line == 2 for f in lint(prompt.format(line), model=MODEL))
     ]
+
+
+def test_third_set_written_after_the_rules() -> None:
+    found = flagged(THIRD_SET)
     # 9 of 20 when first measured, 19 after its misses were closed (see the docstring)
     assert len(found) >= 19, sorted(set(THIRD_SET) - set(found))
 
@@ -181,12 +184,7 @@ FOURTH_SET = [
 
 
 def test_fourth_set_never_tuned_on() -> None:
-    prompt = "You are a helpful assistant for the support team.\n{}\nAnswer concisely.\n"
-    found = [
-        line
-        for line in FOURTH_SET
-        if any(f.line == 2 for f in lint(prompt.format(line), model=MODEL))
-    ]
+    found = flagged(FOURTH_SET)
     # 7 of 20 when measured (see the docstring); 13 after probe round 5 (test_lint_probes.py),
     # which took eight of its misses into its own probes: a floor against regressions
     assert len(found) >= 13, sorted(set(FOURTH_SET) - set(found))
