@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import struct
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -186,6 +187,8 @@ _MESSAGE_MEMOS: dict[Any, dict[int, Any]] = {}
 _MESSAGE_MEMO_COUNTERS = 64
 # The last C walk per counter: (counter, message keys, entries); see `flatten_units`.
 _LAST_WALKS: dict[Any, tuple[Any, bytes, list[Any]]] = {}
+# The last `lean_messages` walk per counter; see `flatten_lean`.
+_LAST_LEAN: dict[Any, tuple[bytes, bytes, bytes, bytes, bytes, int]] = {}
 
 
 def _layer_tuple(value: Any) -> tuple[Any, ...] | None:
@@ -699,24 +702,11 @@ def flatten_units(
     if len(memo) > _SEGMENT_MEMO_LIMIT:
         memo.clear()
 
-    def segment(
-        key: Any,
-        value: Any,
-        build: Any,
-        *args: Any,
-        memo: dict[Any, tuple[tuple[Block, ...], bool, bool, tuple[str, ...]]] = memo,
-    ) -> None:
+    def segment(key: Any, value: Any, build: Any, *args: Any) -> None:
         """Blocks of one unit (the tool list, the system prompt, one message), memoized by a
         content key of the unit (computed on every call) plus where it starts, so an unchanged
         unit costs one walk over its values, an xxh3 of each long string and a lookup."""
-        entry = memo.get(key) if key is not None else None
-        if entry is None:
-            built: list[Block] = []
-            builder.base = len(blocks)
-            images, citations, found = build(built, value, *args)
-            entry = (tuple(built), images, citations, found)
-            if key is not None:
-                memo[key] = entry
+        entry = _unit_entry(memo, key, builder, len(blocks), build, value, *args)
         blocks.extend(entry[0])
         units.append(entry[0])
         if entry[1] or entry[2] or entry[3]:
@@ -738,33 +728,8 @@ def flatten_units(
     if native is not None and type(messages) is list:
         # The C walk: each message keyed by `message_key` (every text hashed), memo hits taken
         # in C; anything else comes back here one message at a time.
-        message_memo = _MESSAGE_MEMOS.get(counter)
-        if message_memo is None:
-            if len(_MESSAGE_MEMOS) >= _MESSAGE_MEMO_COUNTERS:
-                _MESSAGE_MEMOS.clear()
-                _LAST_WALKS.clear()
-            message_memo = _MESSAGE_MEMOS[counter] = {}
-        elif len(message_memo) > _SEGMENT_MEMO_LIMIT:
-            message_memo.clear()
-
-        def slow(message: Any, m: int, start: int, key: int | None) -> _NativeEntry:
-            if key is None:  # not plain JSON: the pure key and memo
-                unit_key = _unit_key(m, message, start, counter)
-                entry = memo.get(unit_key) if unit_key is not None else None
-                if entry is None:
-                    builder.base = start
-                    built: list[Block] = []
-                    images, citations, found = message_segment(built, message, m)
-                    entry = (tuple(built), images, citations, found)
-                    if unit_key is not None:
-                        memo[unit_key] = entry
-                return _native_entry(entry)
-            builder.base = start
-            built = []
-            images, citations, found = message_segment(built, message, m)
-            native_entry = _native_entry((tuple(built), images, citations, found))
-            message_memo[key] = native_entry
-            return native_entry
+        message_memo = _message_memo(counter)
+        slow = _slow_entries(builder, memo, message_memo, counter)
 
         # The entries of an earlier walk (the one asked for, else this counter's last one)
         # stand in for memo lookups of messages whose keys, computed now, equal its own.
@@ -866,6 +831,230 @@ def flatten_units(
     return flat, units
 
 
+def _unit_entry(
+    memo: dict[Any, tuple[tuple[Block, ...], bool, bool, tuple[str, ...]]],
+    key: Any,
+    builder: _UnitBuilder,
+    base: int,
+    build: Any,
+    value: Any,
+    *args: Any,
+) -> tuple[tuple[Block, ...], bool, bool, tuple[str, ...]]:
+    """The memo entry of one unit under `key` (None: not memoized), built at block `base` with
+    `build(target, value, *args)` when missing."""
+    entry = memo.get(key) if key is not None else None
+    if entry is None:
+        built: list[Block] = []
+        builder.base = base
+        images, citations, found = build(built, value, *args)
+        entry = (tuple(built), images, citations, found)
+        if key is not None:
+            memo[key] = entry
+    return entry
+
+
+def _message_memo(counter: Any) -> dict[int, Any]:
+    """The C walk's memo of messages for this counter (bounded, like the unit memo)."""
+    message_memo = _MESSAGE_MEMOS.get(counter)
+    if message_memo is None:
+        if len(_MESSAGE_MEMOS) >= _MESSAGE_MEMO_COUNTERS:
+            _MESSAGE_MEMOS.clear()
+            _LAST_WALKS.clear()
+            _LAST_LEAN.clear()
+        message_memo = _MESSAGE_MEMOS[counter] = {}
+    elif len(message_memo) > _SEGMENT_MEMO_LIMIT:
+        message_memo.clear()
+    return message_memo
+
+
+def _slow_entries(
+    builder: _UnitBuilder,
+    memo: dict[Any, tuple[tuple[Block, ...], bool, bool, tuple[str, ...]]],
+    message_memo: dict[int, Any],
+    counter: Any,
+) -> Any:
+    """The callback of the C walks for a message the memo does not hold: its entry, built (and
+    stored under its key), or under the pure key when the C code could not key it."""
+    message_segment = builder.message
+
+    def slow(message: Any, m: int, start: int, key: int | None) -> _NativeEntry:
+        if key is None:  # not plain JSON: the pure key and memo
+            unit_key = _unit_key(m, message, start, counter)
+            return _native_entry(
+                _unit_entry(memo, unit_key, builder, start, message_segment, message, m)
+            )
+        builder.base = start
+        built: list[Block] = []
+        images, citations, found = message_segment(built, message, m)
+        native_entry = _native_entry((tuple(built), images, citations, found))
+        message_memo[key] = native_entry
+        return native_entry
+
+    return slow
+
+
+class LeanRequest:
+    """A request walked for `compare` (`flatten_lean`): the blocks of its tool list and system
+    prompt, and of its messages only numbers (keys, first blocks, cumulative token counts,
+    breakpoints); a message's blocks are taken from the memo, or made, when asked for."""
+
+    __slots__ = (
+        "_blocks",
+        "_builder",
+        "_found",
+        "_memo",
+        "_params",
+        "_slow",
+        "_units",
+        "counter",
+        "cumulative",
+        "head",
+        "head_units",
+        "keys",
+        "marked",
+        "messages",
+        "model",
+        "settings",
+        "starts",
+        "top_level_cache_control",
+        "walk",
+    )
+
+    walk: tuple[bytes, bytes, bytes, bytes, bytes, int]
+    keys: memoryview
+    starts: memoryview
+    cumulative: memoryview
+    marked: list[int]
+
+    def __init__(self, params: Mapping[str, Any], counter: Any, token_cache: dict[int, int]):
+        """The head of the request (tool list, system prompt) and its settings; the messages'
+        numbers come with `_walk`."""
+        self._params = params
+        self.model = str(params.get("model", ""))
+        self.counter = counter
+        self.messages: list[Any] = params["messages"]
+        builder = self._builder = _UnitBuilder(counter, token_cache, 0)
+        memo = _SEGMENT_MEMO
+        if len(memo) > _SEGMENT_MEMO_LIMIT:
+            memo.clear()
+        head: list[Block] = []
+        units: list[tuple[Block, ...]] = []
+        toggles: list[str] = []
+        images = citations = False
+        tools = params.get("tools")
+        if tools:
+            key = _head_key(-2, tools, 0, counter)
+            entry = _unit_entry(memo, key, builder, 0, builder.tools, tools)
+            head.extend(entry[0])
+            units.append(entry[0])
+            images, citations = entry[1], entry[2]
+            toggles.extend(entry[3])
+        system = params.get("system")
+        if system:
+            key = _head_key(-1, system, len(head), counter)
+            entry = _unit_entry(memo, key, builder, len(head), builder.system, system)
+            head.extend(entry[0])
+            units.append(entry[0])
+            images, citations = images or entry[1], citations or entry[2]
+            toggles.extend(entry[3])
+        self.head = head
+        self.head_units = units
+        self._found = (images, citations, toggles)
+        self._memo = memo_of_messages = _message_memo(counter)
+        self._slow = _slow_entries(builder, memo, memo_of_messages, counter)
+        self._units: dict[int, tuple[Block, ...]] = {}
+        self._blocks: dict[int, Block] = {}
+        top = params.get("cache_control")
+        self.top_level_cache_control = dict(top) if isinstance(top, Mapping) else None
+
+    def _walk(self, prior: LeanRequest | None) -> None:
+        """The C walk of the messages (`prior`: an earlier request of the same counter, else this
+        counter's last walk, whose numbers stand in for equal messages)."""
+        counter = self.counter
+        earlier = prior.walk if prior is not None and prior.counter is counter else None
+        if earlier is None:
+            earlier = _LAST_LEAN.get(counter)
+        native = _native
+        if earlier is not None:
+            walk = native.lean_messages(self.messages, self._memo, self.head, self._slow, earlier)
+        else:
+            walk = native.lean_messages(self.messages, self._memo, self.head, self._slow)
+        _LAST_LEAN[counter] = self.walk = walk
+        self.keys = memoryview(walk[0]).cast("Q")  # two per message: the key, 1 when keyed
+        self.starts = memoryview(walk[1]).cast("q")  # first block of each message, then total
+        self.cumulative = memoryview(walk[2]).cast("q")
+        self.marked = memoryview(walk[3]).cast("q").tolist()
+        images, citations, toggles = self._found
+        found = walk[5]
+        self.settings = request_settings(
+            self._params,
+            has_images=images or bool(found & 1),
+            toggles=toggles,
+            citations=citations or bool(found & 2),
+        )
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def message_unit(self, m: int) -> tuple[Block, ...]:
+        """The blocks of message m: the memo's entry under its key, else built now."""
+        unit = self._units.get(m)
+        if unit is None:
+            start, end = self.starts[m], self.starts[m + 1]
+            entry = self._memo.get(self.keys[2 * m]) if self.keys[2 * m + 1] else None
+            if entry is not None and len(entry[0]) == end - start:
+                unit = entry[0]
+            else:  # not keyed, or the memo was cleared since the walk
+                builder = self._builder
+                builder.base = start
+                built: list[Block] = []
+                builder.message(built, self.messages[m], m)
+                unit = tuple(built)
+            self._units[m] = unit
+        return unit
+
+    def block(self, i: int) -> Block:
+        """The block at position i."""
+        found = self._blocks.get(i)
+        if found is None:
+            head = self.head
+            if 0 <= i < len(head):
+                found = head[i]
+            elif not 0 <= i < self.starts[-1]:
+                raise IndexError(i)
+            else:
+                m = bisect_right(self.starts, i, 0, len(self.starts) - 1) - 1
+                found = self.message_unit(m)[i - self.starts[m]]
+            self._blocks[i] = found
+        return found
+
+
+def flatten_lean(
+    requests: Sequence[tuple[Mapping[str, Any], EstimatingCounter, dict[int, int]]],
+) -> list[LeanRequest] | None:
+    """The walk of `flatten_units` for `compare`, of several requests (params, counter, token
+    memo) at once, through the C `lean_messages`: the same blocks, memo and keys (every text
+    hashed on every call), but of the messages only numbers come out. None without the C module
+    or when some request's messages are not a list.
+
+    Each request after the first is walked with the one before it as its prior (else the
+    counter's last walk): that only saves work, as a message whose key, computed as always,
+    equals the prior's key of the same message takes the prior's numbers, which its memo entry
+    holds too. The heads come first and the C walks last, back to back: a walk streams every
+    text through the CPU caches, and the Python of the heads runs faster before it."""
+    if _native is None:
+        return None
+    for params, _, _ in requests:
+        if type(params.get("messages")) is not list:
+            return None
+    leans = [LeanRequest(params, counter, cache) for params, counter, cache in requests]
+    prior: LeanRequest | None = None
+    for lean in leans:
+        lean._walk(prior)
+        prior = lean
+    return leans
+
+
 def _has_citations(params: Mapping[str, Any]) -> bool:
     return any(
         isinstance(block, Mapping)
@@ -943,6 +1132,7 @@ def clear_memos() -> None:
     _SEGMENT_MEMO.clear()
     _MESSAGE_MEMOS.clear()
     _LAST_WALKS.clear()
+    _LAST_LEAN.clear()
     _TEXT_MEMO.clear()
     _TEXT_MEMO_CHARS = 0
     _TOKEN_MEMO.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -302,3 +303,12 @@ def test_change_deep_inside_a_large_block_is_located_exactly() -> None:
 def test_unknown_input_type_raises_type_error() -> None:
     with pytest.raises(TypeError, match="compare"):
         compare(42, _params())
+
+
+def test_a_compare_result_is_a_whole_frozen_prefix_diff() -> None:
+    """compare() makes its result without the dataclass __init__: every field, still frozen."""
+    diff = compare(_params("a" + STABLE), _params("b" + STABLE), gap_seconds=10.0)
+    assert set(vars(diff)) == {f.name for f in dataclasses.fields(PrefixDiff)}
+    assert PrefixDiff(**vars(diff)) == diff
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        diff.cause = "other"  # type: ignore[misc]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cachescope import _blocks
+from cachescope import _blocks, stability
 from cachescope._blocks import LayeredBlocks, flatten
 from cachescope.stability import _Side, clear_memos, compare
 
@@ -77,6 +77,7 @@ def _lazy(monkeypatch: pytest.MonkeyPatch, a: Any, b: Any) -> dict[str, Any]:
 
     with monkeypatch.context() as patch:
         patch.setattr(_Side, "from_flat", classmethod(refuse))
+        patch.setattr(stability, "flatten_lean", lambda requests: None)
         return compare(a, b).to_dict()
 
 

@@ -916,6 +916,326 @@ error:
     return NULL;
 }
 
+/* lean_messages(messages, memo, head, slow[, prior]) -> (keys, starts, tokens, marks, mflags,
+ *                                                          flags)
+ *
+ * The walk of flatten_messages for `compare`, with only numbers out: no list of blocks, units or
+ * entries. For message m: its `message_key` (every text hashed, as always); a message whose key
+ * equals the prior walk's key of message m (same content at the same place: the key holds m and
+ * the start) takes that walk's token counts, breakpoints and flags; otherwise a memo hit, else
+ * `slow(message, m, start, key_or_None)`, gives its entry. `head` is the list of blocks before
+ * the messages (their `tokens` and `cache_control` are read); `prior` is an earlier result of
+ * this function over the same counter's memo. Returns, as bytes: each message's key (two uint64:
+ * the key, 1 when keyed), the first block of each message plus the total count (int64,
+ * len(messages) + 1), the cumulative token counts of all blocks (int64, total + 1, from 0), the
+ * blocks with cache_control (int64 absolute indices), each message's flags (one byte: bit 0
+ * images, bit 1 citations); and all flags or-ed.
+ */
+typedef struct {
+    unsigned char *data;
+    Py_ssize_t len, cap; /* in bytes */
+} Grow;
+
+/* make room for `need` more bytes (at least doubling); 0, or -1 with MemoryError set */
+static int
+grow_room(Grow *g, Py_ssize_t need)
+{
+    Py_ssize_t cap = g->cap ? g->cap * 2 : 4096;
+    unsigned char *data;
+    while (cap < g->len + need)
+        cap *= 2;
+    data = PyMem_Realloc(g->data, (size_t)cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    g->data = data;
+    g->cap = cap;
+    return 0;
+}
+
+static inline int
+grow_put(Grow *g, const void *item, Py_ssize_t size)
+{
+    if (__builtin_expect(g->len + size > g->cap, 0) && grow_room(g, size) < 0)
+        return -1;
+    memcpy(g->data + g->len, item, (size_t)size);
+    g->len += size;
+    return 0;
+}
+
+static PyObject *
+grow_bytes(Grow *g)
+{
+    PyObject *out = PyBytes_FromStringAndSize((const char *)g->data, g->len);
+    PyMem_Free(g->data);
+    g->data = NULL;
+    g->len = g->cap = 0;
+    return out;
+}
+
+static PyObject *
+blocks_lean_messages(PyObject *self, PyObject *args)
+{
+    PyObject *messages, *memo, *head, *slow, *prior = Py_None;
+    PyObject *result = NULL;
+    const unsigned long long *prior_keys = NULL;
+    const long long *prior_starts = NULL, *prior_tokens = NULL, *prior_marks = NULL;
+    const unsigned char *prior_mflags = NULL;
+    Py_ssize_t prior_count = 0, prior_total = 0, prior_nmarks = 0, prior_mark = 0;
+    Py_ssize_t m, i, start, head_len;
+    long flags = 0;
+    long long zero = 0;
+    Grow keys = {NULL, 0, 0}, starts = {NULL, 0, 0}, tokens = {NULL, 0, 0};
+    Grow marks = {NULL, 0, 0}, mflags = {NULL, 0, 0};
+    Buf b;
+    if (!PyArg_ParseTuple(args, "O!O!O!O|O:lean_messages", &PyList_Type, &messages,
+                          &PyDict_Type, &memo, &PyList_Type, &head, &slow, &prior))
+        return NULL;
+    if (!PyCallable_Check(slow)) {
+        PyErr_SetString(PyExc_TypeError, "slow must be callable");
+        return NULL;
+    }
+    if (prior != Py_None) {
+        /* (keys, starts, tokens, marks, mflags, flags) of an earlier call; the tuple (and so its
+         * bytes) is kept alive by the caller for the whole call */
+        PyObject *pk, *ps, *pt, *pm, *pf;
+        if (!PyTuple_CheckExact(prior) || PyTuple_GET_SIZE(prior) != 6)
+            goto bad_prior;
+        pk = PyTuple_GET_ITEM(prior, 0);
+        ps = PyTuple_GET_ITEM(prior, 1);
+        pt = PyTuple_GET_ITEM(prior, 2);
+        pm = PyTuple_GET_ITEM(prior, 3);
+        pf = PyTuple_GET_ITEM(prior, 4);
+        if (!PyBytes_CheckExact(pk) || !PyBytes_CheckExact(ps) || !PyBytes_CheckExact(pt) ||
+            !PyBytes_CheckExact(pm) || !PyBytes_CheckExact(pf))
+            goto bad_prior;
+        prior_count = PyBytes_GET_SIZE(pf);
+        if (PyBytes_GET_SIZE(pk) != prior_count * 16 ||
+            PyBytes_GET_SIZE(ps) != (prior_count + 1) * 8 || PyBytes_GET_SIZE(pt) % 8 != 0 ||
+            PyBytes_GET_SIZE(pt) < 8 || PyBytes_GET_SIZE(pm) % 8 != 0)
+            goto bad_prior;
+        prior_keys = (const unsigned long long *)PyBytes_AS_STRING(pk);
+        prior_starts = (const long long *)PyBytes_AS_STRING(ps);
+        prior_tokens = (const long long *)PyBytes_AS_STRING(pt);
+        prior_total = PyBytes_GET_SIZE(pt) / 8 - 1;
+        prior_marks = (const long long *)PyBytes_AS_STRING(pm);
+        prior_nmarks = PyBytes_GET_SIZE(pm) / 8;
+        prior_mflags = (const unsigned char *)PyBytes_AS_STRING(pf);
+        if (prior_starts[prior_count] != prior_total)
+            goto bad_prior;
+    }
+
+    /* room for what a walk like the prior one writes, so that the puts rarely grow */
+    head_len = PyList_GET_SIZE(head);
+    {
+        Py_ssize_t n = PyList_GET_SIZE(messages);
+        Py_ssize_t blocks = head_len + Py_MAX(prior_total, 2 * n) + 16;
+        if (grow_room(&keys, 16 * n + 16) < 0 || grow_room(&starts, 8 * n + 16) < 0 ||
+            grow_room(&tokens, 8 * blocks) < 0 || grow_room(&mflags, n + 16) < 0)
+            goto error;
+    }
+    /* the head: its counts and breakpoints from its blocks' `tokens` and `cache_control` */
+    if (grow_put(&tokens, &zero, 8) < 0)
+        goto error;
+    for (i = 0; i < head_len; i++) {
+        PyObject *block = PyList_GET_ITEM(head, i);
+        PyObject *count = PyObject_GetAttr(block, str_tokens);
+        PyObject *control;
+        long long value, *cumulative;
+        if (count == NULL)
+            goto error;
+        value = PyLong_Check(count) ? PyLong_AsLongLong(count) : -1;
+        Py_DECREF(count);
+        if (value == -1 && PyErr_Occurred())
+            goto error;
+        if (value < 0) {
+            PyErr_SetString(PyExc_TypeError, "a head block's tokens must be an int >= 0");
+            goto error;
+        }
+        cumulative = (long long *)tokens.data;
+        value += cumulative[i];
+        if (grow_put(&tokens, &value, 8) < 0)
+            goto error;
+        control = PyObject_GetAttr(block, str_cache_control);
+        if (control == NULL)
+            goto error;
+        Py_DECREF(control);
+        if (control != Py_None) {
+            long long at = i;
+            if (grow_put(&marks, &at, 8) < 0)
+                goto error;
+        }
+    }
+    if (PyList_GET_SIZE(head) != head_len) {
+        PyErr_SetString(PyExc_RuntimeError, "head changed during lean_messages");
+        goto error;
+    }
+
+    buf_init(&b);
+    start = head_len;
+    /* `slow` runs Python code that may change the list: its size is re-read each time */
+    for (m = 0; m < PyList_GET_SIZE(messages); m++) {
+        PyObject *message = PyList_GET_ITEM(messages, m);
+        PyObject *key = NULL, *entry = NULL;
+        unsigned long long digest = 0, pair[2];
+        long long at = start;
+        unsigned char mflag = 0;
+        int done;
+        if (grow_put(&starts, &at, 8) < 0)
+            goto fail_buf;
+        Py_INCREF(message);
+        done = message_key_of(&b, message, m, start, &digest);
+        if (done < 0)
+            goto fail_message;
+        pair[0] = digest;
+        pair[1] = done == 1;
+        if (grow_put(&keys, pair, 16) < 0)
+            goto fail_message;
+        if (done == 1 && m < prior_count && prior_keys[2 * m + 1] == 1 &&
+            prior_keys[2 * m] == digest && prior_starts[m] == start &&
+            prior_starts[m + 1] <= prior_total && prior_starts[m + 1] >= start) {
+            /* the same message at the same place as in the earlier walk: its numbers */
+            Py_ssize_t n = (Py_ssize_t)(prior_starts[m + 1] - start), j;
+            for (j = 0; j < n; j++) {
+                long long value = ((long long *)tokens.data)[start + j] +
+                                  (prior_tokens[start + j + 1] - prior_tokens[start + j]);
+                if (grow_put(&tokens, &value, 8) < 0)
+                    goto fail_message;
+            }
+            while (prior_mark < prior_nmarks && prior_marks[prior_mark] < start)
+                prior_mark++;
+            for (; prior_mark < prior_nmarks && prior_marks[prior_mark] < start + n; prior_mark++)
+                if (grow_put(&marks, &prior_marks[prior_mark], 8) < 0)
+                    goto fail_message;
+            mflag = prior_mflags[m];
+            start += n;
+        }
+        else {
+            PyObject *unit, *offsets;
+            const char *counts;
+            Py_ssize_t n, j;
+            int images, citations;
+            if (done == 1) {
+                key = PyLong_FromUnsignedLongLong(digest);
+                if (key == NULL)
+                    goto fail_message;
+                entry = PyDict_GetItemWithError(memo, key); /* borrowed */
+                if (entry == NULL && PyErr_Occurred())
+                    goto fail_message;
+                Py_XINCREF(entry);
+            }
+            if (entry == NULL) {
+                entry = PyObject_CallFunction(slow, "OnnO", message, m, start,
+                                              key != NULL ? key : Py_None);
+                if (entry == NULL)
+                    goto fail_message;
+            }
+            if (check_entry(entry) < 0)
+                goto fail_entry;
+            images = truth(PyTuple_GET_ITEM(entry, 1));
+            if (images < 0)
+                goto fail_entry;
+            citations = truth(PyTuple_GET_ITEM(entry, 2));
+            if (citations < 0)
+                goto fail_entry;
+            mflag = (unsigned char)((images ? 1 : 0) | (citations ? 2 : 0));
+            unit = PyTuple_GET_ITEM(entry, 0);
+            offsets = PyTuple_GET_ITEM(entry, 5);
+            counts = PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 4));
+            n = PyTuple_GET_SIZE(unit);
+            for (j = 0; j < n; j++) {
+                long long count, value;
+                memcpy(&count, counts + j * (Py_ssize_t)sizeof(long long), sizeof(count));
+                value = ((long long *)tokens.data)[start + j] + count;
+                if (grow_put(&tokens, &value, 8) < 0)
+                    goto fail_entry;
+            }
+            /* check_entry made sure the offsets are ints within the unit, in the unit's order */
+            for (j = 0; j < PyTuple_GET_SIZE(offsets); j++) {
+                long long at_block = start + PyLong_AsSsize_t(PyTuple_GET_ITEM(offsets, j));
+                if (grow_put(&marks, &at_block, 8) < 0)
+                    goto fail_entry;
+            }
+            start += n;
+            Py_DECREF(entry);
+            Py_XDECREF(key);
+        }
+        flags |= mflag;
+        if (grow_put(&mflags, &mflag, 1) < 0)
+            goto fail_buf_message;
+        Py_DECREF(message);
+        continue;
+    fail_entry:
+        Py_DECREF(entry);
+    fail_message:
+        Py_XDECREF(key);
+    fail_buf_message:
+        Py_DECREF(message);
+    fail_buf:
+        buf_free(&b);
+        goto error;
+    }
+    buf_free(&b);
+    {
+        long long total = start;
+        PyObject *k, *s, *t, *mk, *f;
+        if (grow_put(&starts, &total, 8) < 0)
+            goto error;
+        if (mflags.data == NULL && grow_put(&mflags, &zero, 0) < 0)
+            goto error;
+        k = grow_bytes(&keys);
+        s = grow_bytes(&starts);
+        t = grow_bytes(&tokens);
+        mk = grow_bytes(&marks);
+        f = grow_bytes(&mflags);
+        if (k == NULL || s == NULL || t == NULL || mk == NULL || f == NULL) {
+            Py_XDECREF(k);
+            Py_XDECREF(s);
+            Py_XDECREF(t);
+            Py_XDECREF(mk);
+            Py_XDECREF(f);
+            return NULL;
+        }
+        result = Py_BuildValue("(NNNNNl)", k, s, t, mk, f, flags);
+    }
+    return result;
+
+bad_prior:
+    PyErr_SetString(PyExc_TypeError, "prior must be an earlier result of lean_messages");
+error:
+    PyMem_Free(keys.data);
+    PyMem_Free(starts.data);
+    PyMem_Free(tokens.data);
+    PyMem_Free(marks.data);
+    PyMem_Free(mflags.data);
+    return NULL;
+}
+
+/* first_different_key(a, b) -> int | None: the first message whose keys (as lean_messages packs
+ * them) differ between two walks, or that either could not key; None when the common length
+ * has none */
+static PyObject *
+blocks_first_different_key(PyObject *self, PyObject *args)
+{
+    Py_buffer a, b;
+    Py_ssize_t i, n;
+    const unsigned long long *x, *y;
+    PyObject *result;
+    if (!PyArg_ParseTuple(args, "y*y*:first_different_key", &a, &b))
+        return NULL;
+    x = (const unsigned long long *)a.buf;
+    y = (const unsigned long long *)b.buf;
+    n = Py_MIN(a.len, b.len) / 16;
+    for (i = 0; i < n; i++)
+        if (x[2 * i] != y[2 * i] || x[2 * i + 1] != 1 || y[2 * i + 1] != 1)
+            break;
+    result = i < n ? PyLong_FromSsize_t(i) : (Py_INCREF(Py_None), Py_None);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return result;
+}
+
 /* ---- the changed span of one block: common prefix and suffix of two str ------------------- */
 
 static int
@@ -991,6 +1311,21 @@ blocks_common_suffix(PyObject *self, PyObject *args)
     data_a = PyUnicode_DATA(a);
     data_b = PyUnicode_DATA(b);
     n = 0;
+    if (kind_a == kind_b && limit > 0) {
+        /* 8 bytes at a time from the ends, then unit by unit */
+        const unsigned char *x = (const unsigned char *)data_a + (size_t)len_a * (size_t)kind_a;
+        const unsigned char *y = (const unsigned char *)data_b + (size_t)len_b * (size_t)kind_b;
+        size_t bytes = (size_t)limit * (size_t)kind_a, at = 0;
+        while (at + 8 <= bytes) {
+            unsigned long long u, v;
+            memcpy(&u, x - at - 8, 8);
+            memcpy(&v, y - at - 8, 8);
+            if (u != v)
+                break;
+            at += 8;
+        }
+        n = (Py_ssize_t)(at / (size_t)kind_a);
+    }
     while (n < limit && PyUnicode_READ(kind_a, data_a, len_a - 1 - n) ==
                             PyUnicode_READ(kind_b, data_b, len_b - 1 - n))
         n++;
@@ -1091,6 +1426,11 @@ static PyMethodDef blocks_methods[] = {
     {"common_suffix", blocks_common_suffix, METH_VARARGS,
      "common_suffix(a, b, floor=0) -> int: length of the common suffix of two str, not "
      "reaching into their first `floor` characters."},
+    {"lean_messages", blocks_lean_messages, METH_VARARGS,
+     "lean_messages(messages, memo, head, slow[, prior]) -> (keys, starts, tokens, marks, "
+     "mflags, flags): the message walk of compare, numbers only."},
+    {"first_different_key", blocks_first_different_key, METH_VARARGS,
+     "first_different_key(a, b) -> int | None: first message whose packed keys differ."},
     {"flatten_messages", blocks_flatten_messages, METH_VARARGS,
      "flatten_messages(messages, memo, head, head_tokens, slow) -> (blocks, units, marks, "
      "tokens, flags): the message walk of flatten_units."},

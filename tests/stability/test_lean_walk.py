@@ -1,0 +1,174 @@
+"""`flatten_lean` (the C `lean_messages` walk that `compare` reads two requests with) must give
+the numbers and blocks that `flatten_units` gives, whatever the prior walk and the memo hold.
+
+The lean walk returns only numbers for the messages (keys, first blocks, cumulative tokens,
+breakpoints, flags); blocks are fetched from the memo, or rebuilt, when asked for. A message
+whose key equals the prior walk's key of the same message takes the prior's numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import pytest
+from test_fast_path import _mutations, _request
+
+from cachescope import _blocks
+from cachescope._blocks import LayeredBlocks, flatten_lean, flatten_units
+from cachescope._tokens import counter_for
+from cachescope.stability import _first_divergence, _Side, clear_memos, compare
+
+pytestmark = pytest.mark.skipif(_blocks._native is None, reason="the C walk is not built")
+
+CLASSIC = counter_for("classic")
+
+
+class _Text(str):
+    """A str subclass: plain JSON to orjson, not to the C key (which then leaves it to Python)."""
+
+
+def _reference(params: dict[str, Any]) -> tuple[list[Any], list[int], list[int], Any]:
+    """Blocks, cumulative token counts, breakpoints and settings, by the pure-Python walk."""
+    native = _blocks._native
+    _blocks._native = None
+    try:
+        flat, _ = flatten_units(params, CLASSIC, {})
+    finally:
+        _blocks._native = native
+    cumulative = [0]
+    for block in flat.blocks:
+        cumulative.append(cumulative[-1] + block.tokens)
+    marked = [b.index for b in flat.blocks if b.cache_control is not None]
+    return flat.blocks, cumulative, marked, flat.settings
+
+
+def _check(lean: _blocks.LeanRequest, params: dict[str, Any]) -> None:
+    blocks, cumulative, marked, settings = _reference(params)
+    assert len(lean) == len(blocks)
+    assert list(lean.cumulative) == cumulative
+    assert lean.marked == marked
+    assert lean.settings == settings
+    # every block, looked up in any order (memo entries or rebuilt ones)
+    order = list(range(len(blocks)))
+    random.Random(len(blocks)).shuffle(order)
+    for i in order:
+        assert lean.block(i) == blocks[i], i
+    starts = list(lean.starts)
+    assert starts[-1] == len(blocks)
+    assert starts == sorted(starts)
+
+
+def _walk(*requests: dict[str, Any]) -> list[_blocks.LeanRequest]:
+    leans = flatten_lean([(params, CLASSIC, {}) for params in requests])
+    assert leans is not None
+    return leans
+
+
+def test_lean_walk_matches_the_pure_walk_over_chains_of_edits() -> None:
+    rng = random.Random(11)
+    base = _request()
+    previous = copy.deepcopy(base)
+    for step in range(60):
+        params = _mutations(rng, previous) if rng.random() < 0.8 else copy.deepcopy(base)
+        if step % 7 == 0:
+            clear_memos()  # no prior walk, no memo
+        first, second = _walk(previous, params)
+        _check(first, previous)
+        _check(second, params)
+        previous = params
+
+
+def test_blocks_are_rebuilt_when_the_memo_was_cleared_after_the_walk() -> None:
+    params = _request()
+    (lean,) = _walk(params)
+    clear_memos()
+    _check(lean, params)
+
+
+def test_messages_that_cannot_be_keyed_take_the_slow_path() -> None:
+    params = _request()
+    params["messages"][2]["content"] = LayeredBlocks(
+        [{"type": "text", "text": "layered " * 40}], ["history"]
+    )
+    params["messages"][4] = {"role": "user", "content": ({"type": "text", "text": "a tuple"},)}
+    params["messages"][5]["content"] = [{"type": "text", "text": _Text("x" * 50)}]
+    other = copy.deepcopy(params)
+    other["messages"][4] = {"role": "user", "content": ({"type": "text", "text": "a tuple"},)}
+    first, second = _walk(params, other)
+    _check(first, params)
+    _check(second, other)
+    keys = first.keys
+    assert keys[2 * 4 + 1] == 0 and keys[2 * 5 + 1] == 0  # not keyed: compared block by block
+    assert (
+        _first_divergence(_Side.from_lean(first, "classic"), _Side.from_lean(second, "classic"))
+        is None
+    )
+
+
+def test_a_prior_of_another_request_never_lends_its_numbers_to_other_content() -> None:
+    rng = random.Random(3)
+    base = _request()
+    for _ in range(30):
+        a = _mutations(rng, base)
+        b = _mutations(rng, _mutations(rng, base))
+        first, second = _walk(a, b)  # b walked with a as its prior
+        _check(first, a)
+        _check(second, b)
+        again = _walk(b)[0]  # and with b's own walk as the counter's last
+        assert again.walk[:5] == second.walk[:5]
+
+
+def test_a_malformed_prior_is_refused() -> None:
+    native = _blocks._native
+    params = _request()
+    (lean,) = _walk(params)
+    head, memo = lean.head, _blocks._message_memo(CLASSIC)
+
+    def slow(*args: Any) -> Any:
+        raise AssertionError("every message is in the memo")
+
+    native.lean_messages(params["messages"], memo, head, slow, lean.walk)
+    for bad in (
+        (),
+        lean.walk[:5],
+        (b"x", *lean.walk[1:]),
+        (lean.walk[0], lean.walk[1][:-8], *lean.walk[2:]),
+        (*lean.walk[:2], b"", *lean.walk[3:]),
+        [*lean.walk],
+    ):
+        with pytest.raises(TypeError, match="prior"):
+            native.lean_messages(params["messages"], memo, head, slow, bad)
+
+
+def test_first_different_key() -> None:
+    native = _blocks._native
+    params = _request()
+    other = copy.deepcopy(params)
+    other["messages"][5]["content"][0]["content"] += "!"
+    first, second = _walk(params, other)
+    assert native.first_different_key(first.walk[0], second.walk[0]) == 5
+    assert native.first_different_key(first.walk[0], first.walk[0]) is None
+    assert native.first_different_key(first.walk[0], first.walk[0][:32]) is None
+    unkeyed = bytes(first.walk[0][:16]) + (1).to_bytes(8, "little") + (0).to_bytes(8, "little")
+    assert native.first_different_key(unkeyed, unkeyed) == 1
+
+
+def test_compare_reads_params_through_the_lean_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = _request()
+    b = copy.deepcopy(a)
+    b["messages"][5]["content"][0]["content"] = (
+        "changed " + b["messages"][5]["content"][0]["content"]
+    )
+    seen: list[int] = []
+    real = _blocks.flatten_lean
+
+    def spy(requests: Any) -> Any:
+        seen.append(len(requests))
+        return real(requests)
+
+    monkeypatch.setattr("cachescope.stability.flatten_lean", spy)
+    diff = compare(a, b)
+    assert seen == [2]
+    assert diff.cause == "messages_changed" and diff.path == "messages.5.content.0"
