@@ -903,7 +903,6 @@ class LeanRequest:
         "_builder",
         "_found",
         "_memo",
-        "_params",
         "_slow",
         "_units",
         "counter",
@@ -929,7 +928,6 @@ class LeanRequest:
     def __init__(self, params: Mapping[str, Any], counter: Any, token_cache: dict[int, int]):
         """The head of the request (tool list, system prompt) and its settings; the messages'
         numbers come with `_walk`."""
-        self._params = params
         self.model = str(params.get("model", ""))
         self.counter = counter
         self.messages: list[Any] = params["messages"]
@@ -959,7 +957,11 @@ class LeanRequest:
             toggles.extend(entry[3])
         self.head = head
         self.head_units = units
-        self._found = (images, citations, toggles)
+        self._found = (images, citations)
+        # the settings now (images and citations in the messages are added after the walk)
+        self.settings = request_settings(
+            params, has_images=images, toggles=toggles, citations=citations
+        )
         self._memo = memo_of_messages = _message_memo(counter)
         self._slow = _slow_entries(builder, memo, memo_of_messages, counter)
         self._units: dict[int, tuple[Block, ...]] = {}
@@ -984,14 +986,18 @@ class LeanRequest:
         self.starts = memoryview(walk[1]).cast("q")  # first block of each message, then total
         self.cumulative = memoryview(walk[2]).cast("q")
         self.marked = memoryview(walk[3]).cast("q").tolist()
-        images, citations, toggles = self._found
         found = walk[5]
-        self.settings = request_settings(
-            self._params,
-            has_images=images or bool(found & 1),
-            toggles=toggles,
-            citations=citations or bool(found & 2),
-        )
+        if found:
+            images, citations = self._found
+            if found & 1 and not images:
+                self.settings["messages"]["images"] = True
+            if found & 2 and not citations:
+                # in the place `request_settings` gives it (before speed), for equal reprs
+                system = self.settings["system"]
+                speed = system.pop("speed", None)
+                system["citations"] = True
+                if speed is not None:
+                    system["speed"] = speed
 
     def __len__(self) -> int:
         return self.starts[-1]

@@ -172,3 +172,25 @@ def test_compare_reads_params_through_the_lean_walk(monkeypatch: pytest.MonkeyPa
     diff = compare(a, b)
     assert seen == [2]
     assert diff.cause == "messages_changed" and diff.path == "messages.5.content.0"
+
+
+def test_images_and_citations_in_messages_reach_the_settings() -> None:
+    params = _request()
+    params["speed"] = "fast"
+    image = {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
+    }
+    document = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "a note " * 20},
+        "citations": {"enabled": True},
+    }
+    plain = copy.deepcopy(params)
+    params["messages"][3] = {"role": "user", "content": [image, {"type": "text", "text": "see"}]}
+    params["messages"][6] = {"role": "user", "content": [document]}
+    first, second = _walk(plain, params)
+    _check(first, plain)
+    _check(second, params)
+    assert second.settings["messages"]["images"] is True
+    assert list(second.settings["system"]) == ["citations", "speed"]
