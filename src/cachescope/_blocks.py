@@ -189,6 +189,8 @@ _MESSAGE_MEMO_COUNTERS = 64
 _LAST_WALKS: dict[Any, tuple[Any, bytes, list[Any]]] = {}
 # The last `lean_messages` walk per counter; see `flatten_lean`.
 _LAST_LEAN: dict[Any, tuple[bytes, bytes, bytes, bytes, bytes, int]] = {}
+# a walk of no messages and no blocks: the prior that lends nothing
+_NO_WALK = (b"", bytes(8), bytes(8), b"", b"", 0)
 
 
 def _layer_tuple(value: Any) -> tuple[Any, ...] | None:
@@ -981,7 +983,11 @@ class LeanRequest:
             walk = native.lean_messages(self.messages, self._memo, self.head, self._slow, earlier)
         else:
             walk = native.lean_messages(self.messages, self._memo, self.head, self._slow)
-        _LAST_LEAN[counter] = self.walk = walk
+        self._take(walk)
+
+    def _take(self, walk: tuple[bytes, bytes, bytes, bytes, bytes, int]) -> None:
+        """The numbers of the C walk of the messages."""
+        _LAST_LEAN[self.counter] = self.walk = walk
         self.keys = memoryview(walk[0]).cast("Q")  # two per message: the key, 1 when keyed
         self.starts = memoryview(walk[1]).cast("q")  # first block of each message, then total
         self.cumulative = memoryview(walk[2]).cast("q")
@@ -1035,6 +1041,15 @@ class LeanRequest:
         return found
 
 
+def _shares_messages(a: list[Any], b: list[Any]) -> bool:
+    """Whether two message lists hold some of the same message objects (sampled at the start,
+    the middle and near the end): only a hint of how to walk them, never of their content."""
+    n = min(len(a), len(b))
+    return n > 0 and (
+        a[0] is b[0] or a[n // 2] is b[n // 2] or a[max(0, n - 2)] is b[max(0, n - 2)]
+    )
+
+
 def flatten_lean(
     requests: Sequence[tuple[Mapping[str, Any], EstimatingCounter, dict[int, int]]],
 ) -> list[LeanRequest] | None:
@@ -1054,6 +1069,22 @@ def flatten_lean(
         if type(params.get("messages")) is not list:
             return None
     leans = [LeanRequest(params, counter, cache) for params, counter, cache in requests]
+    if len(leans) == 2 and _shares_messages(leans[0].messages, leans[1].messages):
+        # Requests that share message objects (consecutive renders of a `Prompt`, a session's
+        # history) are walked in lockstep, message m of the first and then of the second: a
+        # shared message is still keyed twice, every text hashed twice, but the second time
+        # from the CPU caches. Requests that share nothing are walked one after the other,
+        # which the memory system streams better. Either way the results are the same.
+        a, b = leans
+        prior_a = _LAST_LEAN.get(a.counter)
+        prior_b = None if b.counter is a.counter else _LAST_LEAN.get(b.counter, _NO_WALK)
+        walk_a, walk_b = _native.lean_pair(
+            a.messages, a._memo, a.head, a._slow, prior_a,
+            b.messages, b._memo, b.head, b._slow, prior_b,
+        )  # fmt: skip
+        a._take(walk_a)
+        b._take(walk_b)
+        return leans
     prior: LeanRequest | None = None
     for lean in leans:
         lean._walk(prior)

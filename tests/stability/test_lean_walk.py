@@ -194,3 +194,76 @@ def test_images_and_citations_in_messages_reach_the_settings() -> None:
     _check(second, params)
     assert second.settings["messages"]["images"] is True
     assert list(second.settings["system"]) == ["citations", "speed"]
+
+
+def _sharing(rng: random.Random, params: dict[str, Any]) -> dict[str, Any]:
+    """The next render of a session: a new list holding the same message objects, one message
+    replaced by an edited copy, maybe one appended or the last dropped."""
+    messages = list(params["messages"])
+    m = rng.randrange(len(messages)) if messages else 0
+    if messages and rng.random() < 0.5:
+        edited = copy.deepcopy(messages[m])
+        content = edited["content"]
+        if isinstance(content, str):
+            edited["content"] = content + "!"
+        else:
+            edited["role"] = "assistant" if edited["role"] == "user" else "user"
+        messages[m] = edited
+    if rng.random() < 0.3:
+        messages.append({"role": "user", "content": f"and then {rng.random()}"})
+    elif rng.random() < 0.2 and len(messages) > 1:
+        messages.pop()
+    return {**params, "messages": messages}
+
+
+def test_requests_sharing_messages_are_walked_in_lockstep_to_the_same_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    native = _blocks._native
+    pair = native.lean_pair
+
+    def spy(*args: Any) -> Any:
+        calls.append("pair")
+        return pair(*args)
+
+    monkeypatch.setattr(native, "lean_pair", spy)
+    rng = random.Random(7)
+    previous = _request()
+    for step in range(40):
+        params = _sharing(rng, previous)
+        if step % 9 == 0:
+            clear_memos()
+        first, second = _walk(previous, params)
+        _check(first, previous)
+        _check(second, params)
+        previous = params
+    assert len(calls) == 40
+    # requests that share nothing are walked one after the other
+    _walk(_request(), _request())
+    assert len(calls) == 40
+
+
+def test_lean_pair_gives_what_two_walks_give() -> None:
+    native = _blocks._native
+    rng = random.Random(5)
+    base = _request()
+    earlier = None
+    for _ in range(30):
+        a = _mutations(rng, base)
+        b = _sharing(rng, a) if rng.random() < 0.5 else _mutations(rng, a)
+        left = _blocks.LeanRequest(a, CLASSIC, {})
+        right = _blocks.LeanRequest(b, CLASSIC, {})
+        prior = earlier if rng.random() < 0.7 else None
+        arguments = [left.messages, left._memo, left.head, left._slow]
+        other = [right.messages, right._memo, right.head, right._slow]
+        walk_a, walk_b = native.lean_pair(*arguments, prior, *other, None)
+        alone_a = native.lean_messages(*arguments, *([prior] if prior else []))
+        assert walk_a == alone_a
+        assert walk_b == native.lean_messages(*other, alone_a)
+        # and b against a prior of its own instead of a
+        _, walk_b = native.lean_pair(*arguments, prior, *other, walk_a)
+        assert walk_b == native.lean_messages(*other, walk_a)
+        earlier = walk_b
+    with pytest.raises(TypeError, match="prior"):
+        native.lean_pair(*arguments, (), *other, None)

@@ -930,6 +930,14 @@ error:
  * len(messages) + 1), the cumulative token counts of all blocks (int64, total + 1, from 0), the
  * blocks with cache_control (int64 absolute indices), each message's flags (one byte: bit 0
  * images, bit 1 citations); and all flags or-ed.
+ *
+ * lean_pair(messages_a, memo_a, head_a, slow_a, prior_a, messages_b, memo_b, head_b, slow_b,
+ *           prior_b) -> (walk_a, walk_b)
+ *
+ * Two such walks in lockstep: message m of `a`, then message m of `b`. `prior_b` None means "a
+ * itself" (same counter): b's message m is checked against a's message m, walked just before.
+ * The results are those of two lean_messages calls; the order only keeps each message of `a`
+ * in the CPU caches for the same message of `b` (every text of both is still hashed).
  */
 typedef struct {
     unsigned char *data;
@@ -967,248 +975,373 @@ grow_put(Grow *g, const void *item, Py_ssize_t size)
 static PyObject *
 grow_bytes(Grow *g)
 {
-    PyObject *out = PyBytes_FromStringAndSize((const char *)g->data, g->len);
+    PyObject *out = PyBytes_FromStringAndSize(g->data != NULL ? (const char *)g->data : "", g->len);
     PyMem_Free(g->data);
     g->data = NULL;
     g->len = g->cap = 0;
     return out;
 }
 
-static PyObject *
-blocks_lean_messages(PyObject *self, PyObject *args)
+/* the numbers of a prior walk: a finished one (bytes) or one going on alongside */
+typedef struct {
+    const unsigned long long *keys; /* two per message */
+    const long long *starts;        /* first block of each message */
+    const long long *tokens;        /* cumulative, total + 1 */
+    const long long *marks;
+    const unsigned char *mflags;
+    Py_ssize_t count; /* messages walked */
+    Py_ssize_t total; /* blocks up to the end of the last one */
+    Py_ssize_t nmarks;
+} Prior;
+
+/* one walk going on */
+typedef struct {
+    PyObject *messages, *memo, *slow;
+    Grow keys, starts, tokens, marks, mflags;
+    Py_ssize_t start;      /* the next message's first block */
+    Py_ssize_t prior_mark; /* where the prior's marks were last read */
+    long flags;
+} Lean;
+
+static void
+lean_free(Lean *w)
 {
-    PyObject *messages, *memo, *head, *slow, *prior = Py_None;
-    PyObject *result = NULL;
-    const unsigned long long *prior_keys = NULL;
-    const long long *prior_starts = NULL, *prior_tokens = NULL, *prior_marks = NULL;
-    const unsigned char *prior_mflags = NULL;
-    Py_ssize_t prior_count = 0, prior_total = 0, prior_nmarks = 0, prior_mark = 0;
-    Py_ssize_t m, i, start, head_len;
-    long flags = 0;
+    PyMem_Free(w->keys.data);
+    PyMem_Free(w->starts.data);
+    PyMem_Free(w->tokens.data);
+    PyMem_Free(w->marks.data);
+    PyMem_Free(w->mflags.data);
+    memset(w, 0, sizeof(*w));
+}
+
+/* a walk's own numbers so far, as the prior of a walk alongside it */
+static void
+prior_of_live(const Lean *w, Prior *p)
+{
+    p->keys = (const unsigned long long *)w->keys.data;
+    p->starts = (const long long *)w->starts.data;
+    p->tokens = (const long long *)w->tokens.data;
+    p->marks = (const long long *)w->marks.data;
+    p->mflags = w->mflags.data;
+    p->count = w->mflags.len;
+    p->total = w->start;
+    p->nmarks = w->marks.len / 8;
+}
+
+/* a finished walk (the tuple lean_messages returns) as a prior; -1 with TypeError if malformed */
+static int
+prior_of_tuple(PyObject *prior, Prior *p)
+{
+    PyObject *pk, *ps, *pt, *pm, *pf;
+    Py_ssize_t count;
+    if (!PyTuple_CheckExact(prior) || PyTuple_GET_SIZE(prior) != 6)
+        goto bad;
+    pk = PyTuple_GET_ITEM(prior, 0);
+    ps = PyTuple_GET_ITEM(prior, 1);
+    pt = PyTuple_GET_ITEM(prior, 2);
+    pm = PyTuple_GET_ITEM(prior, 3);
+    pf = PyTuple_GET_ITEM(prior, 4);
+    if (!PyBytes_CheckExact(pk) || !PyBytes_CheckExact(ps) || !PyBytes_CheckExact(pt) ||
+        !PyBytes_CheckExact(pm) || !PyBytes_CheckExact(pf))
+        goto bad;
+    count = PyBytes_GET_SIZE(pf);
+    if (PyBytes_GET_SIZE(pk) != count * 16 || PyBytes_GET_SIZE(ps) != (count + 1) * 8 ||
+        PyBytes_GET_SIZE(pt) % 8 != 0 || PyBytes_GET_SIZE(pt) < 8 ||
+        PyBytes_GET_SIZE(pm) % 8 != 0)
+        goto bad;
+    p->keys = (const unsigned long long *)PyBytes_AS_STRING(pk);
+    p->starts = (const long long *)PyBytes_AS_STRING(ps);
+    p->tokens = (const long long *)PyBytes_AS_STRING(pt);
+    p->marks = (const long long *)PyBytes_AS_STRING(pm);
+    p->mflags = (const unsigned char *)PyBytes_AS_STRING(pf);
+    p->count = count;
+    p->total = PyBytes_GET_SIZE(pt) / 8 - 1;
+    p->nmarks = PyBytes_GET_SIZE(pm) / 8;
+    if (p->starts[count] != p->total)
+        goto bad;
+    return 0;
+bad:
+    PyErr_SetString(PyExc_TypeError, "prior must be an earlier result of lean_messages");
+    return -1;
+}
+
+/* start a walk: the head's counts and breakpoints from its blocks' `tokens` and
+ * `cache_control`, and room for about `blocks` blocks */
+static int
+lean_init(Lean *w, PyObject *messages, PyObject *memo, PyObject *head, PyObject *slow,
+          Py_ssize_t blocks)
+{
+    Py_ssize_t i, n = PyList_GET_SIZE(messages), head_len = PyList_GET_SIZE(head);
     long long zero = 0;
-    Grow keys = {NULL, 0, 0}, starts = {NULL, 0, 0}, tokens = {NULL, 0, 0};
-    Grow marks = {NULL, 0, 0}, mflags = {NULL, 0, 0};
-    Buf b;
-    if (!PyArg_ParseTuple(args, "O!O!O!O|O:lean_messages", &PyList_Type, &messages,
-                          &PyDict_Type, &memo, &PyList_Type, &head, &slow, &prior))
-        return NULL;
+    memset(w, 0, sizeof(*w));
     if (!PyCallable_Check(slow)) {
         PyErr_SetString(PyExc_TypeError, "slow must be callable");
-        return NULL;
+        return -1;
     }
-    if (prior != Py_None) {
-        /* (keys, starts, tokens, marks, mflags, flags) of an earlier call; the tuple (and so its
-         * bytes) is kept alive by the caller for the whole call */
-        PyObject *pk, *ps, *pt, *pm, *pf;
-        if (!PyTuple_CheckExact(prior) || PyTuple_GET_SIZE(prior) != 6)
-            goto bad_prior;
-        pk = PyTuple_GET_ITEM(prior, 0);
-        ps = PyTuple_GET_ITEM(prior, 1);
-        pt = PyTuple_GET_ITEM(prior, 2);
-        pm = PyTuple_GET_ITEM(prior, 3);
-        pf = PyTuple_GET_ITEM(prior, 4);
-        if (!PyBytes_CheckExact(pk) || !PyBytes_CheckExact(ps) || !PyBytes_CheckExact(pt) ||
-            !PyBytes_CheckExact(pm) || !PyBytes_CheckExact(pf))
-            goto bad_prior;
-        prior_count = PyBytes_GET_SIZE(pf);
-        if (PyBytes_GET_SIZE(pk) != prior_count * 16 ||
-            PyBytes_GET_SIZE(ps) != (prior_count + 1) * 8 || PyBytes_GET_SIZE(pt) % 8 != 0 ||
-            PyBytes_GET_SIZE(pt) < 8 || PyBytes_GET_SIZE(pm) % 8 != 0)
-            goto bad_prior;
-        prior_keys = (const unsigned long long *)PyBytes_AS_STRING(pk);
-        prior_starts = (const long long *)PyBytes_AS_STRING(ps);
-        prior_tokens = (const long long *)PyBytes_AS_STRING(pt);
-        prior_total = PyBytes_GET_SIZE(pt) / 8 - 1;
-        prior_marks = (const long long *)PyBytes_AS_STRING(pm);
-        prior_nmarks = PyBytes_GET_SIZE(pm) / 8;
-        prior_mflags = (const unsigned char *)PyBytes_AS_STRING(pf);
-        if (prior_starts[prior_count] != prior_total)
-            goto bad_prior;
-    }
-
-    /* room for what a walk like the prior one writes, so that the puts rarely grow */
-    head_len = PyList_GET_SIZE(head);
-    {
-        Py_ssize_t n = PyList_GET_SIZE(messages);
-        Py_ssize_t blocks = head_len + Py_MAX(prior_total, 2 * n) + 16;
-        if (grow_room(&keys, 16 * n + 16) < 0 || grow_room(&starts, 8 * n + 16) < 0 ||
-            grow_room(&tokens, 8 * blocks) < 0 || grow_room(&mflags, n + 16) < 0)
-            goto error;
-    }
-    /* the head: its counts and breakpoints from its blocks' `tokens` and `cache_control` */
-    if (grow_put(&tokens, &zero, 8) < 0)
-        goto error;
+    w->messages = messages;
+    w->memo = memo;
+    w->slow = slow;
+    blocks = head_len + Py_MAX(blocks, 2 * n) + 16;
+    if (grow_room(&w->keys, 16 * n + 16) < 0 || grow_room(&w->starts, 8 * n + 16) < 0 ||
+        grow_room(&w->tokens, 8 * blocks) < 0 || grow_room(&w->mflags, n + 16) < 0 ||
+        grow_put(&w->tokens, &zero, 8) < 0)
+        return -1;
     for (i = 0; i < head_len; i++) {
         PyObject *block = PyList_GET_ITEM(head, i);
         PyObject *count = PyObject_GetAttr(block, str_tokens);
         PyObject *control;
-        long long value, *cumulative;
+        long long value;
         if (count == NULL)
-            goto error;
+            return -1;
         value = PyLong_Check(count) ? PyLong_AsLongLong(count) : -1;
         Py_DECREF(count);
         if (value == -1 && PyErr_Occurred())
-            goto error;
+            return -1;
         if (value < 0) {
             PyErr_SetString(PyExc_TypeError, "a head block's tokens must be an int >= 0");
-            goto error;
+            return -1;
         }
-        cumulative = (long long *)tokens.data;
-        value += cumulative[i];
-        if (grow_put(&tokens, &value, 8) < 0)
-            goto error;
+        value += ((long long *)w->tokens.data)[i];
+        if (grow_put(&w->tokens, &value, 8) < 0)
+            return -1;
         control = PyObject_GetAttr(block, str_cache_control);
         if (control == NULL)
-            goto error;
+            return -1;
         Py_DECREF(control);
         if (control != Py_None) {
             long long at = i;
-            if (grow_put(&marks, &at, 8) < 0)
-                goto error;
+            if (grow_put(&w->marks, &at, 8) < 0)
+                return -1;
         }
     }
     if (PyList_GET_SIZE(head) != head_len) {
         PyErr_SetString(PyExc_RuntimeError, "head changed during lean_messages");
-        goto error;
+        return -1;
     }
+    w->start = head_len;
+    return 0;
+}
 
+/* message m of the walk (m < the list's size), checked against `p` (NULL: no prior) */
+static int
+lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
+{
+    PyObject *message = PyList_GET_ITEM(w->messages, m);
+    PyObject *key = NULL, *entry = NULL;
+    unsigned long long digest = 0, pair[2];
+    long long at = w->start;
+    Py_ssize_t start = w->start;
+    unsigned char mflag = 0;
+    int done, result = -1;
+    if (grow_put(&w->starts, &at, 8) < 0)
+        return -1;
+    Py_INCREF(message);
+    done = message_key_of(b, message, m, start, &digest);
+    if (done < 0)
+        goto out;
+    pair[0] = digest;
+    pair[1] = done == 1;
+    if (grow_put(&w->keys, pair, 16) < 0)
+        goto out;
+    if (done == 1 && p != NULL && m < p->count && p->keys[2 * m + 1] == 1 &&
+        p->keys[2 * m] == digest && p->starts[m] == start) {
+        /* the same message at the same place as in the prior walk: its numbers */
+        Py_ssize_t end = m + 1 < p->count ? (Py_ssize_t)p->starts[m + 1] : p->total;
+        Py_ssize_t n = end - start, j;
+        const long long *from = p->tokens + start;
+        long long value;
+        if (n < 0 || end > p->total)
+            goto fallback;
+        value = ((long long *)w->tokens.data)[start];
+        if (__builtin_expect(w->tokens.len + 8 * n > w->tokens.cap, 0) &&
+            grow_room(&w->tokens, 8 * n) < 0)
+            goto out;
+        for (j = 0; j < n; j++) {
+            value += from[j + 1] - from[j];
+            ((long long *)(w->tokens.data + w->tokens.len))[j] = value;
+        }
+        w->tokens.len += 8 * n;
+        if (w->prior_mark > p->nmarks)
+            w->prior_mark = 0;
+        while (w->prior_mark < p->nmarks && p->marks[w->prior_mark] < start)
+            w->prior_mark++;
+        for (; w->prior_mark < p->nmarks && p->marks[w->prior_mark] < end; w->prior_mark++)
+            if (grow_put(&w->marks, &p->marks[w->prior_mark], 8) < 0)
+                goto out;
+        mflag = p->mflags[m];
+        w->start = end;
+    }
+    else {
+        PyObject *unit, *offsets;
+        const char *counts;
+        Py_ssize_t n, j;
+        int images, citations;
+    fallback:
+        if (done == 1) {
+            key = PyLong_FromUnsignedLongLong(digest);
+            if (key == NULL)
+                goto out;
+            entry = PyDict_GetItemWithError(w->memo, key); /* borrowed */
+            if (entry == NULL && PyErr_Occurred())
+                goto out;
+            Py_XINCREF(entry);
+        }
+        if (entry == NULL) {
+            entry = PyObject_CallFunction(w->slow, "OnnO", message, m, start,
+                                          key != NULL ? key : Py_None);
+            if (entry == NULL)
+                goto out;
+        }
+        if (check_entry(entry) < 0)
+            goto out;
+        images = truth(PyTuple_GET_ITEM(entry, 1));
+        if (images < 0)
+            goto out;
+        citations = truth(PyTuple_GET_ITEM(entry, 2));
+        if (citations < 0)
+            goto out;
+        mflag = (unsigned char)((images ? 1 : 0) | (citations ? 2 : 0));
+        unit = PyTuple_GET_ITEM(entry, 0);
+        offsets = PyTuple_GET_ITEM(entry, 5);
+        counts = PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 4));
+        n = PyTuple_GET_SIZE(unit);
+        for (j = 0; j < n; j++) {
+            long long count, value;
+            memcpy(&count, counts + j * (Py_ssize_t)sizeof(long long), sizeof(count));
+            value = ((long long *)w->tokens.data)[start + j] + count;
+            if (grow_put(&w->tokens, &value, 8) < 0)
+                goto out;
+        }
+        /* check_entry made sure the offsets are ints within the unit */
+        for (j = 0; j < PyTuple_GET_SIZE(offsets); j++) {
+            long long at_block = start + PyLong_AsSsize_t(PyTuple_GET_ITEM(offsets, j));
+            if (grow_put(&w->marks, &at_block, 8) < 0)
+                goto out;
+        }
+        w->start = start + n;
+    }
+    w->flags |= mflag;
+    if (grow_put(&w->mflags, &mflag, 1) < 0)
+        goto out;
+    result = 0;
+out:
+    Py_XDECREF(entry);
+    Py_XDECREF(key);
+    Py_DECREF(message);
+    return result;
+}
+
+/* the finished walk as the tuple lean_messages returns; the walk's buffers are freed */
+static PyObject *
+lean_result(Lean *w)
+{
+    long long total = w->start;
+    PyObject *k, *s, *t, *mk, *f;
+    if (grow_put(&w->starts, &total, 8) < 0)
+        return NULL;
+    k = grow_bytes(&w->keys);
+    s = grow_bytes(&w->starts);
+    t = grow_bytes(&w->tokens);
+    mk = grow_bytes(&w->marks);
+    f = grow_bytes(&w->mflags);
+    if (k == NULL || s == NULL || t == NULL || mk == NULL || f == NULL) {
+        Py_XDECREF(k);
+        Py_XDECREF(s);
+        Py_XDECREF(t);
+        Py_XDECREF(mk);
+        Py_XDECREF(f);
+        return NULL;
+    }
+    return Py_BuildValue("(NNNNNl)", k, s, t, mk, f, w->flags);
+}
+
+static PyObject *
+blocks_lean_messages(PyObject *self, PyObject *args)
+{
+    PyObject *messages, *memo, *head, *slow, *prior = Py_None, *result;
+    Prior p;
+    Lean w;
+    Buf b;
+    Py_ssize_t m;
+    if (!PyArg_ParseTuple(args, "O!O!O!O|O:lean_messages", &PyList_Type, &messages,
+                          &PyDict_Type, &memo, &PyList_Type, &head, &slow, &prior))
+        return NULL;
+    /* the prior tuple (and so its bytes) is kept alive by the caller for the whole call */
+    if (prior != Py_None && prior_of_tuple(prior, &p) < 0)
+        return NULL;
+    if (lean_init(&w, messages, memo, head, slow, prior != Py_None ? p.total : 0) < 0) {
+        lean_free(&w);
+        return NULL;
+    }
     buf_init(&b);
-    start = head_len;
     /* `slow` runs Python code that may change the list: its size is re-read each time */
     for (m = 0; m < PyList_GET_SIZE(messages); m++) {
-        PyObject *message = PyList_GET_ITEM(messages, m);
-        PyObject *key = NULL, *entry = NULL;
-        unsigned long long digest = 0, pair[2];
-        long long at = start;
-        unsigned char mflag = 0;
-        int done;
-        if (grow_put(&starts, &at, 8) < 0)
-            goto fail_buf;
-        Py_INCREF(message);
-        done = message_key_of(&b, message, m, start, &digest);
-        if (done < 0)
-            goto fail_message;
-        pair[0] = digest;
-        pair[1] = done == 1;
-        if (grow_put(&keys, pair, 16) < 0)
-            goto fail_message;
-        if (done == 1 && m < prior_count && prior_keys[2 * m + 1] == 1 &&
-            prior_keys[2 * m] == digest && prior_starts[m] == start &&
-            prior_starts[m + 1] <= prior_total && prior_starts[m + 1] >= start) {
-            /* the same message at the same place as in the earlier walk: its numbers */
-            Py_ssize_t n = (Py_ssize_t)(prior_starts[m + 1] - start), j;
-            for (j = 0; j < n; j++) {
-                long long value = ((long long *)tokens.data)[start + j] +
-                                  (prior_tokens[start + j + 1] - prior_tokens[start + j]);
-                if (grow_put(&tokens, &value, 8) < 0)
-                    goto fail_message;
-            }
-            while (prior_mark < prior_nmarks && prior_marks[prior_mark] < start)
-                prior_mark++;
-            for (; prior_mark < prior_nmarks && prior_marks[prior_mark] < start + n; prior_mark++)
-                if (grow_put(&marks, &prior_marks[prior_mark], 8) < 0)
-                    goto fail_message;
-            mflag = prior_mflags[m];
-            start += n;
-        }
-        else {
-            PyObject *unit, *offsets;
-            const char *counts;
-            Py_ssize_t n, j;
-            int images, citations;
-            if (done == 1) {
-                key = PyLong_FromUnsignedLongLong(digest);
-                if (key == NULL)
-                    goto fail_message;
-                entry = PyDict_GetItemWithError(memo, key); /* borrowed */
-                if (entry == NULL && PyErr_Occurred())
-                    goto fail_message;
-                Py_XINCREF(entry);
-            }
-            if (entry == NULL) {
-                entry = PyObject_CallFunction(slow, "OnnO", message, m, start,
-                                              key != NULL ? key : Py_None);
-                if (entry == NULL)
-                    goto fail_message;
-            }
-            if (check_entry(entry) < 0)
-                goto fail_entry;
-            images = truth(PyTuple_GET_ITEM(entry, 1));
-            if (images < 0)
-                goto fail_entry;
-            citations = truth(PyTuple_GET_ITEM(entry, 2));
-            if (citations < 0)
-                goto fail_entry;
-            mflag = (unsigned char)((images ? 1 : 0) | (citations ? 2 : 0));
-            unit = PyTuple_GET_ITEM(entry, 0);
-            offsets = PyTuple_GET_ITEM(entry, 5);
-            counts = PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 4));
-            n = PyTuple_GET_SIZE(unit);
-            for (j = 0; j < n; j++) {
-                long long count, value;
-                memcpy(&count, counts + j * (Py_ssize_t)sizeof(long long), sizeof(count));
-                value = ((long long *)tokens.data)[start + j] + count;
-                if (grow_put(&tokens, &value, 8) < 0)
-                    goto fail_entry;
-            }
-            /* check_entry made sure the offsets are ints within the unit, in the unit's order */
-            for (j = 0; j < PyTuple_GET_SIZE(offsets); j++) {
-                long long at_block = start + PyLong_AsSsize_t(PyTuple_GET_ITEM(offsets, j));
-                if (grow_put(&marks, &at_block, 8) < 0)
-                    goto fail_entry;
-            }
-            start += n;
-            Py_DECREF(entry);
-            Py_XDECREF(key);
-        }
-        flags |= mflag;
-        if (grow_put(&mflags, &mflag, 1) < 0)
-            goto fail_buf_message;
-        Py_DECREF(message);
-        continue;
-    fail_entry:
-        Py_DECREF(entry);
-    fail_message:
-        Py_XDECREF(key);
-    fail_buf_message:
-        Py_DECREF(message);
-    fail_buf:
-        buf_free(&b);
-        goto error;
-    }
-    buf_free(&b);
-    {
-        long long total = start;
-        PyObject *k, *s, *t, *mk, *f;
-        if (grow_put(&starts, &total, 8) < 0)
-            goto error;
-        if (mflags.data == NULL && grow_put(&mflags, &zero, 0) < 0)
-            goto error;
-        k = grow_bytes(&keys);
-        s = grow_bytes(&starts);
-        t = grow_bytes(&tokens);
-        mk = grow_bytes(&marks);
-        f = grow_bytes(&mflags);
-        if (k == NULL || s == NULL || t == NULL || mk == NULL || f == NULL) {
-            Py_XDECREF(k);
-            Py_XDECREF(s);
-            Py_XDECREF(t);
-            Py_XDECREF(mk);
-            Py_XDECREF(f);
+        if (lean_step(&w, &b, m, prior != Py_None ? &p : NULL) < 0) {
+            buf_free(&b);
+            lean_free(&w);
             return NULL;
         }
-        result = Py_BuildValue("(NNNNNl)", k, s, t, mk, f, flags);
     }
+    buf_free(&b);
+    result = lean_result(&w);
+    lean_free(&w);
     return result;
+}
 
-bad_prior:
-    PyErr_SetString(PyExc_TypeError, "prior must be an earlier result of lean_messages");
+static PyObject *
+blocks_lean_pair(PyObject *self, PyObject *args)
+{
+    PyObject *messages_a, *memo_a, *head_a, *slow_a, *prior_a;
+    PyObject *messages_b, *memo_b, *head_b, *slow_b, *prior_b;
+    PyObject *walk_a = NULL, *walk_b = NULL;
+    Prior pa, pb;
+    Lean a, b;
+    Buf buf;
+    Py_ssize_t m;
+    int follows;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOO!O!O!OO:lean_pair", &PyList_Type, &messages_a,
+                          &PyDict_Type, &memo_a, &PyList_Type, &head_a, &slow_a, &prior_a,
+                          &PyList_Type, &messages_b, &PyDict_Type, &memo_b, &PyList_Type,
+                          &head_b, &slow_b, &prior_b))
+        return NULL;
+    follows = prior_b == Py_None;
+    if ((prior_a != Py_None && prior_of_tuple(prior_a, &pa) < 0) ||
+        (!follows && prior_of_tuple(prior_b, &pb) < 0))
+        return NULL;
+    memset(&b, 0, sizeof(b));
+    if (lean_init(&a, messages_a, memo_a, head_a, slow_a, prior_a != Py_None ? pa.total : 0) <
+            0 ||
+        lean_init(&b, messages_b, memo_b, head_b, slow_b, follows ? 0 : pb.total) < 0)
+        goto error;
+    buf_init(&buf);
+    /* `slow` runs Python code that may change the lists: their sizes are re-read each time */
+    for (m = 0; m < PyList_GET_SIZE(messages_a) || m < PyList_GET_SIZE(messages_b); m++) {
+        if (m < PyList_GET_SIZE(messages_a) &&
+            lean_step(&a, &buf, m, prior_a != Py_None ? &pa : NULL) < 0)
+            goto error_buf;
+        if (m < PyList_GET_SIZE(messages_b)) {
+            if (follows)
+                prior_of_live(&a, &pb); /* a's buffers may have moved: read them again */
+            if (lean_step(&b, &buf, m, &pb) < 0)
+                goto error_buf;
+        }
+    }
+    buf_free(&buf);
+    walk_a = lean_result(&a);
+    walk_b = walk_a != NULL ? lean_result(&b) : NULL;
+    lean_free(&a);
+    lean_free(&b);
+    if (walk_b == NULL) {
+        Py_XDECREF(walk_a);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", walk_a, walk_b);
+
+error_buf:
+    buf_free(&buf);
 error:
-    PyMem_Free(keys.data);
-    PyMem_Free(starts.data);
-    PyMem_Free(tokens.data);
-    PyMem_Free(marks.data);
-    PyMem_Free(mflags.data);
+    lean_free(&a);
+    lean_free(&b);
     return NULL;
 }
 
@@ -1429,6 +1562,10 @@ static PyMethodDef blocks_methods[] = {
     {"lean_messages", blocks_lean_messages, METH_VARARGS,
      "lean_messages(messages, memo, head, slow[, prior]) -> (keys, starts, tokens, marks, "
      "mflags, flags): the message walk of compare, numbers only."},
+    {"lean_pair", blocks_lean_pair, METH_VARARGS,
+     "lean_pair(messages_a, memo_a, head_a, slow_a, prior_a, messages_b, memo_b, head_b, "
+     "slow_b, prior_b) -> (walk_a, walk_b): two lean_messages walks in lockstep (prior_b None: "
+     "b follows a)."},
     {"first_different_key", blocks_first_different_key, METH_VARARGS,
      "first_different_key(a, b) -> int | None: first message whose packed keys differ."},
     {"flatten_messages", blocks_flatten_messages, METH_VARARGS,
