@@ -71,25 +71,14 @@ static int cs_th_best = CS_TH_UNSET;
 
 #if CS_TH_X86
 
-/* Lanes folded for an input of n bytes (step 3). */
-static inline unsigned cs_th_fold_width(size_t n)
-{
-    size_t k, m = 1;
-    if (n > CS_TH_BLOCK - 16)
-        return CS_TH_LANES;
-    k = n <= 16 ? 1 : (n + 15) / 16;
-    while (m < k)
-        m *= 2;
-    return (unsigned)m;
-}
-
 __attribute__((target("aes,sse4.1"))) static inline __m128i cs_th_key(int index)
 {
     return _mm_loadu_si128((const __m128i *)(cs_th_keys + 2 * index));
 }
 
-/* Steps 3-4 on lanes held as 128-bit values (shared by both paths for short inputs). */
-__attribute__((target("aes,sse4.1"))) static inline unsigned long long
+/* Steps 3-4 on lanes held as 128-bit values (shared by both paths for short inputs); inlined
+ * with a constant m so the loops unroll and the lanes stay in registers. */
+__attribute__((target("aes,sse4.1"), always_inline)) static inline unsigned long long
 cs_th_finish128(__m128i *s, unsigned m, __m128i len)
 {
     unsigned i;
@@ -108,28 +97,44 @@ cs_th_finish128(__m128i *s, unsigned m, __m128i len)
     return (unsigned long long)_mm_cvtsi128_si64(h);
 }
 
-/* n < 256 (steps 1-4 with at most one chunk per lane), on either path. */
-__attribute__((target("aes,sse4.1"), unused)) static unsigned long long
-cs_th_short(const unsigned char *p, size_t n)
+/* 16 < n <= 16 m (steps 1-4 with at most one chunk per lane) for a constant fold width m. */
+__attribute__((target("aes,sse4.1"), always_inline)) static inline unsigned long long
+cs_th_short_m(const unsigned char *p, size_t n, const unsigned m)
 {
     __m128i s[CS_TH_LANES];
     __m128i len = _mm_cvtsi64_si128((long long)n);
-    unsigned m = cs_th_fold_width(n), i;
-    for (i = 0; i < m; i++)
-        s[i] = _mm_xor_si128(cs_th_key((int)i), len);
-    if (n <= 16) {
-        unsigned char pad[16] = {0};
-        if (n)
-            memcpy(pad, p, n);
-        s[0] = _mm_aesenc_si128(s[0], _mm_loadu_si128((const __m128i *)pad));
-    }
-    else {
-        size_t k = (n + 15) / 16, c;
-        for (c = 0; c + 1 < k; c++)
+    size_t k = (n + 15) / 16;
+    unsigned c;
+    for (c = 0; c < m; c++) {
+        s[c] = _mm_xor_si128(cs_th_key((int)c), len);
+        if (c + 1 < k)
             s[c] = _mm_aesenc_si128(s[c], _mm_loadu_si128((const __m128i *)(p + 16 * c)));
-        s[c] = _mm_aesenc_si128(s[c], _mm_loadu_si128((const __m128i *)(p + n - 16)));
+        else if (c + 1 == k)
+            s[c] = _mm_aesenc_si128(s[c], _mm_loadu_si128((const __m128i *)(p + n - 16)));
     }
     return cs_th_finish128(s, m, len);
+}
+
+/* n < 256, on either path. */
+__attribute__((target("aes,sse4.1"), unused)) static unsigned long long
+cs_th_short(const unsigned char *p, size_t n)
+{
+    if (n <= 16) {
+        unsigned char pad[16] = {0};
+        __m128i len = _mm_cvtsi64_si128((long long)n), s[1];
+        if (n)
+            memcpy(pad, p, n);
+        s[0] = _mm_aesenc_si128(_mm_xor_si128(cs_th_key(0), len),
+                                _mm_loadu_si128((const __m128i *)pad));
+        return cs_th_finish128(s, 1, len);
+    }
+    if (n <= 32)
+        return cs_th_short_m(p, n, 2);
+    if (n <= 64)
+        return cs_th_short_m(p, n, 4);
+    if (n <= 128)
+        return cs_th_short_m(p, n, 8);
+    return cs_th_short_m(p, n, 16);
 }
 
 #define CS_TH_ABSORB128(q)                                                                         \
