@@ -73,6 +73,19 @@ def test_text_hash_takes_bytes_like_objects_only() -> None:
             module.text_hash(wrong)
 
 
+def test_text_hash_refuses_odd_input_without_crashing() -> None:
+    module = hashing_module()
+    with pytest.raises(BufferError):
+        module.text_hash(memoryview(bytes(64))[::2])  # not contiguous
+    with pytest.raises(ValueError, match="unknown text hash path"):
+        module._text_hash_path("sse")
+    with pytest.raises(TypeError, match="buffers must be bytes"):
+        module._bench("text_hash", [b"x", "y"], 1)
+    with pytest.raises(ValueError, match="unknown function"):
+        module._bench("md5", [b"x"], 1)
+    assert module._text_hash_path() == module._text_hash_path("auto")
+
+
 def test_text_hash_is_xxh3_without_aes() -> None:
     module = hashing_module()
     if module.TEXT_HASH != "xxh3":

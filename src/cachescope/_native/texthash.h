@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CS_TH_X86 1
 #include <immintrin.h>
 #else
