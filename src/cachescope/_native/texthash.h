@@ -24,10 +24,12 @@
  *      then fold them: while m > 1: m /= 2; s[i] = aesenc(s[i], s[i + m]) for i < m.
  *      (Without the two rounds, a one-bit change in lane 0 of the last block and one in lane 8 of
  *      the block before meet in the fold after one round each and cancel with probability about
- *      2^-7: 130 collisions among 28k sparse bit flips of a 1 KB input. With them every pair of
- *      changes meets after at least 3 rounds, i.e. through more than 20 active S-boxes.)
- *   4. h = aesenc(s[0], F[0] ^ L); h = aesenc(h, F[1]); h = aesenc(h, F[2])
- *      (three full rounds after the last input byte went in), result = low64(h) ^ high64(h).
+ *      2^-7: 130 collisions among 28k sparse bit flips of a 1 KB input. With them two changes
+ *      in different lanes meet after at least two rounds on one side and three on the other, or
+ *      three on both: far too many active S-boxes for a chance cancellation.)
+ *   4. h = aesenc(s[0], F[0] ^ L); h = aesenc(h, F[1]); h = aesenc(h, F[2]);
+ *      result = low64(h) ^ high64(h). Every input byte goes through at least five rounds after
+ *      it went in (two in step 3, three here).
  *
  * The VAES path holds lanes 2j and 2j+1 in one 256-bit register: 16 lanes are 8 independent
  * aesenc chains (enough to cover the instruction's latency), and the fold pairs lane i with
