@@ -34,6 +34,7 @@ import orjson
 import xxhash
 
 from cachescope._native import load as _load_native
+from cachescope._texthash import aes_text_hash_py
 from cachescope._tokens import EstimatingCounter, counter_for
 
 LEVELS: tuple[str, str, str] = ("tools", "system", "messages")
@@ -70,6 +71,8 @@ class LayeredBlocks(list):  # type: ignore[type-arg]
 
 if _native is not None:  # message keys read a LayeredBlocks content with its layer names
     _native.set_layered(LayeredBlocks)
+# the hash of long strings in the C module's keys ("aes" or "xxh3"; see `_key_text_hash`)
+_NATIVE_TEXT_HASH: str = getattr(_native, "TEXT_HASH", "xxh3")
 
 
 @dataclass(slots=True)
@@ -429,7 +432,17 @@ def _put_str_py(text: str, out: bytearray) -> None:
         out += raw
     else:  # one word: the tag in the low byte, the width in the next, the length above
         out += (0x53 | width << 8 | len(text) << 16).to_bytes(8, "little")
-        out += _xxh64(raw).to_bytes(8, "little")
+        out += _key_text_hash(raw).to_bytes(8, "little")
+
+
+def _key_text_hash(raw: bytes) -> int:
+    """The hash a long string enters a key by: the C module's while it is loaded (its AES hash
+    where the CPU has AES instructions, run here by the slow `aes_text_hash_py`, which only the
+    tests comparing the two call), else xxh3. Keys never leave the process, so the pure path
+    may key with its own hash."""
+    if _native is not None and _NATIVE_TEXT_HASH == "aes":
+        return aes_text_hash_py(raw)
+    return _xxh64(raw)
 
 
 def _put_value_py(value: Any, out: bytearray, depth: int) -> bool:

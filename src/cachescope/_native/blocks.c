@@ -10,7 +10,8 @@
  *       xxh3-64 of a str's UTF-8 ("surrogatepass") or of bytes. Twin: `_xxh3_py`.
  *   value_key(value) -> int | None
  *       The content key of a plain JSON value (exact dict / list / str / int / float / bool /
- *       None): the xxh3 of a tagged encoding in which each long string enters by its own xxh3.
+ *       None): the xxh3 of a tagged encoding in which each long string enters by its text
+ *       hash (`texthash.h`: AES-based where the CPU has AES, else xxh3; `TEXT_HASH` names it).
  *       None for anything else (subclasses, tuples, SDK objects, ints beyond 64 bits, nesting
  *       deeper than MAX_DEPTH). Twin: `_value_key_py`.
  *   message_key(message, m, start) -> int | None
@@ -61,6 +62,7 @@
 
 #define XXH_INLINE_ALL
 #include "xxhash.h"
+#include "texthash.h"
 
 #define MAX_DEPTH 200
 #define INLINE_BYTES 32
@@ -211,7 +213,8 @@ put_tag(Buf *b, unsigned char tag)
  * byte size (128 to 226; every other tag is ASCII), then the raw storage (1, 2 or 4 bytes per
  * code point: the width is canonical in CPython). A longer one: one word of 'S', the width and
  * the length in code points (tag in the low byte, width in the next, length above), then the
- * xxh3 of its storage. Returns 1, or -1 with an exception set. */
+ * text hash of its storage (`cs_text_hash`: AES-based where the CPU has AES, else xxh3; keys
+ * never leave the process). Returns 1, or -1 with an exception set. */
 static inline int
 put_str(Buf *b, PyObject *text)
 {
@@ -233,7 +236,7 @@ put_str(Buf *b, PyObject *text)
     if (size > INLINE_BYTES) {
         write_u64(out, (unsigned long long)'S' | ((unsigned long long)kind << 8) |
                            ((unsigned long long)length << 16));
-        write_u64(out + 8, cs_hash(data, size, 0));
+        write_u64(out + 8, cs_text_hash(data, size));
         b->len += 16;
         return 1;
     }
@@ -1584,6 +1587,7 @@ PyMODINIT_FUNC
 PyInit_blocks(void)
 {
     PyObject *module;
+    const char *text_hash_name = cs_text_hash_init();
 #ifdef CS_AVX2
     __builtin_cpu_init();
     have_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
@@ -1617,6 +1621,7 @@ PyInit_blocks(void)
     if (module == NULL)
         return NULL;
     if (PyModule_AddStringConstant(module, "SOURCE_HASH", CACHESCOPE_SOURCE_HASH) < 0 ||
+        PyModule_AddStringConstant(module, "TEXT_HASH", text_hash_name) < 0 ||
         PyModule_AddIntConstant(module, "AVX2",
 #ifdef CS_AVX2
                                 have_avx2
