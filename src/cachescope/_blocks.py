@@ -1021,6 +1021,12 @@ class LeanRequest:
     def __len__(self) -> int:
         return self.starts[-1]
 
+    def token_sum(self, start: int, end: int) -> int:
+        """Tokens of positions start..end (both included; `end` past the last is the last)."""
+        cumulative = self.cumulative
+        end = min(end, len(cumulative) - 2)
+        return cumulative[end + 1] - cumulative[start] if end >= start else 0
+
     def message_unit(self, m: int) -> tuple[Block, ...]:
         """The blocks of message m: the memo's entry under its key, else built now."""
         unit = self._units.get(m)

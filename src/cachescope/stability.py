@@ -857,31 +857,6 @@ def _to_seconds(value: Any) -> float | None:
     return None
 
 
-def _sides(a: Any, b: Any) -> tuple[_Side, _Side]:
-    """Both sides of a comparison; two params dicts (the common case) in one `flatten_lean`."""
-    if (
-        type(a) is dict
-        and type(b) is dict
-        and ("messages" in a or "system" in a or "blocks" not in a)
-        and ("messages" in b or "system" in b or "blocks" not in b)
-    ):
-        tokenizer_a = _model_facts(str(a.get("model", "")))[0]
-        tokenizer_b = _model_facts(str(b.get("model", "")))[0]
-        try:
-            leans = flatten_lean(
-                [
-                    (a, counter_for(tokenizer_a), _hash_memo(tokenizer_a)),
-                    (b, counter_for(tokenizer_b), _hash_memo(tokenizer_b)),
-                ]
-            )
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError):
-            leans = None  # e.g. SDK objects inside: each side is read the general way
-        if leans is not None:
-            return _Side.from_lean(leans[0], tokenizer_a), _Side.from_lean(leans[1], tokenizer_b)
-    side_a = _side(a)
-    return side_a, _side(b, side_a)
-
-
 def _side(value: Any, prior: _Side | None = None) -> _Side:
     plain = type(value) is dict  # request params, the common case: no ABC checks
     if not plain and isinstance(value, Fingerprint):
@@ -1386,41 +1361,172 @@ def compare(
     minimum:
         Minimum cacheable tokens; by default from the model table (none for an unknown model).
     """
-    side_a, side_b = _sides(a, b)
+    leans = _lean_pair(a, b)
+    if leans is not None:
+        return _compare_lean(*leans, gap_seconds, ttl, server_reason, minimum)
+    side_a = _side(a)
+    side_b = _side(b, side_a)
     if gap_seconds is None and side_a.time is not None and side_b.time is not None:
         gap_seconds = side_b.time - side_a.time
     if server_reason is None:
         server_reason = side_b.miss_reason
     if minimum is None:
         minimum = _model_facts(side_a.model)[1]
+    texts_a, texts_b = side_a.texts, side_b.texts
+    return _assess(
+        _first_divergence(side_a, side_b),
+        side_a.levels.__getitem__,
+        _setting_divergence(side_a, side_b),
+        len(side_a),
+        len(side_b),
+        side_a.breakpoints(),
+        side_a.token_sum,
+        side_b.breakpoints,
+        (lambda at: (texts_a[at], texts_b[at]))
+        if texts_a is not None and texts_b is not None
+        else None,
+        lambda at: (side_a.levels[at], side_a.layers[at], side_a.paths[at], side_a.kinds[at]),
+        gap_seconds=gap_seconds,
+        ttl=ttl,
+        server_reason=server_reason,
+        minimum=minimum,
+        model=side_a.model,
+    )
 
+
+def _lean_pair(a: Any, b: Any) -> tuple[LeanRequest, LeanRequest, str, str] | None:
+    """Two params dicts (the common case) read by one `flatten_lean`, with their tokenizers;
+    None for anything else (then each side is read the general way)."""
+    if not (
+        type(a) is dict
+        and type(b) is dict
+        and ("messages" in a or "system" in a or "blocks" not in a)
+        and ("messages" in b or "system" in b or "blocks" not in b)
+    ):
+        return None
+    tokenizer_a = _model_facts(str(a.get("model", "")))[0]
+    tokenizer_b = _model_facts(str(b.get("model", "")))[0]
+    try:
+        leans = flatten_lean(
+            [
+                (a, counter_for(tokenizer_a), _hash_memo(tokenizer_a)),
+                (b, counter_for(tokenizer_b), _hash_memo(tokenizer_b)),
+            ]
+        )
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+        return None  # e.g. SDK objects inside: each side is read the general way
+    if leans is None:
+        return None
+    return leans[0], leans[1], tokenizer_a, tokenizer_b
+
+
+def _lean_breakpoints(lean: LeanRequest) -> list[tuple[int, str]]:
+    """`_Side.breakpoints` of a request read by `flatten_lean`."""
+    block = lean.block
+    points = [(i, block(i).ttl or "5m") for i in lean.marked]
+    top = lean.top_level_cache_control
+    if top is None:
+        return points
+    return _with_automatic(
+        points,
+        len(lean),
+        _LeanField(lean, "kind"),
+        lambda i: block(i).text != "",
+        str(top.get("ttl") or "5m"),
+    )
+
+
+def _compare_lean(
+    a: LeanRequest,
+    b: LeanRequest,
+    tokenizer_a: str,
+    tokenizer_b: str,
+    gap_seconds: float | None,
+    ttl: str | None,
+    server_reason: Any,
+    minimum: int | None,
+) -> PrefixDiff:
+    """`compare` of two requests read by `flatten_lean`: the same steps, each reading only the
+    few blocks it needs (one Python function for the common case, which runs right after the C
+    walks have streamed both requests through the CPU caches)."""
+    if minimum is None:
+        minimum = _model_facts(a.model)[1]
+    changed = None
+    if a.settings != b.settings:
+        changed = _setting_divergence(
+            _Side.from_lean(a, tokenizer_a), _Side.from_lean(b, tokenizer_b)
+        )
+    block_a, block_b = a.block, b.block
+
+    def fields(at: int) -> tuple[str, str | None, str, str]:
+        found = block_a(at)
+        return found.level, found.layer, found.path, found.kind
+
+    return _assess(
+        _lean_divergence(a, b),
+        lambda at: block_a(at).level,
+        changed,
+        len(a),
+        len(b),
+        _lean_breakpoints(a),
+        a.token_sum,
+        lambda: _lean_breakpoints(b),
+        lambda at: (block_a(at).text, block_b(at).text),
+        fields,
+        gap_seconds=gap_seconds,
+        ttl=ttl,
+        server_reason=server_reason,
+        minimum=minimum,
+        model=a.model,
+    )
+
+
+def _assess(
+    index: int | None,
+    level_at: Callable[[int], str],
+    changed_setting: tuple[int, str, str] | None,
+    len_a: int,
+    len_b: int,
+    points: list[tuple[int, str]],
+    token_sum: Callable[[int, int], int],
+    breakpoints_b: Callable[[], list[tuple[int, str]]],
+    texts_at: Callable[[int], tuple[str, str]] | None,
+    fields_at: Callable[[int], tuple[str, str | None, str, str]],
+    *,
+    gap_seconds: float | None,
+    ttl: str | None,
+    server_reason: Any,
+    minimum: int | None,
+    model: str,
+) -> PrefixDiff:
+    """The steps of `compare` after reading both sides: `index` is the first position of `a`
+    whose block `b` does not reproduce (None: none in common), `points` a's breakpoints,
+    `token_sum(start, end)` a's tokens over positions start..end, `texts_at(i)` the texts of
+    both blocks at i (None when not at hand), `fields_at(i)` (level, layer, path, kind) of a's."""
     # 1. locate: the first changed block, setting or removed block
-    index = _first_divergence(side_a, side_b)
     cause: str | None = None
     setting: str | None = None
     if index is not None:
-        cause = _LEVEL_CAUSE.get(side_a.levels[index], "messages_changed")
-    elif len(side_b) < len(side_a):
-        index = len(side_b)
-        cause = _LEVEL_CAUSE.get(side_a.levels[index], "messages_changed")
-    changed_setting = _setting_divergence(side_a, side_b)
+        cause = _LEVEL_CAUSE.get(level_at(index), "messages_changed")
+    elif len_b < len_a:
+        index = len_b
+        cause = _LEVEL_CAUSE.get(level_at(index), "messages_changed")
     setting_level: str | None = None
     if changed_setting is not None and (index is None or changed_setting[0] <= index):
         index, setting_level, setting = changed_setting
         cause = "model_changed" if setting == "model" else f"{setting}_changed"
-    if index is not None and index >= len(side_a):
+    if index is not None and index >= len_a:
         # a setting changed at a level a has no blocks in: nothing of a is affected
         index, cause, setting = None, None, None
 
     # 2. cost: a's cache entries are its breakpoints whose prefix reaches the minimum. Tokens
     # are counted only up to the first entry (to find it) and over the lost range.
-    points = side_a.breakpoints()
     first_entry = 0
     if minimum is not None:
         cumulative, done = 0, -1
         first_entry = len(points)
         for number, (point, _) in enumerate(points):
-            cumulative += side_a.token_sum(done + 1, point)
+            cumulative += token_sum(done + 1, point)
             done = point
             if cumulative >= minimum:
                 first_entry = number
@@ -1429,12 +1535,10 @@ def compare(
     below_minimum = bool(points) and not entries
     surviving = [entry for entry in entries if index is None or entry[0] < index]
 
-    tokens_between = side_a.token_sum
-
     tokens_lost = 0
     if index is not None and entries and entries[-1][0] >= index:
         start = surviving[-1][0] + 1 if surviving else 0
-        tokens_lost = tokens_between(start, entries[-1][0])
+        tokens_lost = token_sum(start, entries[-1][0])
 
     # 3. time: entries whose TTL passed before b was sent
     expired = False
@@ -1445,13 +1549,13 @@ def compare(
         alive = [e for e in surviving if gap_seconds <= TTL_SECONDS.get(ttl or e[1], 300.0)]
         if surviving and (not alive or alive[-1][0] < surviving[-1][0]):
             start = alive[-1][0] + 1 if alive else 0
-            tokens_expired = tokens_between(start, surviving[-1][0])
+            tokens_expired = token_sum(start, surviving[-1][0])
 
     # 4. lookback: b must have a breakpoint within 20 positions after the entry it reads
     beyond_lookback = False
     if surviving and (index is None or surviving[-1][0] < index):
         target = surviving[-1][0]
-        later = [i for i, _ in side_b.breakpoints() if i >= target]
+        later = [i for i, _ in breakpoints_b() if i >= target]
         if later and later[0] - target >= LOOKBACK:
             beyond_lookback = True
 
@@ -1466,14 +1570,8 @@ def compare(
     offset = line = column = None
     old_window = new_window = None
     old_span = new_span = None
-    if (
-        index is not None
-        and setting is None
-        and index < len(side_b)
-        and side_a.texts is not None
-        and side_b.texts is not None
-    ):
-        old, new = side_a.texts[index], side_b.texts[index]
+    if index is not None and setting is None and index < len_b and texts_at is not None:
+        old, new = texts_at(index)
         offset = _common_prefix_length(old, new)
         line = old.count("\n", 0, offset) + 1
         column = offset - (old.rfind("\n", 0, offset) + 1) + 1
@@ -1489,11 +1587,10 @@ def compare(
         else:
             agrees = server_type == _expected_server(cause, setting_level)
 
-    appended = max(0, len(side_b) - len(side_a)) if index is None else 0
+    appended = max(0, len_b - len_a) if index is None else 0
     level = layer = path = kind = None
-    if index is not None and index < len(side_a):
-        level, layer = side_a.levels[index], side_a.layers[index]
-        path, kind = side_a.paths[index], side_a.kinds[index]
+    if index is not None and index < len_a:
+        level, layer, path, kind = fields_at(index)
     return _prefix_diff(
         broken=broken,
         cause=cause,
@@ -1518,7 +1615,7 @@ def compare(
         beyond_lookback=beyond_lookback,
         gap_seconds=gap_seconds,
         ttl=shown_ttl,
-        model=side_a.model or None,
+        model=model or None,
         minimum=minimum,
         server_reason=server_type,
         server_missed_tokens=server_missed,

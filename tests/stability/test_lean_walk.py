@@ -267,3 +267,38 @@ def test_lean_pair_gives_what_two_walks_give() -> None:
         earlier = walk_b
     with pytest.raises(TypeError, match="prior"):
         native.lean_pair(*arguments, (), *other, None)
+
+
+def test_compare_through_the_lean_walk_equals_the_general_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every argument and shape `compare` knows, lean path against `flatten_units` sides."""
+    from cachescope import stability
+
+    rng = random.Random(13)
+    base = _request()
+    for step in range(80):
+        a = _mutations(rng, base) if rng.random() < 0.3 else copy.deepcopy(base)
+        b = _sharing(rng, a) if rng.random() < 0.4 else _mutations(rng, a)
+        if rng.random() < 0.25:  # automatic caching (a top-level cache_control)
+            a["cache_control"] = {"type": "ephemeral"}
+            b["cache_control"] = rng.choice(
+                [{"type": "ephemeral"}, {"type": "ephemeral", "ttl": "1h"}]
+            )
+        if rng.random() < 0.15:
+            b["model"] = "claude-opus-4-5"
+        options: dict[str, Any] = {}
+        if rng.random() < 0.5:
+            options["gap_seconds"] = rng.choice([10.0, 400.0, 4000.0])
+        if rng.random() < 0.3:
+            options["ttl"] = rng.choice(["5m", "1h"])
+        if rng.random() < 0.3:
+            options["server_reason"] = rng.choice(
+                ["messages_changed", "system_changed", "unavailable", {"type": "tools_changed"}]
+            )
+        if rng.random() < 0.3:
+            options["minimum"] = rng.choice([0, 1024, 10**6])
+        got = compare(a, b, **options).to_dict()
+        with monkeypatch.context() as patch:
+            patch.setattr(stability, "_lean_pair", lambda a, b: None)
+            assert got == compare(a, b, **options).to_dict(), (step, options)
