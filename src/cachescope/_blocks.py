@@ -918,7 +918,7 @@ class LeanRequest:
         "_builder",
         "_found",
         "_memo",
-        "_slow",
+        "_slow_fn",
         "_units",
         "counter",
         "cumulative",
@@ -977,12 +977,22 @@ class LeanRequest:
         self.settings = request_settings(
             params, has_images=images, toggles=toggles, citations=citations
         )
-        self._memo = memo_of_messages = _message_memo(counter)
-        self._slow = _slow_entries(builder, memo, memo_of_messages, counter)
+        self._memo = _message_memo(counter)
+        self._slow_fn: Any = None
         self._units: dict[int, tuple[Block, ...]] = {}
         self._blocks: dict[int, Block] = {}
         top = params.get("cache_control")
         self.top_level_cache_control = dict(top) if isinstance(top, Mapping) else None
+
+    def _slow(self, message: Any, m: int, start: int, key: int | None) -> _NativeEntry:
+        """The C walk's callback for a message the memo does not hold (see `_slow_entries`)."""
+        slow = self._slow_fn
+        if slow is None:
+            slow = self._slow_fn = _slow_entries(
+                self._builder, _SEGMENT_MEMO, self._memo, self.counter
+            )
+        entry: _NativeEntry = slow(message, m, start, key)
+        return entry
 
     def _walk(self, prior: LeanRequest | None) -> None:
         """The C walk of the messages (`prior`: an earlier request of the same counter, else this
