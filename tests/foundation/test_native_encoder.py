@@ -233,6 +233,21 @@ def test_dicts_with_deleted_entries_at_every_level() -> None:
         _same_message({"role": "user", "content": content})
 
 
+def test_messages_whose_role_or_content_was_deleted_or_put_back() -> None:
+    block = {"type": "text", "text": "hello"}
+    for first, second in (("role", "content"), ("content", "role")):
+        for gone in (first, second):
+            message: dict[str, Any] = {first: "user" if first == "role" else [block]}
+            message[second] = "user" if second == "role" else [block]
+            value = message[gone]
+            del message[gone]  # two entries, one without a value: the name is missing
+            assert _same_message(message) == _same_message(dict(message.items()))
+            message[gone] = value  # back as a third entry
+            _same_message(message)
+            message[gone] = "changed"
+            _same_message(message)
+
+
 def test_nesting_at_the_depth_limit() -> None:
     for depth in range(195, 203):
         for make in (lambda inner: [inner], lambda inner: {"k": inner}):

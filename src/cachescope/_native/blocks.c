@@ -432,7 +432,9 @@ put_layered(Buf *b, PyObject *content)
 #if defined(__GNUC__) || defined(__clang__)
 #define CS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CS_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
+#define CS_ALWAYS_INLINE inline
 #define CS_LIKELY(x) (x)
 #define CS_UNLIKELY(x) (x)
 #endif
@@ -456,14 +458,19 @@ put_layered(Buf *b, PyObject *content)
  * starts in the header when shorter), shifted down over the header's bytes (little-endian).
  * Writes up to 8 bytes past `to + size` when `size` < 8. */
 static inline void
+copy_upto8(unsigned char *to, const unsigned char *data, size_t size)
+{
+    unsigned long long word;
+    memcpy(&word, data + size - 8, 8);
+    word >>= (0 - size * 8) & 63; /* (8 - size) bytes; size 0: the header's, past the end */
+    memcpy(to, &word, 8);
+}
+
+static inline void
 copy_small(unsigned char *to, const unsigned char *data, size_t size)
 {
-    if (size <= 8) {
-        unsigned long long word;
-        memcpy(&word, data + size - 8, 8);
-        word >>= ((8 - size) * 8) & 63; /* size 0: the header's bytes, past the end */
-        memcpy(to, &word, 8);
-    }
+    if (size <= 8)
+        copy_upto8(to, data, size);
     else if (size <= 16) {
         memcpy(to, data, 8);
         memcpy(to + size - 8, data + size - 8, 8);
@@ -486,17 +493,27 @@ str_state(PyObject *text)
 }
 
 static inline unsigned int
-compact_ascii_bits(void)
+state_bits(unsigned int compact, unsigned int ascii)
 {
     PyASCIIObject probe;
     unsigned int word;
     memset(&probe, 0, sizeof(probe));
-    probe.state.compact = 1;
-    probe.state.ascii = 1;
+    probe.state.compact = compact;
+    probe.state.ascii = ascii;
     memcpy(&word, &probe.state, sizeof(word));
     return word;
 }
-#define COMPACT_ASCII (compact_ascii_bits())
+#define COMPACT (state_bits(1, 0))
+#define COMPACT_ASCII (state_bits(1, 1))
+
+/* two compact ASCII str are equal */
+static inline int
+same_ascii(PyObject *a, PyObject *b)
+{
+    size_t length = (size_t)((PyASCIIObject *)a)->length;
+    return length == (size_t)((PyASCIIObject *)b)->length &&
+           memcmp((PyASCIIObject *)a + 1, (PyASCIIObject *)b + 1, length) == 0;
+}
 
 /* put_str of an exact str; needs ROOM bytes at p. NULL for a str that is not compact. */
 static inline unsigned char *
@@ -507,9 +524,21 @@ fast_str(unsigned char *p, PyObject *text)
     unsigned int kind;
     if (CS_LIKELY((str_state(text) & COMPACT_ASCII) == COMPACT_ASCII)) {
         data = (const unsigned char *)((PyASCIIObject *)text + 1);
-        if (CS_LIKELY(length <= INLINE_BYTES)) {
+        if (CS_LIKELY(length <= 8)) { /* most names and roles: one test */
             p[0] = (unsigned char)(0x80 + length);
-            copy_small(p + 1, data, length);
+            copy_upto8(p + 1, data, length);
+            return p + 1 + length;
+        }
+        if (length <= 16) {
+            p[0] = (unsigned char)(0x80 + length);
+            memcpy(p + 1, data, 8);
+            memcpy(p + 1 + length - 8, data + length - 8, 8);
+            return p + 1 + length;
+        }
+        if (length <= INLINE_BYTES) {
+            p[0] = (unsigned char)(0x80 + length);
+            memcpy(p + 1, data, 16);
+            memcpy(p + 1 + length - 16, data + length - 16, 16);
             return p + 1 + length;
         }
         kind = 1;
@@ -542,23 +571,23 @@ fast_dict(unsigned char *p, unsigned char *end, PyObject *value, int depth)
 {
     PyDictObject *dict = (PyDictObject *)value;
     PyDictKeysObject *keys = dict->ma_keys;
-    Py_ssize_t left = dict->ma_used;
+    Py_ssize_t used = dict->ma_used;
     PyDictUnicodeEntry *entry, *stop;
     /* a key and a str value take at most 2 * ROOM bytes (a dict cannot hold enough items for
      * the product to overflow) */
     if (CS_UNLIKELY(depth >= MAX_DEPTH || dict->ma_values != NULL ||
                     keys->dk_kind != DICT_KEYS_UNICODE ||
-                    (size_t)(end - p) < 8 + (size_t)left * (2 * ROOM)))
+                    (size_t)(end - p) < 8 + (size_t)used * (2 * ROOM)))
         return NULL;
-    write_u64(p, (unsigned long long)'D' | ((unsigned long long)left << 8));
+    write_u64(p, (unsigned long long)'D' | ((unsigned long long)used << 8));
     p += 8;
     entry = DK_UNICODE_ENTRIES(keys);
     stop = entry + keys->dk_nentries;
-    for (; left > 0 && entry < stop; entry++) {
+    /* every entry with a value, in order: the `used` items (PyDict_Next's order) */
+    for (; entry < stop; entry++) {
         PyObject *item = entry->me_value;
         if (item == NULL)
             continue;
-        left--;
         p = fast_str(p, entry->me_key); /* the keys of this kind are exact str */
         if (CS_UNLIKELY(p == NULL))
             return NULL;
@@ -569,7 +598,8 @@ fast_dict(unsigned char *p, unsigned char *end, PyObject *value, int depth)
         }
         else {
             p = fast_value(p, end, item, depth + 1);
-            if (p == NULL || (size_t)(end - p) < (size_t)left * (2 * ROOM))
+            /* room again for the items left (at most one per entry left) */
+            if (p == NULL || (size_t)(end - p) < (size_t)(stop - entry) * (2 * ROOM))
                 return NULL;
         }
     }
@@ -580,13 +610,15 @@ fast_dict(unsigned char *p, unsigned char *end, PyObject *value, int depth)
 static inline unsigned char *
 fast_list(unsigned char *p, unsigned char *end, PyObject *value, int depth)
 {
-    Py_ssize_t i, n = PyList_GET_SIZE(value);
+    Py_ssize_t n = PyList_GET_SIZE(value);
+    PyObject **items = ((PyListObject *)value)->ob_item, **last = items + n;
     if (CS_UNLIKELY(depth >= MAX_DEPTH || end - p < ROOM))
         return NULL;
     write_u64(p, (unsigned long long)'L' | ((unsigned long long)n << 8));
     p += 8;
-    for (i = 0; i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(value, i);
+    /* no Python code runs here: the list cannot change under the walk */
+    for (; items < last; items++) {
+        PyObject *item = *items;
         if (CS_LIKELY(Py_TYPE(item) == &PyDict_Type))
             p = fast_dict(p, end, item, depth + 1);
         else
@@ -674,10 +706,11 @@ fast_message(unsigned char *data, unsigned char *end, PyObject *role, PyObject *
 
 /* The key of message `m` starting at block `start`: 'M', m, start, then the role and the
  * content (each '-' when missing). Other keys of the message do not make blocks, so they are
- * left out. Returns 1 and sets *key, 0 when not keyable, -1 on error. */
+ * left out. Returns 1 and sets *key, 0 when not keyable, -1 on error. (message_key_of below
+ * tries the fast encoder first, then this.) */
 static int
-message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
-               unsigned long long *key)
+message_key_general(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
+                    unsigned long long *key)
 {
     PyObject *role = NULL, *content = NULL, *name, *value;
     Py_ssize_t pos = 0, left;
@@ -734,15 +767,6 @@ message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
 #ifdef CS_DICT_LAYOUT
 found:
 #endif
-#ifdef CS_FAST
-    {
-        unsigned char *p = fast_message(b->data, b->data + b->cap, role, content, m, start);
-        if (CS_LIKELY(p != NULL)) {
-            *key = cs_hash0(b->data, (size_t)(p - b->data));
-            return 1;
-        }
-    }
-#endif
     /* 'M', m, 'M', start: a buffer always has room for them (its capacity never drops below
      * the 2048 bytes of `local`) */
     b->len = 18;
@@ -767,6 +791,68 @@ found:
         return done;
     *key = cs_hash0(b->data, b->len);
     return 1;
+}
+
+/* message_key_general's result: through the fast encoder when the message is an exact dict in
+ * the combined str-keyed layout and its role and content are of the common shapes */
+static CS_ALWAYS_INLINE int
+message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
+               unsigned long long *key)
+{
+#ifdef CS_FAST
+    if (CS_LIKELY(Py_TYPE(message) == &PyDict_Type)) {
+        PyDictObject *dict = (PyDictObject *)message;
+        PyDictKeysObject *keys = dict->ma_keys;
+        if (CS_LIKELY(dict->ma_values == NULL && keys->dk_kind == DICT_KEYS_UNICODE)) {
+            PyDictUnicodeEntry *entry = DK_UNICODE_ENTRIES(keys);
+            PyDictUnicodeEntry *stop = entry + keys->dk_nentries;
+            PyObject *role = NULL, *content = NULL, *name_role = str_role,
+                     *name_content = str_content;
+            unsigned char *p;
+            /* the names by identity (literals and most parsers give the interned str), else
+             * by value; a dict holds each name once, so the first match is the only one */
+            if (CS_LIKELY(keys->dk_nentries == 2)) {
+                /* {"role": ..., "content": ...} in either order (an entry deleted since has no
+                 * value: the name is missing, as in the loop) */
+                PyObject *first = entry[0].me_key, *second = entry[1].me_key;
+                if (first == name_role && second == name_content) {
+                    role = entry[0].me_value;
+                    content = entry[1].me_value;
+                    entry = stop;
+                }
+                else if (first == name_content && second == name_role) {
+                    content = entry[0].me_value;
+                    role = entry[1].me_value;
+                    entry = stop;
+                }
+            }
+            for (; entry < stop; entry++) {
+                PyObject *name = entry->me_key, *value = entry->me_value;
+                if (value == NULL)
+                    continue;
+                if (name == name_role)
+                    role = value;
+                else if (name == name_content)
+                    content = value;
+                else if ((str_state(name) & COMPACT_ASCII) == COMPACT_ASCII) {
+                    if (role == NULL && same_ascii(name, name_role))
+                        role = value;
+                    else if (content == NULL && same_ascii(name, name_content))
+                        content = value;
+                }
+                else if (!(str_state(name) & COMPACT))
+                    goto general; /* a legacy str: is_name readies it */
+            }
+            p = fast_message(b->data, b->data + b->cap, role, content, m, start);
+            if (CS_LIKELY(p != NULL)) {
+                *key = cs_hash0(b->data, (size_t)(p - b->data));
+                return 1;
+            }
+        }
+    }
+general:
+#endif
+    return message_key_general(b, message, m, start, key);
 }
 
 /* ---- module functions ------------------------------------------------------------------------- */
