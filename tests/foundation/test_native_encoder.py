@@ -1,8 +1,8 @@
 """The fast message-key encoder in `_native/blocks.c` against the pure-Python twins.
 
-`message_key_of` first tries a specialised encoder for the shapes agents send (exact dicts with
-str keys, exact lists, compact str, small ints, floats, bools, None) and redoes the message with
-the general code on anything else. Both must give the twin's key byte for byte: every str width at
+`message_key_of` and `value_key` first try a specialised encoder for the shapes agents send
+(exact dicts with str keys, exact lists, compact str, small ints, floats, bools, None) and redo
+the whole value with the general code on anything else. Both must give the twin's key byte for byte: every str width at
 every length around the inline limit, every way a message can leave the common shape, dict
 storage with holes, nesting at the depth limit and keys larger than the encoder's buffer.
 """
@@ -32,6 +32,8 @@ WIDTHS = ("a", "\u00e9", "\u0101", "\U0001f600")
 def _same_message(message: Any, m: int = 0, start: int = 0) -> int | None:
     key = MODULE.message_key(message, m, start)
     assert key == _blocks._message_key_py(message, m, start), message
+    # value_key takes the same encoder for the message as a whole value
+    assert MODULE.value_key(message) == _blocks._value_key_py(message), message
     return key
 
 

@@ -804,8 +804,7 @@ message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
         PyDictObject *dict = (PyDictObject *)message;
         PyDictKeysObject *keys = dict->ma_keys;
         if (CS_LIKELY(dict->ma_values == NULL && keys->dk_kind == DICT_KEYS_UNICODE)) {
-            PyDictUnicodeEntry *entry = DK_UNICODE_ENTRIES(keys);
-            PyDictUnicodeEntry *stop = entry + keys->dk_nentries;
+            PyDictUnicodeEntry *entry = DK_UNICODE_ENTRIES(keys), *stop;
             PyObject *role = NULL, *content = NULL, *name_role = str_role,
                      *name_content = str_content;
             unsigned char *p;
@@ -818,15 +817,15 @@ message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
                 if (first == name_role && second == name_content) {
                     role = entry[0].me_value;
                     content = entry[1].me_value;
-                    entry = stop;
+                    goto found;
                 }
-                else if (first == name_content && second == name_role) {
+                if (first == name_content && second == name_role) {
                     content = entry[0].me_value;
                     role = entry[1].me_value;
-                    entry = stop;
+                    goto found;
                 }
             }
-            for (; entry < stop; entry++) {
+            for (stop = entry + keys->dk_nentries; entry < stop; entry++) {
                 PyObject *name = entry->me_key, *value = entry->me_value;
                 if (value == NULL)
                     continue;
@@ -843,6 +842,7 @@ message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
                 else if (!(str_state(name) & COMPACT))
                     goto general; /* a legacy str: is_name readies it */
             }
+        found:
             p = fast_message(b->data, b->data + b->cap, role, content, m, start);
             if (CS_LIKELY(p != NULL)) {
                 *key = cs_hash0(b->data, (size_t)(p - b->data));
@@ -905,6 +905,13 @@ blocks_value_key(PyObject *self, PyObject *value)
     int done;
     PyObject *result;
     buf_init(&b);
+#ifdef CS_FAST
+    {
+        unsigned char *p = fast_value(b.data, b.data + b.cap, value, 0);
+        if (p != NULL) /* the local buffer: nothing to free */
+            return PyLong_FromUnsignedLongLong(cs_hash0(b.data, (size_t)(p - b.data)));
+    }
+#endif
     done = put_value(&b, value, 0);
     if (done < 0) {
         buf_free(&b);
@@ -1375,7 +1382,7 @@ blocks_first_different(PyObject *self, PyObject *args)
 static PyObject *
 blocks_message_keys(PyObject *self, PyObject *args)
 {
-    PyObject *messages, *previous, *out;
+    PyObject *messages, *previous, *out, **items;
     Py_ssize_t m, n, keyed = 0, same = 0, known;
     unsigned char *data;
     const char *before;
@@ -1388,10 +1395,11 @@ blocks_message_keys(PyObject *self, PyObject *args)
     if (out == NULL)
         return NULL;
     data = (unsigned char *)PyBytes_AS_STRING(out);
+    items = ((PyListObject *)messages)->ob_item;
     buf_init(&b);
     for (m = 0; m < n; m++) {
         unsigned long long key = 0;
-        int done = message_key_of(&b, PyList_GET_ITEM(messages, m), m, 0, &key);
+        int done = message_key_of(&b, items[m], m, 0, &key);
         if (done < 0) {
             buf_free(&b);
             Py_DECREF(out);
