@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import warnings
 from typing import Any
 
 import pytest
@@ -108,6 +109,40 @@ def test_header_bytes_before_a_str_never_enter_its_key() -> None:
         interned = sys.intern(fresh)
         message = {"role": "user", "content": [{"type": "text", "text": interned}]}
         assert _same_message(message) == before
+
+
+def _legacy(text: str) -> Any:
+    """An equal str in CPython's legacy (not compact, not yet ready) storage, or None."""
+    new = getattr(ctypes.pythonapi, "PyUnicode_FromUnicode", None)  # gone in 3.12
+    as_unicode = getattr(ctypes.pythonapi, "PyUnicode_AsUnicode", None)
+    if new is None or as_unicode is None:
+        return None
+    new.restype = ctypes.py_object
+    new.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
+    as_unicode.restype = ctypes.c_void_p
+    as_unicode.argtypes = [ctypes.py_object]
+    with warnings.catch_warnings():  # deprecated, but still makes the legacy storage in 3.11
+        warnings.simplefilter("ignore", DeprecationWarning)
+        out = new(None, len(text))
+    units = (ctypes.c_wchar * len(text)).from_address(as_unicode(out))
+    for i, char in enumerate(text):
+        units[i] = char
+    return out
+
+
+def test_legacy_str_go_through_the_general_code() -> None:
+    if _legacy("x") is None:
+        pytest.skip("no legacy str in this CPython")
+    for text in ("user", "a longer text than the thirty-two inline bytes", "\u00e9t\u00e9"):
+        plain = {"role": "user", "content": [{"type": "text", "text": text}]}
+        for message in (
+            {"role": _legacy("user"), "content": [{"type": "text", "text": text}]},
+            {"role": "user", "content": [{"type": "text", "text": _legacy(text)}]},
+            {"role": "user", "content": [{_legacy("type"): "text", "text": text}]},
+            {_legacy("role"): "user", "content": [{"type": "text", "text": text}]},
+        ):
+            assert _same_message(message) == _same_message(plain)
+            assert _same_message(message) == _same_message(plain)  # now ready, still legacy
 
 
 def test_messages_that_leave_the_common_shape() -> None:
