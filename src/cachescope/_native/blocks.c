@@ -22,6 +22,10 @@
  *       `slow(message, m, start, key_or_None)` returns it. Twin: the Python loop in
  *       `flatten_units` (see the comment above the function below).
  *
+ * Message keys and value keys are encoded by a fast path for the shapes agents send (exact dict,
+ * list, compact str; see "the common shapes, fast" below) and by the general code otherwise; both
+ * give the same bytes.
+ *
  * Long inputs are hashed with AVX2 when the CPU has it (runtime check; the result is the same
  * xxh3 as the scalar/SSE2 code, which is used otherwise). Strings are read in place: a key hashes
  * the str's own storage (ASCII/latin-1, UCS-2 or UCS-4 units, tagged with the width, which is
@@ -447,8 +451,9 @@ put_layered(Buf *b, PyObject *content)
  * a char store could alias) and checks the room once per container, and returns where it stopped;
  * NULL for anything else (a legacy str, a split or general-kind dict, a subclass, an int beyond
  * 64 bits, the depth limit, a LayeredBlocks content, a buffer too small): the caller then encodes
- * the whole message again with the general code, which gives the same bytes, the same "not
- * keyable", or the error. Nothing here can fail or raise. Bytes past the returned end may have
+ * the whole message (or value) again with the general code, which gives the same bytes, the same
+ * "not keyable", or the error. Nothing here can fail or raise. Held to the twins by
+ * tests/foundation/test_native_encoder.py. Bytes past the returned end may have
  * been written (within the room checked); the next put overwrites them. */
 #define CS_FAST 1
 
