@@ -23,6 +23,10 @@
  *       `slow(message, m, start, key_or_None)` returns it. Twin: the Python loop in
  *       `flatten_units` (see the comment above the function below).
  *
+ * Message keys and value keys are encoded by a fast path for the shapes agents send (exact dict,
+ * list, compact str; see "the common shapes, fast" below) and by the general code otherwise; both
+ * give the same bytes.
+ *
  * Long inputs are hashed with AVX2 when the CPU has it (runtime check; the result is the same
  * xxh3 as the scalar/SSE2 code, which is used otherwise). Strings are read in place: a key hashes
  * the str's own storage (ASCII/latin-1, UCS-2 or UCS-4 units, tagged with the width, which is
@@ -108,6 +112,21 @@ key_text_hash(const void *data, size_t size)
     if (cs_th_path == CS_TH_AESNI)
         return cs_th_aesni(data, size);
 #endif
+    return cs_hash(data, size, 0);
+}
+
+/* cs_hash(data, size, 0), with the seed known: the short and mid-size paths fold it away */
+static XXH64_hash_t
+cs_hash0(const void *data, size_t size)
+{
+    if (size <= 16)
+        return XXH3_len_0to16_64b((const xxh_u8 *)data, size, XXH3_kSecret, 0);
+    if (size <= 128)
+        return XXH3_len_17to128_64b((const xxh_u8 *)data, size, XXH3_kSecret,
+                                    sizeof(XXH3_kSecret), 0);
+    if (size <= XXH3_MIDSIZE_MAX)
+        return XXH3_len_129to240_64b((const xxh_u8 *)data, size, XXH3_kSecret,
+                                     sizeof(XXH3_kSecret), 0);
     return cs_hash(data, size, 0);
 }
 
@@ -429,12 +448,291 @@ put_layered(Buf *b, PyObject *content)
     return done;
 }
 
+/* ---- the common shapes, fast -------------------------------------------------------------- */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CS_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define CS_ALWAYS_INLINE inline
+#define CS_LIKELY(x) (x)
+#define CS_UNLIKELY(x) (x)
+#endif
+
+#if defined(CS_DICT_LAYOUT) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* The same bytes as put_value / put_str / message_key_of, for the shapes agents send: exact str
+ * (compact), exact dict (3.11's combined str-keyed table), exact list, exact int within 64 bits,
+ * float, bool and None. Each writes through a local pointer `p` (not through the Buf, whose fields
+ * a char store could alias) and checks the room once per container, and returns where it stopped;
+ * NULL for anything else (a legacy str, a split or general-kind dict, a subclass, an int beyond
+ * 64 bits, the depth limit, a LayeredBlocks content, a buffer too small): the caller then encodes
+ * the whole message (or value) again with the general code, which gives the same bytes, the same
+ * "not keyable", or the error. Nothing here can fail or raise. Held to the twins by
+ * tests/foundation/test_native_encoder.py. Bytes past the returned end may have
+ * been written (within the room checked); the next put overwrites them. */
+#define CS_FAST 1
+
+/* The `size` <= INLINE_BYTES bytes of a compact str's storage `data`, in fixed-size moves that
+ * never read outside the str object: its storage follows its header (48 bytes or more) in the
+ * same object, so a str of at most 8 bytes is one 8-byte load that ends at its last byte (and
+ * starts in the header when shorter), shifted down over the header's bytes (little-endian).
+ * Writes up to 8 bytes past `to + size` when `size` < 8. */
+static inline void
+copy_upto8(unsigned char *to, const unsigned char *data, size_t size)
+{
+    unsigned long long word;
+    memcpy(&word, data + size - 8, 8);
+    word >>= (0 - size * 8) & 63; /* (8 - size) bytes; size 0: the header's, past the end */
+    memcpy(to, &word, 8);
+}
+
+static inline void
+copy_small(unsigned char *to, const unsigned char *data, size_t size)
+{
+    if (size <= 8)
+        copy_upto8(to, data, size);
+    else if (size <= 16) {
+        memcpy(to, data, 8);
+        memcpy(to + size - 8, data + size - 8, 8);
+    }
+    else {
+        memcpy(to, data, 16);
+        memcpy(to + size - 16, data + size - 16, 16);
+    }
+}
+
+/* A str's state bits as one word, and the bits of a compact ASCII str in it (a constant the
+ * compiler folds): one test for both, where PyUnicode_IS_COMPACT_ASCII tests one bit, then the
+ * other. */
+static inline unsigned int
+str_state(PyObject *text)
+{
+    unsigned int word;
+    memcpy(&word, &((PyASCIIObject *)text)->state, sizeof(word));
+    return word;
+}
+
+static inline unsigned int
+state_bits(unsigned int compact, unsigned int ascii)
+{
+    PyASCIIObject probe;
+    unsigned int word;
+    memset(&probe, 0, sizeof(probe));
+    probe.state.compact = compact;
+    probe.state.ascii = ascii;
+    memcpy(&word, &probe.state, sizeof(word));
+    return word;
+}
+#define COMPACT (state_bits(1, 0))
+#define COMPACT_ASCII (state_bits(1, 1))
+
+/* two compact ASCII str are equal */
+static inline int
+same_ascii(PyObject *a, PyObject *b)
+{
+    size_t length = (size_t)((PyASCIIObject *)a)->length;
+    return length == (size_t)((PyASCIIObject *)b)->length &&
+           memcmp((PyASCIIObject *)a + 1, (PyASCIIObject *)b + 1, length) == 0;
+}
+
+/* put_str of an exact str; needs ROOM bytes at p. NULL for a str that is not compact. */
+static inline unsigned char *
+fast_str(unsigned char *p, PyObject *text)
+{
+    size_t length = (size_t)((PyASCIIObject *)text)->length, size;
+    const unsigned char *data;
+    unsigned int kind;
+    if (CS_LIKELY((str_state(text) & COMPACT_ASCII) == COMPACT_ASCII)) {
+        data = (const unsigned char *)((PyASCIIObject *)text + 1);
+        if (CS_LIKELY(length <= 8)) { /* most names and roles: one test */
+            p[0] = (unsigned char)(0x80 + length);
+            copy_upto8(p + 1, data, length);
+            return p + 1 + length;
+        }
+        if (length <= 16) {
+            p[0] = (unsigned char)(0x80 + length);
+            memcpy(p + 1, data, 8);
+            memcpy(p + 1 + length - 8, data + length - 8, 8);
+            return p + 1 + length;
+        }
+        if (length <= INLINE_BYTES) {
+            p[0] = (unsigned char)(0x80 + length);
+            memcpy(p + 1, data, 16);
+            memcpy(p + 1 + length - 16, data + length - 16, 16);
+            return p + 1 + length;
+        }
+        kind = 1;
+        size = length;
+    }
+    else {
+        if (!PyUnicode_IS_COMPACT(text) || !PyUnicode_IS_READY(text))
+            return NULL;
+        kind = (unsigned int)PyUnicode_KIND(text);
+        data = (const unsigned char *)((PyCompactUnicodeObject *)text + 1);
+        size = length * kind;
+        if (size <= INLINE_BYTES) {
+            p[0] = (unsigned char)(0x80 + 33 * (kind >> 1) + size);
+            copy_small(p + 1, data, size);
+            return p + 1 + size;
+        }
+    }
+    write_u64(p, (unsigned long long)'S' | ((unsigned long long)kind << 8) |
+                     ((unsigned long long)length << 16));
+    write_u64(p + 8, key_text_hash(data, size));
+    return p + 16;
+}
+
+static unsigned char *fast_value(unsigned char *p, unsigned char *end, PyObject *value,
+                                 int depth);
+
+/* put_value of an exact dict at `depth` */
+static inline unsigned char *
+fast_dict(unsigned char *p, unsigned char *end, PyObject *value, int depth)
+{
+    PyDictObject *dict = (PyDictObject *)value;
+    PyDictKeysObject *keys = dict->ma_keys;
+    Py_ssize_t used = dict->ma_used;
+    PyDictUnicodeEntry *entry, *stop;
+    /* a key and a str value take at most 2 * ROOM bytes (a dict cannot hold enough items for
+     * the product to overflow) */
+    if (CS_UNLIKELY(depth >= MAX_DEPTH || dict->ma_values != NULL ||
+                    keys->dk_kind != DICT_KEYS_UNICODE ||
+                    (size_t)(end - p) < 8 + (size_t)used * (2 * ROOM)))
+        return NULL;
+    write_u64(p, (unsigned long long)'D' | ((unsigned long long)used << 8));
+    p += 8;
+    entry = DK_UNICODE_ENTRIES(keys);
+    stop = entry + keys->dk_nentries;
+    /* every entry with a value, in order: the `used` items (PyDict_Next's order) */
+    for (; entry < stop; entry++) {
+        PyObject *item = entry->me_value;
+        if (item == NULL)
+            continue;
+        p = fast_str(p, entry->me_key); /* the keys of this kind are exact str */
+        if (CS_UNLIKELY(p == NULL))
+            return NULL;
+        if (CS_LIKELY(Py_TYPE(item) == &PyUnicode_Type)) {
+            p = fast_str(p, item);
+            if (CS_UNLIKELY(p == NULL))
+                return NULL;
+        }
+        else {
+            p = fast_value(p, end, item, depth + 1);
+            /* room again for the items left (at most one per entry left) */
+            if (p == NULL || (size_t)(end - p) < (size_t)(stop - entry) * (2 * ROOM))
+                return NULL;
+        }
+    }
+    return p;
+}
+
+/* put_value of an exact list at `depth` */
+static inline unsigned char *
+fast_list(unsigned char *p, unsigned char *end, PyObject *value, int depth)
+{
+    Py_ssize_t n = PyList_GET_SIZE(value);
+    PyObject **items = ((PyListObject *)value)->ob_item, **last = items + n;
+    if (CS_UNLIKELY(depth >= MAX_DEPTH || end - p < ROOM))
+        return NULL;
+    write_u64(p, (unsigned long long)'L' | ((unsigned long long)n << 8));
+    p += 8;
+    /* no Python code runs here: the list cannot change under the walk */
+    for (; items < last; items++) {
+        PyObject *item = *items;
+        if (CS_LIKELY(Py_TYPE(item) == &PyDict_Type))
+            p = fast_dict(p, end, item, depth + 1);
+        else
+            p = fast_value(p, end, item, depth + 1);
+        if (CS_UNLIKELY(p == NULL))
+            return NULL;
+    }
+    return p;
+}
+
+/* put_value of any value at `depth` */
+static unsigned char *
+fast_value(unsigned char *p, unsigned char *end, PyObject *value, int depth)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (end - p < ROOM)
+        return NULL;
+    if (type == &PyUnicode_Type)
+        return fast_str(p, value);
+    if (type == &PyDict_Type)
+        return fast_dict(p, end, value, depth);
+    if (type == &PyList_Type)
+        return fast_list(p, end, value, depth);
+    if (type == &PyLong_Type) {
+        int overflow = 0;
+        /* of an exact int: no error, only the overflow flag */
+        long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || (number == -1 && PyErr_Occurred()))
+            return NULL;
+        p[0] = 'I';
+        write_u64(p + 1, (unsigned long long)number);
+        return p + 9;
+    }
+    if (type == &PyFloat_Type) {
+        double number = PyFloat_AS_DOUBLE(value);
+        unsigned long long bits;
+        memcpy(&bits, &number, sizeof(bits));
+        p[0] = 'R';
+        write_u64(p + 1, bits);
+        return p + 9;
+    }
+    if (value == Py_True)
+        p[0] = 'T';
+    else if (value == Py_False)
+        p[0] = 'F';
+    else if (value == Py_None)
+        p[0] = 'N';
+    else
+        return NULL;
+    return p + 1;
+}
+
+/* message_key_of's bytes for a message with this role and content (NULL when missing), into
+ * `data` (at least 2048 bytes, up to `end`) */
+static inline unsigned char *
+fast_message(unsigned char *data, unsigned char *end, PyObject *role, PyObject *content,
+             Py_ssize_t m, Py_ssize_t start)
+{
+    unsigned char *p = data + 18;
+    data[0] = 'M';
+    write_u64(data + 1, (unsigned long long)m);
+    data[9] = 'M';
+    write_u64(data + 10, (unsigned long long)start);
+    /* the header and a role str or tag fit in the 2048 bytes */
+    if (role == NULL)
+        *p++ = '-';
+    else if (CS_LIKELY(Py_TYPE(role) == &PyUnicode_Type)) {
+        p = fast_str(p, role);
+        if (CS_UNLIKELY(p == NULL))
+            return NULL;
+    }
+    else
+        return NULL;
+    if (content == NULL) {
+        *p++ = '-';
+        return p;
+    }
+    if (CS_LIKELY(Py_TYPE(content) == &PyList_Type))
+        return fast_list(p, end, content, 1);
+    if (Py_TYPE(content) == &PyUnicode_Type)
+        return fast_str(p, content);
+    return fast_value(p, end, content, 1); /* NULL for a LayeredBlocks (a list subclass) */
+}
+#endif
+
 /* The key of message `m` starting at block `start`: 'M', m, start, then the role and the
  * content (each '-' when missing). Other keys of the message do not make blocks, so they are
- * left out. Returns 1 and sets *key, 0 when not keyable, -1 on error. */
+ * left out. Returns 1 and sets *key, 0 when not keyable, -1 on error. (message_key_of below
+ * tries the fast encoder first, then this.) */
 static int
-message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
-               unsigned long long *key)
+message_key_general(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
+                    unsigned long long *key)
 {
     PyObject *role = NULL, *content = NULL, *name, *value;
     Py_ssize_t pos = 0, left;
@@ -513,8 +811,70 @@ found:
                          ? put_layered(b, content)
                          : put_value(b, content, 1)) != 1)
         return done;
-    *key = cs_hash(b->data, b->len, 0);
+    *key = cs_hash0(b->data, b->len);
     return 1;
+}
+
+/* message_key_general's result: through the fast encoder when the message is an exact dict in
+ * the combined str-keyed layout and its role and content are of the common shapes */
+static CS_ALWAYS_INLINE int
+message_key_of(Buf *b, PyObject *message, Py_ssize_t m, Py_ssize_t start,
+               unsigned long long *key)
+{
+#ifdef CS_FAST
+    if (CS_LIKELY(Py_TYPE(message) == &PyDict_Type)) {
+        PyDictObject *dict = (PyDictObject *)message;
+        PyDictKeysObject *keys = dict->ma_keys;
+        if (CS_LIKELY(dict->ma_values == NULL && keys->dk_kind == DICT_KEYS_UNICODE)) {
+            PyDictUnicodeEntry *entry = DK_UNICODE_ENTRIES(keys), *stop;
+            PyObject *role = NULL, *content = NULL, *name_role = str_role,
+                     *name_content = str_content;
+            unsigned char *p;
+            /* the names by identity (literals and most parsers give the interned str), else
+             * by value; a dict holds each name once, so the first match is the only one */
+            if (CS_LIKELY(keys->dk_nentries == 2)) {
+                /* {"role": ..., "content": ...} in either order (an entry deleted since has no
+                 * value: the name is missing, as in the loop) */
+                PyObject *first = entry[0].me_key, *second = entry[1].me_key;
+                if (first == name_role && second == name_content) {
+                    role = entry[0].me_value;
+                    content = entry[1].me_value;
+                    goto found;
+                }
+                if (first == name_content && second == name_role) {
+                    content = entry[0].me_value;
+                    role = entry[1].me_value;
+                    goto found;
+                }
+            }
+            for (stop = entry + keys->dk_nentries; entry < stop; entry++) {
+                PyObject *name = entry->me_key, *value = entry->me_value;
+                if (value == NULL)
+                    continue;
+                if (name == name_role)
+                    role = value;
+                else if (name == name_content)
+                    content = value;
+                else if ((str_state(name) & COMPACT_ASCII) == COMPACT_ASCII) {
+                    if (role == NULL && same_ascii(name, name_role))
+                        role = value;
+                    else if (content == NULL && same_ascii(name, name_content))
+                        content = value;
+                }
+                else if (!(str_state(name) & COMPACT))
+                    goto general; /* a legacy str: is_name readies it */
+            }
+        found:
+            p = fast_message(b->data, b->data + b->cap, role, content, m, start);
+            if (CS_LIKELY(p != NULL)) {
+                *key = cs_hash0(b->data, (size_t)(p - b->data));
+                return 1;
+            }
+        }
+    }
+general:
+#endif
+    return message_key_general(b, message, m, start, key);
 }
 
 /* ---- module functions ------------------------------------------------------------------------- */
@@ -567,6 +927,13 @@ blocks_value_key(PyObject *self, PyObject *value)
     int done;
     PyObject *result;
     buf_init(&b);
+#ifdef CS_FAST
+    {
+        unsigned char *p = fast_value(b.data, b.data + b.cap, value, 0);
+        if (p != NULL) /* the local buffer: nothing to free */
+            return PyLong_FromUnsignedLongLong(cs_hash0(b.data, (size_t)(p - b.data)));
+    }
+#endif
     done = put_value(&b, value, 0);
     if (done < 0) {
         buf_free(&b);
@@ -576,7 +943,7 @@ blocks_value_key(PyObject *self, PyObject *value)
         buf_free(&b);
         Py_RETURN_NONE;
     }
-    result = PyLong_FromUnsignedLongLong(cs_hash(b.data, b.len, 0));
+    result = PyLong_FromUnsignedLongLong(cs_hash0(b.data, b.len));
     buf_free(&b);
     return result;
 }
@@ -1505,7 +1872,7 @@ blocks_first_different(PyObject *self, PyObject *args)
 static PyObject *
 blocks_message_keys(PyObject *self, PyObject *args)
 {
-    PyObject *messages, *previous, *out;
+    PyObject *messages, *previous, *out, **items;
     Py_ssize_t m, n, keyed = 0, same = 0, known;
     unsigned char *data;
     const char *before;
@@ -1518,10 +1885,11 @@ blocks_message_keys(PyObject *self, PyObject *args)
     if (out == NULL)
         return NULL;
     data = (unsigned char *)PyBytes_AS_STRING(out);
+    items = ((PyListObject *)messages)->ob_item;
     buf_init(&b);
     for (m = 0; m < n; m++) {
         unsigned long long key = 0;
-        int done = message_key_of(&b, PyList_GET_ITEM(messages, m), m, 0, &key);
+        int done = message_key_of(&b, items[m], m, 0, &key);
         if (done < 0) {
             buf_free(&b);
             Py_DECREF(out);
