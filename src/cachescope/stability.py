@@ -1099,22 +1099,6 @@ def _marked(window: str, span: tuple[int, int] | None, colour: str) -> str:
 # compare
 
 
-def _common_prefix_length(a: str, b: str) -> int:
-    """Length of the common prefix of two strings (`blocks.common_prefix` when built)."""
-    native = _blocks._native
-    if native is not None and type(a) is str and type(b) is str:
-        return int(native.common_prefix(a, b))
-    return _common_prefix_length_py(a, b)
-
-
-def _common_suffix_length(a: str, b: str, floor: int) -> int:
-    """Length of the common suffix, not reaching back into the first `floor` characters."""
-    native = _blocks._native
-    if native is not None and type(a) is str and type(b) is str and floor >= 0:
-        return int(native.common_suffix(a, b, floor))
-    return _common_suffix_length_py(a, b, floor)
-
-
 def _common_prefix_length_py(a: str, b: str) -> int:
     """Twin of `blocks.common_prefix`, by C-speed slice comparisons."""
     limit = min(len(a), len(b))
@@ -1153,8 +1137,36 @@ def _common_suffix_length_py(a: str, b: str, floor: int) -> int:
     return lo
 
 
-def _line_window(text: str, start: int, end: int) -> tuple[str, tuple[int, int]]:
-    """The line around text[start:end], clipped to WINDOW characters of context on each side."""
+def _change_window(
+    old: str, new: str
+) -> tuple[int, int, int, str, tuple[int, int], str, tuple[int, int]]:
+    """Where two texts first differ (offset, 1-based line and column in `old`) and the changed
+    line of each with its changed span (`blocks.change_window` when built)."""
+    native = _blocks._native
+    if native is not None and type(old) is str and type(new) is str:
+        found: tuple[int, int, int, str, tuple[int, int], str, tuple[int, int]]
+        found = native.change_window(old, new, WINDOW)
+        return found
+    return _change_window_py(old, new, WINDOW)
+
+
+def _change_window_py(
+    old: str, new: str, window: int
+) -> tuple[int, int, int, str, tuple[int, int], str, tuple[int, int]]:
+    """Twin of `blocks.change_window`."""
+    offset = _common_prefix_length_py(old, new)
+    line = old.count("\n", 0, offset) + 1
+    column = offset - (old.rfind("\n", 0, offset) + 1) + 1
+    suffix = _common_suffix_length_py(old, new, offset)
+    old_window, old_span = _line_window(old, offset, len(old) - suffix, window)
+    new_window, new_span = _line_window(new, offset, len(new) - suffix, window)
+    return offset, line, column, old_window, old_span, new_window, new_span
+
+
+def _line_window(
+    text: str, start: int, end: int, window: int = WINDOW
+) -> tuple[str, tuple[int, int]]:
+    """The line around text[start:end], clipped to `window` characters of context on each side."""
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     if line_end == -1:
@@ -1162,14 +1174,14 @@ def _line_window(text: str, start: int, end: int) -> tuple[str, tuple[int, int]]
     # a change that spans lines is shown up to the end of its first line
     first_break = text.find("\n", start, end)
     shown_end = first_break if first_break != -1 else end
-    lo = max(line_start, start - WINDOW)
-    hi = min(line_end, shown_end + WINDOW) if first_break == -1 else shown_end
+    lo = max(line_start, start - window)
+    hi = min(line_end, shown_end + window) if first_break == -1 else shown_end
     prefix = "…" if lo > line_start else ""
     suffix = "…" if hi < line_end and first_break == -1 else ""
-    window = prefix + text[lo:hi] + suffix
+    shown = prefix + text[lo:hi] + suffix
     span_start = len(prefix) + (start - lo)
     span_end = len(prefix) + (min(shown_end, hi) - lo)
-    return window.replace("\t", " ").replace("\r", " "), (span_start, span_end)
+    return shown.replace("\t", " ").replace("\r", " "), (span_start, span_end)
 
 
 def _first_different_py(a: Sequence[Any], b: Sequence[Any]) -> int | None:
@@ -1572,12 +1584,7 @@ def _assess(
     old_span = new_span = None
     if index is not None and setting is None and index < len_b and texts_at is not None:
         old, new = texts_at(index)
-        offset = _common_prefix_length(old, new)
-        line = old.count("\n", 0, offset) + 1
-        column = offset - (old.rfind("\n", 0, offset) + 1) + 1
-        suffix = _common_suffix_length(old, new, offset)
-        old_window, old_span = _line_window(old, offset, len(old) - suffix)
-        new_window, new_span = _line_window(new, offset, len(new) - suffix)
+        offset, line, column, old_window, old_span, new_window, new_span = _change_window(old, new)
 
     server_type, server_missed = _server_type(server_reason)
     agrees: bool | None = None

@@ -359,6 +359,49 @@ def test_common_prefix_and_suffix_equal_their_twins(
         assert MODULE.common_suffix(a, b) == stability._common_suffix_length_py(a, b, 0)
 
 
+lines = st.text(alphabet=st.sampled_from("ab\n\t\r é€😀"), max_size=160)
+
+
+@needs_module
+@settings(max_examples=400)
+@given(lines, lines, lines, st.integers(0, 70))
+def test_change_window_equals_its_twin(common: str, left: str, right: str, window: int) -> None:
+    from cachescope import stability
+
+    for old, new in [
+        (common + left + common, common + right + common),
+        (common + left, common + right),
+        (left, right),
+        (common, common),
+        (common + left, common),
+    ]:
+        assert MODULE.change_window(old, new, window) == stability._change_window_py(
+            old, new, window
+        ), (old, new, window)
+
+
+@needs_module
+def test_change_window_cases_and_bad_arguments() -> None:
+    from cachescope import stability
+
+    old = "first line\n\tsecond line with a value of 41 and more text after it, far beyond\nlast"
+    new = old.replace("41", "42")
+    found = MODULE.change_window(old, new, 10)
+    assert found == stability._change_window_py(old, new, 10)
+    offset, line, column, old_window, old_span, new_window, new_span = found
+    assert offset == old.index("41") + 1
+    assert (line, column) == (2, old.index("41") - old.index("\n") + 1)
+    assert old_window.startswith("…") and old_window.endswith("…") and "\t" not in old_window
+    assert (
+        old_window[old_span[0] : old_span[1]] == "1"
+        and new_window[new_span[0] : new_span[1]] == "2"
+    )
+    with pytest.raises(TypeError):
+        MODULE.change_window("a", b"a", 3)
+    with pytest.raises(ValueError):
+        MODULE.change_window("a", "b", -1)
+
+
 @needs_module
 @given(st.lists(st.integers(0, 3), max_size=12), st.lists(st.integers(0, 3), max_size=12))
 def test_first_different_equals_its_twin(left: list[int], right: list[int]) -> None:

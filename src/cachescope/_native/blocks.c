@@ -1775,21 +1775,13 @@ two_str(PyObject *args, const char *name, PyObject **a, PyObject **b, Py_ssize_t
     return 0;
 }
 
-/* common_prefix(a, b) -> int: length of the common prefix of two str */
-static PyObject *
-blocks_common_prefix(PyObject *self, PyObject *args)
+/* length of the common prefix of two ready str */
+static Py_ssize_t
+prefix_length(PyObject *a, PyObject *b)
 {
-    PyObject *a, *b;
-    Py_ssize_t i, limit;
-    int kind_a, kind_b;
-    const void *data_a, *data_b;
-    if (two_str(args, "common_prefix", &a, &b, NULL) < 0)
-        return NULL;
-    limit = Py_MIN(PyUnicode_GET_LENGTH(a), PyUnicode_GET_LENGTH(b));
-    kind_a = (int)PyUnicode_KIND(a);
-    kind_b = (int)PyUnicode_KIND(b);
-    data_a = PyUnicode_DATA(a);
-    data_b = PyUnicode_DATA(b);
+    Py_ssize_t i, limit = Py_MIN(PyUnicode_GET_LENGTH(a), PyUnicode_GET_LENGTH(b));
+    int kind_a = (int)PyUnicode_KIND(a), kind_b = (int)PyUnicode_KIND(b);
+    const void *data_a = PyUnicode_DATA(a), *data_b = PyUnicode_DATA(b);
     i = 0;
     if (kind_a == kind_b) {
         const unsigned char *x = data_a, *y = data_b;
@@ -1806,27 +1798,17 @@ blocks_common_prefix(PyObject *self, PyObject *args)
     }
     while (i < limit && PyUnicode_READ(kind_a, data_a, i) == PyUnicode_READ(kind_b, data_b, i))
         i++;
-    return PyLong_FromSsize_t(i);
+    return i;
 }
 
-/* common_suffix(a, b, floor=0) -> int: length of the common suffix of two str, not reaching
- * back into their first `floor` characters */
-static PyObject *
-blocks_common_suffix(PyObject *self, PyObject *args)
+/* length of the common suffix of two ready str, not reaching into their first `floor` units */
+static Py_ssize_t
+suffix_length(PyObject *a, PyObject *b, Py_ssize_t floor)
 {
-    PyObject *a, *b;
-    Py_ssize_t floor, n, len_a, len_b, limit;
-    int kind_a, kind_b;
-    const void *data_a, *data_b;
-    if (two_str(args, "common_suffix", &a, &b, &floor) < 0)
-        return NULL;
-    len_a = PyUnicode_GET_LENGTH(a);
-    len_b = PyUnicode_GET_LENGTH(b);
-    limit = Py_MIN(len_a, len_b) - floor;
-    kind_a = (int)PyUnicode_KIND(a);
-    kind_b = (int)PyUnicode_KIND(b);
-    data_a = PyUnicode_DATA(a);
-    data_b = PyUnicode_DATA(b);
+    Py_ssize_t n, len_a = PyUnicode_GET_LENGTH(a), len_b = PyUnicode_GET_LENGTH(b);
+    Py_ssize_t limit = Py_MIN(len_a, len_b) - floor;
+    int kind_a = (int)PyUnicode_KIND(a), kind_b = (int)PyUnicode_KIND(b);
+    const void *data_a = PyUnicode_DATA(a), *data_b = PyUnicode_DATA(b);
     n = 0;
     if (kind_a == kind_b && limit > 0) {
         /* 8 bytes at a time from the ends, then unit by unit */
@@ -1846,7 +1828,154 @@ blocks_common_suffix(PyObject *self, PyObject *args)
     while (n < limit && PyUnicode_READ(kind_a, data_a, len_a - 1 - n) ==
                             PyUnicode_READ(kind_b, data_b, len_b - 1 - n))
         n++;
-    return PyLong_FromSsize_t(n);
+    return n;
+}
+
+/* common_prefix(a, b) -> int: length of the common prefix of two str */
+static PyObject *
+blocks_common_prefix(PyObject *self, PyObject *args)
+{
+    PyObject *a, *b;
+    if (two_str(args, "common_prefix", &a, &b, NULL) < 0)
+        return NULL;
+    return PyLong_FromSsize_t(prefix_length(a, b));
+}
+
+/* common_suffix(a, b, floor=0) -> int: length of the common suffix of two str, not reaching
+ * back into their first `floor` characters */
+static PyObject *
+blocks_common_suffix(PyObject *self, PyObject *args)
+{
+    PyObject *a, *b;
+    Py_ssize_t floor;
+    if (two_str(args, "common_suffix", &a, &b, &floor) < 0)
+        return NULL;
+    return PyLong_FromSsize_t(suffix_length(a, b, floor));
+}
+
+/* the line of `text` around text[start:end], clipped to `window` characters of context on each
+ * side ("…" where clipped), tabs and carriage returns shown as spaces; and (start, end) of the
+ * changed characters inside it. A change that spans lines is shown up to the end of its first
+ * line. Twin: stability._line_window. Returns a new (str, (int, int)) tuple, or NULL. */
+static PyObject *
+line_window(PyObject *text, Py_ssize_t start, Py_ssize_t end, Py_ssize_t window)
+{
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text), line_start, line_end, first_break;
+    Py_ssize_t shown_end, lo, hi, clipped_start;
+    PyObject *shown, *joined;
+    int before, after;
+    line_start = PyUnicode_FindChar(text, '\n', 0, start, -1);
+    line_end = PyUnicode_FindChar(text, '\n', end, length, 1);
+    first_break = PyUnicode_FindChar(text, '\n', start, end, 1);
+    if (line_start == -2 || line_end == -2 || first_break == -2)
+        return NULL;
+    line_start += 1;
+    if (line_end == -1)
+        line_end = length;
+    shown_end = first_break != -1 ? first_break : end;
+    lo = Py_MAX(line_start, start - window);
+    hi = first_break == -1 ? Py_MIN(line_end, shown_end + window) : shown_end;
+    before = lo > line_start;
+    after = hi < line_end && first_break == -1;
+    shown = PyUnicode_Substring(text, lo, hi);
+    if (shown == NULL)
+        return NULL;
+    if (before || after) {
+        PyObject *dots = PyUnicode_FromOrdinal(0x2026); /* … */
+        if (dots == NULL) {
+            Py_DECREF(shown);
+            return NULL;
+        }
+        if (before) {
+            joined = PyUnicode_Concat(dots, shown);
+            Py_SETREF(shown, joined);
+        }
+        if (shown != NULL && after) {
+            joined = PyUnicode_Concat(shown, dots);
+            Py_SETREF(shown, joined);
+        }
+        Py_DECREF(dots);
+        if (shown == NULL)
+            return NULL;
+    }
+    {
+        static const Py_UCS4 blanks[2] = {'\t', '\r'};
+        int k;
+        for (k = 0; k < 2; k++) {
+            Py_ssize_t found = PyUnicode_FindChar(shown, blanks[k], 0, PyUnicode_GET_LENGTH(shown), 1);
+            if (found == -2) {
+                Py_DECREF(shown);
+                return NULL;
+            }
+            if (found >= 0) {
+                PyObject *from = PyUnicode_FromOrdinal((int)blanks[k]);
+                PyObject *to = PyUnicode_FromOrdinal(' ');
+                PyObject *replaced = from != NULL && to != NULL
+                                         ? PyUnicode_Replace(shown, from, to, -1)
+                                         : NULL;
+                Py_XDECREF(from);
+                Py_XDECREF(to);
+                Py_SETREF(shown, replaced);
+                if (shown == NULL)
+                    return NULL;
+            }
+        }
+    }
+    clipped_start = before ? 1 : 0;
+    return Py_BuildValue("(N(nn))", shown, clipped_start + (start - lo),
+                         clipped_start + (Py_MIN(shown_end, hi) - lo));
+}
+
+/* change_window(old, new, window) -> (offset, line, column, old_window, old_span, new_window,
+ *                                     new_span)
+ * Where two str first differ (offset, 1-based line and column in `old`) and the changed line
+ * of each, clipped to `window` characters of context (see line_window). Twin:
+ * stability._change_window_py. */
+static PyObject *
+blocks_change_window(PyObject *self, PyObject *args)
+{
+    PyObject *old, *new, *old_shown, *new_shown;
+    Py_ssize_t window, offset, suffix, line = 1, line_start, at;
+    if (!PyArg_ParseTuple(args, "UUn:change_window", &old, &new, &window))
+        return NULL;
+    if (window < 0) {
+        PyErr_SetString(PyExc_ValueError, "window must be >= 0");
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(old) < 0 || PyUnicode_READY(new) < 0)
+        return NULL;
+#endif
+    offset = prefix_length(old, new);
+    suffix = suffix_length(old, new, offset);
+    /* the line and column of the offset in `old` */
+    at = 0;
+    while ((at = PyUnicode_FindChar(old, '\n', at, offset, 1)) >= 0) {
+        line++;
+        at++;
+    }
+    if (at == -2)
+        return NULL;
+    line_start = PyUnicode_FindChar(old, '\n', 0, offset, -1);
+    if (line_start == -2)
+        return NULL;
+    old_shown = line_window(old, offset, PyUnicode_GET_LENGTH(old) - suffix, window);
+    if (old_shown == NULL)
+        return NULL;
+    new_shown = line_window(new, offset, PyUnicode_GET_LENGTH(new) - suffix, window);
+    if (new_shown == NULL) {
+        Py_DECREF(old_shown);
+        return NULL;
+    }
+    {
+        PyObject *result = Py_BuildValue(
+            "(nnnOOOO)", offset, line, offset - (line_start + 1) + 1,
+            PyTuple_GET_ITEM(old_shown, 0), PyTuple_GET_ITEM(old_shown, 1),
+            PyTuple_GET_ITEM(new_shown, 0), PyTuple_GET_ITEM(new_shown, 1));
+        Py_DECREF(old_shown);
+        Py_DECREF(new_shown);
+        return result;
+    }
 }
 
 /* first_different(a, b) -> int | None: the first index where two lists hold different objects
@@ -1941,6 +2070,9 @@ static PyMethodDef blocks_methods[] = {
      "first_different(a, b) -> int | None: first index where two lists hold different objects."},
     {"common_prefix", blocks_common_prefix, METH_VARARGS,
      "common_prefix(a, b) -> int: length of the common prefix of two str."},
+    {"change_window", blocks_change_window, METH_VARARGS,
+     "change_window(old, new, window) -> (offset, line, column, old_window, old_span, "
+     "new_window, new_span): where two str first differ and the changed line of each."},
     {"common_suffix", blocks_common_suffix, METH_VARARGS,
      "common_suffix(a, b, floor=0) -> int: length of the common suffix of two str, not "
      "reaching into their first `floor` characters."},
