@@ -1385,6 +1385,7 @@ typedef struct {
     Py_ssize_t start;      /* the next message's first block */
     Py_ssize_t prior_mark; /* where the prior's marks were last read */
     long flags;
+    int prefetch; /* ask for the next messages' objects ahead (not when another walk just did) */
 } Lean;
 
 static void
@@ -1465,6 +1466,7 @@ lean_init(Lean *w, PyObject *messages, PyObject *memo, PyObject *head, PyObject 
     w->messages = messages;
     w->memo = memo;
     w->slow = slow;
+    w->prefetch = 1;
     blocks = head_len + Py_MAX(blocks, 2 * n) + 16;
     if (grow_room(&w->keys, 16 * n + 16) < 0 || grow_room(&w->starts, 8 * n + 16) < 0 ||
         grow_room(&w->tokens, 8 * blocks) < 0 || grow_room(&w->mflags, n + 16) < 0 ||
@@ -1519,6 +1521,31 @@ lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
     int done, result = -1;
     if (grow_put(&w->starts, &at, 8) < 0)
         return -1;
+#ifdef CS_DICT_LAYOUT
+    /* The next messages' objects, three levels deep, while this one is keyed: each level was
+     * asked for one message earlier than the one below it needs it. */
+    if (w->prefetch && m + 3 < PyList_GET_SIZE(w->messages))
+        __builtin_prefetch(PyList_GET_ITEM(w->messages, m + 3));
+    if (w->prefetch && m + 2 < PyList_GET_SIZE(w->messages)) {
+        PyObject *next = PyList_GET_ITEM(w->messages, m + 2);
+        if (Py_TYPE(next) == &PyDict_Type) {
+            __builtin_prefetch(((PyDictObject *)next)->ma_keys);
+            __builtin_prefetch((char *)((PyDictObject *)next)->ma_keys + 64);
+        }
+    }
+    if (w->prefetch && m + 1 < PyList_GET_SIZE(w->messages)) {
+        PyObject *next = PyList_GET_ITEM(w->messages, m + 1);
+        if (Py_TYPE(next) == &PyDict_Type && ((PyDictObject *)next)->ma_values == NULL &&
+            ((PyDictObject *)next)->ma_keys->dk_kind == DICT_KEYS_UNICODE) {
+            PyDictKeysObject *keys = ((PyDictObject *)next)->ma_keys;
+            PyDictUnicodeEntry *entry = DK_UNICODE_ENTRIES(keys);
+            Py_ssize_t k, n = Py_MIN(keys->dk_nentries, 4);
+            for (k = 0; k < n; k++)
+                if (entry[k].me_value != NULL)
+                    __builtin_prefetch(entry[k].me_value);
+        }
+    }
+#endif
     Py_INCREF(message);
     done = message_key_of(b, message, m, start, &digest);
     if (done < 0)
@@ -1697,6 +1724,7 @@ blocks_lean_pair(PyObject *self, PyObject *args)
             0 ||
         lean_init(&b, messages_b, memo_b, head_b, slow_b, follows ? 0 : pb.total) < 0)
         goto error;
+    b.prefetch = 0; /* b's message m is read right after a's: shared objects are in the caches */
     buf_init(&buf);
     /* `slow` runs Python code that may change the lists: their sizes are re-read each time */
     for (m = 0; m < PyList_GET_SIZE(messages_a) || m < PyList_GET_SIZE(messages_b); m++) {
