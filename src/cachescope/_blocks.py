@@ -190,10 +190,13 @@ _MESSAGE_MEMOS: dict[Any, dict[int, Any]] = {}
 _MESSAGE_MEMO_COUNTERS = 64
 # The last C walk per counter: (counter, message keys, entries); see `flatten_units`.
 _LAST_WALKS: dict[Any, tuple[Any, bytes, list[Any]]] = {}
+# A `lean_messages` walk: keys, starts, cumulative tokens, breakpoints, per-message flags (bytes),
+# all flags, {m: memo entry} of the messages not taken from the prior walk.
+_LeanWalk = tuple[bytes, bytes, bytes, bytes, bytes, int, dict[int, Any]]
 # The last `lean_messages` walk per counter; see `flatten_lean`.
-_LAST_LEAN: dict[Any, tuple[bytes, bytes, bytes, bytes, bytes, int]] = {}
+_LAST_LEAN: dict[Any, _LeanWalk] = {}
 # a walk of no messages and no blocks: the prior that lends nothing
-_NO_WALK = (b"", bytes(8), bytes(8), b"", b"", 0)
+_NO_WALK: _LeanWalk = (b"", bytes(8), bytes(8), b"", b"", 0, {})
 
 
 def _layer_tuple(value: Any) -> tuple[Any, ...] | None:
@@ -934,7 +937,7 @@ class LeanRequest:
         "walk",
     )
 
-    walk: tuple[bytes, bytes, bytes, bytes, bytes, int]
+    walk: _LeanWalk
     keys: memoryview
     starts: memoryview
     cumulative: memoryview
@@ -1010,7 +1013,7 @@ class LeanRequest:
             walk = native.lean_messages(self.messages, self._memo, self.head, self._slow)
         self._take(walk)
 
-    def _take(self, walk: tuple[bytes, bytes, bytes, bytes, bytes, int]) -> None:
+    def _take(self, walk: _LeanWalk) -> None:
         """The numbers of the C walk of the messages."""
         _LAST_LEAN[self.counter] = self.walk = walk
         self.keys = memoryview(walk[0]).cast("Q")  # two per message: the key, 1 when keyed
@@ -1044,7 +1047,9 @@ class LeanRequest:
         unit = self._units.get(m)
         if unit is None:
             start, end = self.starts[m], self.starts[m + 1]
-            entry = self._memo.get(self.keys[2 * m]) if self.keys[2 * m + 1] else None
+            entry = self.walk[6].get(m)  # the walk's own lookup, for a message that changed
+            if entry is None and self.keys[2 * m + 1]:
+                entry = self._memo.get(self.keys[2 * m])
             if entry is not None and len(entry[0]) == end - start:
                 unit = entry[0]
             else:  # not keyed, or the memo was cleared since the walk

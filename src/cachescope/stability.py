@@ -1221,7 +1221,7 @@ def _lean_divergence(a: LeanRequest, b: LeanRequest) -> int | None:
     start = heads
     if len(a.head) == len(b.head):
         # message keys hold the message's place and first block: equal keys, equal blocks
-        first = _first_different_key(a.walk[0], b.walk[0])
+        first = _blocks._native.first_different_key(a.walk[0], b.walk[0])
         if first is None:
             first = min(len(a.starts), len(b.starts)) - 1
         start = a.starts[first]
@@ -1230,11 +1230,6 @@ def _lean_divergence(a: LeanRequest, b: LeanRequest) -> int | None:
         if _differ(block_a(i), block_b(i)):
             return i
     return None
-
-
-def _first_different_key(a: bytes, b: bytes) -> int | None:
-    found: int | None = _blocks._native.first_different_key(a, b)
-    return found
 
 
 def _first_divergence(a: _Side, b: _Side) -> int | None:
@@ -1393,7 +1388,7 @@ def compare(
         len(side_b),
         side_a.breakpoints(),
         side_a.token_sum,
-        side_b.breakpoints,
+        lambda: (point for point, _ in side_b.breakpoints()),
         (lambda at: (texts_a[at], texts_b[at]))
         if texts_a is not None and texts_b is not None
         else None,
@@ -1448,6 +1443,13 @@ def _lean_breakpoints(lean: LeanRequest) -> list[tuple[int, str]]:
     )
 
 
+def _lean_positions(lean: LeanRequest) -> list[int]:
+    """The positions of `_lean_breakpoints` (no block is read without automatic caching)."""
+    if lean.top_level_cache_control is None:
+        return lean.marked
+    return [point for point, _ in _lean_breakpoints(lean)]
+
+
 def _compare_lean(
     a: LeanRequest,
     b: LeanRequest,
@@ -1482,7 +1484,7 @@ def _compare_lean(
         len(b),
         _lean_breakpoints(a),
         a.token_sum,
-        lambda: _lean_breakpoints(b),
+        lambda: _lean_positions(b),
         lambda at: (block_a(at).text, block_b(at).text),
         fields,
         gap_seconds=gap_seconds,
@@ -1501,7 +1503,7 @@ def _assess(
     len_b: int,
     points: list[tuple[int, str]],
     token_sum: Callable[[int, int], int],
-    breakpoints_b: Callable[[], list[tuple[int, str]]],
+    positions_b: Callable[[], Iterable[int]],
     texts_at: Callable[[int], tuple[str, str]] | None,
     fields_at: Callable[[int], tuple[str, str | None, str, str]],
     *,
@@ -1512,7 +1514,8 @@ def _assess(
     model: str,
 ) -> PrefixDiff:
     """The steps of `compare` after reading both sides: `index` is the first position of `a`
-    whose block `b` does not reproduce (None: none in common), `points` a's breakpoints,
+    whose block `b` does not reproduce (None: none in common), `points` a's breakpoints
+    (`positions_b()` b's, positions only),
     `token_sum(start, end)` a's tokens over positions start..end, `texts_at(i)` the texts of
     both blocks at i (None when not at hand), `fields_at(i)` (level, layer, path, kind) of a's."""
     # 1. locate: the first changed block, setting or removed block
@@ -1567,7 +1570,7 @@ def _assess(
     beyond_lookback = False
     if surviving and (index is None or surviving[-1][0] < index):
         target = surviving[-1][0]
-        later = [i for i, _ in breakpoints_b() if i >= target]
+        later = [i for i in positions_b() if i >= target]
         if later and later[0] - target >= LOOKBACK:
             beyond_lookback = True
 

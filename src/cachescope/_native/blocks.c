@@ -1301,7 +1301,7 @@ error:
 }
 
 /* lean_messages(messages, memo, head, slow[, prior]) -> (keys, starts, tokens, marks, mflags,
- *                                                          flags)
+ *                                                          flags, found)
  *
  * The walk of flatten_messages for `compare`, with only numbers out: no list of blocks, units or
  * entries. For message m: its `message_key` (every text hashed, as always); a message whose key
@@ -1313,7 +1313,8 @@ error:
  * the key, 1 when keyed), the first block of each message plus the total count (int64,
  * len(messages) + 1), the cumulative token counts of all blocks (int64, total + 1, from 0), the
  * blocks with cache_control (int64 absolute indices), each message's flags (one byte: bit 0
- * images, bit 1 citations); and all flags or-ed.
+ * images, bit 1 citations); all flags or-ed; and {m: entry} of the messages whose numbers did
+ * not come from the prior (usually the one or two that changed: compare reads their blocks).
  *
  * lean_pair(messages_a, memo_a, head_a, slow_a, prior_a, messages_b, memo_b, head_b, slow_b,
  *           prior_b) -> (walk_a, walk_b)
@@ -1386,6 +1387,7 @@ typedef struct {
     Py_ssize_t prior_mark; /* where the prior's marks were last read */
     long flags;
     int prefetch; /* ask for the next messages' objects ahead (not when another walk just did) */
+    PyObject *found; /* {m: entry} of the messages not taken from the prior */
 } Lean;
 
 static void
@@ -1396,6 +1398,7 @@ lean_free(Lean *w)
     PyMem_Free(w->tokens.data);
     PyMem_Free(w->marks.data);
     PyMem_Free(w->mflags.data);
+    Py_XDECREF(w->found);
     memset(w, 0, sizeof(*w));
 }
 
@@ -1419,7 +1422,7 @@ prior_of_tuple(PyObject *prior, Prior *p)
 {
     PyObject *pk, *ps, *pt, *pm, *pf;
     Py_ssize_t count;
-    if (!PyTuple_CheckExact(prior) || PyTuple_GET_SIZE(prior) != 6)
+    if (!PyTuple_CheckExact(prior) || PyTuple_GET_SIZE(prior) != 7)
         goto bad;
     pk = PyTuple_GET_ITEM(prior, 0);
     ps = PyTuple_GET_ITEM(prior, 1);
@@ -1467,6 +1470,9 @@ lean_init(Lean *w, PyObject *messages, PyObject *memo, PyObject *head, PyObject 
     w->memo = memo;
     w->slow = slow;
     w->prefetch = 1;
+    w->found = PyDict_New();
+    if (w->found == NULL)
+        return -1;
     blocks = head_len + Py_MAX(blocks, 2 * n) + 16;
     if (grow_room(&w->keys, 16 * n + 16) < 0 || grow_room(&w->starts, 8 * n + 16) < 0 ||
         grow_room(&w->tokens, 8 * blocks) < 0 || grow_room(&w->mflags, n + 16) < 0 ||
@@ -1605,6 +1611,13 @@ lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
         }
         if (check_entry(entry) < 0)
             goto out;
+        {
+            PyObject *at_message = PyLong_FromSsize_t(m);
+            int failed = at_message == NULL || PyDict_SetItem(w->found, at_message, entry) < 0;
+            Py_XDECREF(at_message);
+            if (failed)
+                goto out;
+        }
         images = truth(PyTuple_GET_ITEM(entry, 1));
         if (images < 0)
             goto out;
@@ -1663,7 +1676,7 @@ lean_result(Lean *w)
         Py_XDECREF(f);
         return NULL;
     }
-    return Py_BuildValue("(NNNNNl)", k, s, t, mk, f, w->flags);
+    return Py_BuildValue("(NNNNNlO)", k, s, t, mk, f, w->flags, w->found);
 }
 
 static PyObject *
@@ -2106,7 +2119,7 @@ static PyMethodDef blocks_methods[] = {
      "reaching into their first `floor` characters."},
     {"lean_messages", blocks_lean_messages, METH_VARARGS,
      "lean_messages(messages, memo, head, slow[, prior]) -> (keys, starts, tokens, marks, "
-     "mflags, flags): the message walk of compare, numbers only."},
+     "mflags, flags, found): the message walk of compare, numbers only."},
     {"lean_pair", blocks_lean_pair, METH_VARARGS,
      "lean_pair(messages_a, memo_a, head_a, slow_a, prior_a, messages_b, memo_b, head_b, "
      "slow_b, prior_b) -> (walk_a, walk_b): two lean_messages walks in lockstep (prior_b None: "
