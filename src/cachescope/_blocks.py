@@ -918,16 +918,16 @@ class LeanRequest:
 
     __slots__ = (
         "_blocks",
-        "_builder",
+        "_builder_made",
         "_found",
         "_memo",
         "_slow_fn",
+        "_token_cache",
         "_units",
         "counter",
         "cumulative",
         "head",
         "head_units",
-        "keys",
         "marked",
         "messages",
         "model",
@@ -938,7 +938,6 @@ class LeanRequest:
     )
 
     walk: _LeanWalk
-    keys: memoryview
     starts: memoryview
     cumulative: memoryview
     marked: list[int]
@@ -949,7 +948,8 @@ class LeanRequest:
         self.model = str(params.get("model", ""))
         self.counter = counter
         self.messages: list[Any] = params["messages"]
-        builder = self._builder = _UnitBuilder(counter, token_cache, 0)
+        self._token_cache = token_cache
+        self._builder_made: _UnitBuilder | None = None  # made on the first memo miss
         memo = _SEGMENT_MEMO
         if len(memo) > _SEGMENT_MEMO_LIMIT:
             memo.clear()
@@ -960,7 +960,10 @@ class LeanRequest:
         tools = params.get("tools")
         if tools:
             key = _head_key(-2, tools, 0, counter)
-            entry = _unit_entry(memo, key, builder, 0, builder.tools, tools)
+            entry = memo.get(key) if key is not None else None
+            if entry is None:
+                builder = self._builder
+                entry = _unit_entry(memo, key, builder, 0, builder.tools, tools)
             head.extend(entry[0])
             units.append(entry[0])
             images, citations = entry[1], entry[2]
@@ -968,7 +971,10 @@ class LeanRequest:
         system = params.get("system")
         if system:
             key = _head_key(-1, system, len(head), counter)
-            entry = _unit_entry(memo, key, builder, len(head), builder.system, system)
+            entry = memo.get(key) if key is not None else None
+            if entry is None:
+                builder = self._builder
+                entry = _unit_entry(memo, key, builder, len(head), builder.system, system)
             head.extend(entry[0])
             units.append(entry[0])
             images, citations = images or entry[1], citations or entry[2]
@@ -988,6 +994,13 @@ class LeanRequest:
         self.top_level_cache_control = (
             dict(top) if top is not None and isinstance(top, Mapping) else None
         )
+
+    @property
+    def _builder(self) -> _UnitBuilder:
+        builder = self._builder_made
+        if builder is None:
+            builder = self._builder_made = _UnitBuilder(self.counter, self._token_cache, 0)
+        return builder
 
     def _slow(self, message: Any, m: int, start: int, key: int | None) -> _NativeEntry:
         """The C walk's callback for a message the memo does not hold (see `_slow_entries`)."""
@@ -1016,7 +1029,6 @@ class LeanRequest:
     def _take(self, walk: _LeanWalk) -> None:
         """The numbers of the C walk of the messages."""
         _LAST_LEAN[self.counter] = self.walk = walk
-        self.keys = memoryview(walk[0]).cast("Q")  # two per message: the key, 1 when keyed
         self.starts = memoryview(walk[1]).cast("q")  # first block of each message, then total
         self.cumulative = memoryview(walk[2]).cast("q")
         self.marked = memoryview(walk[3]).cast("q").tolist()
@@ -1042,14 +1054,22 @@ class LeanRequest:
         end = min(end, len(cumulative) - 2)
         return cumulative[end + 1] - cumulative[start] if end >= start else 0
 
+    def key_of(self, m: int) -> int | None:
+        """The key of message m (None when the C walk could not key it)."""
+        keys = self.walk[0]
+        if not keys[16 * m + 8]:
+            return None
+        return int.from_bytes(keys[16 * m : 16 * m + 8], "little")
+
     def message_unit(self, m: int) -> tuple[Block, ...]:
         """The blocks of message m: the memo's entry under its key, else built now."""
         unit = self._units.get(m)
         if unit is None:
             start, end = self.starts[m], self.starts[m + 1]
             entry = self.walk[6].get(m)  # the walk's own lookup, for a message that changed
-            if entry is None and self.keys[2 * m + 1]:
-                entry = self._memo.get(self.keys[2 * m])
+            if entry is None:
+                key = self.key_of(m)
+                entry = self._memo.get(key) if key is not None else None
             if entry is not None and len(entry[0]) == end - start:
                 unit = entry[0]
             else:  # not keyed, or the memo was cleared since the walk
