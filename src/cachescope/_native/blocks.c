@@ -103,7 +103,13 @@ cs_hash(const void *data, size_t size, XXH64_hash_t seed)
 
 /* The text hash of a long string in a key (`cs_text_hash`, with this module's AVX2 xxh3 when
  * the CPU has no AES), out of line so that `put_str` stays small enough to inline. */
-static __attribute__((noinline)) unsigned long long
+#if defined(__GNUC__) || defined(__clang__)
+#define CS_NOINLINE __attribute__((noinline))
+#else
+#define CS_NOINLINE
+#endif
+
+static CS_NOINLINE unsigned long long
 key_text_hash(const void *data, size_t size)
 {
 #if CS_TH_X86
@@ -1350,7 +1356,7 @@ grow_room(Grow *g, Py_ssize_t need)
 static inline int
 grow_put(Grow *g, const void *item, Py_ssize_t size)
 {
-    if (__builtin_expect(g->len + size > g->cap, 0) && grow_room(g, size) < 0)
+    if (CS_UNLIKELY(g->len + size > g->cap) && grow_room(g, size) < 0)
         return -1;
     memcpy(g->data + g->len, item, (size_t)size);
     g->len += size;
@@ -1515,7 +1521,7 @@ lean_init(Lean *w, PyObject *messages, PyObject *memo, PyObject *head, PyObject 
 }
 
 /* message m of the walk (m < the list's size), checked against `p` (NULL: no prior) */
-static int
+static CS_ALWAYS_INLINE int
 lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
 {
     PyObject *message = PyList_GET_ITEM(w->messages, m);
@@ -1570,7 +1576,7 @@ lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
         if (n < 0 || end > p->total)
             goto fallback;
         value = ((long long *)w->tokens.data)[start];
-        if (__builtin_expect(w->tokens.len + 8 * n > w->tokens.cap, 0) &&
+        if (CS_UNLIKELY(w->tokens.len + 8 * n > w->tokens.cap) &&
             grow_room(&w->tokens, 8 * n) < 0)
             goto out;
         for (j = 0; j < n; j++) {
