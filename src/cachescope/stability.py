@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -1388,7 +1389,7 @@ def compare(
         len(side_b),
         side_a.breakpoints(),
         side_a.token_sum,
-        lambda: (point for point, _ in side_b.breakpoints()),
+        lambda: [point for point, _ in side_b.breakpoints()],
         (lambda at: (texts_a[at], texts_b[at]))
         if texts_a is not None and texts_b is not None
         else None,
@@ -1503,7 +1504,7 @@ def _assess(
     len_b: int,
     points: list[tuple[int, str]],
     token_sum: Callable[[int, int], int],
-    positions_b: Callable[[], Iterable[int]],
+    positions_b: Callable[[], Sequence[int]],
     texts_at: Callable[[int], tuple[str, str]] | None,
     fields_at: Callable[[int], tuple[str, str | None, str, str]],
     *,
@@ -1548,7 +1549,8 @@ def _assess(
                 break
     entries = points[first_entry:]
     below_minimum = bool(points) and not entries
-    surviving = [entry for entry in entries if index is None or entry[0] < index]
+    # breakpoints come in position order: the surviving entries are those before `index`
+    surviving = entries if index is None else entries[: bisect_left(entries, (index,))]
 
     tokens_lost = 0
     if index is not None and entries and entries[-1][0] >= index:
@@ -1570,8 +1572,9 @@ def _assess(
     beyond_lookback = False
     if surviving and (index is None or surviving[-1][0] < index):
         target = surviving[-1][0]
-        later = [i for i in positions_b() if i >= target]
-        if later and later[0] - target >= LOOKBACK:
+        later = positions_b()  # in position order
+        first = bisect_left(later, target)
+        if first < len(later) and later[first] - target >= LOOKBACK:
             beyond_lookback = True
 
     if cause is None and index is None:
