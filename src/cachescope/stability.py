@@ -1211,21 +1211,32 @@ def _differ(old: Block, new: Block) -> bool:
 def _lean_divergence(a: LeanRequest, b: LeanRequest) -> int | None:
     """`_first_divergence` of two requests read by `flatten_lean`: the head block by block, then
     messages with equal keys (the same content at the same place) skipped whole."""
-    n = min(len(a), len(b))
-    heads = min(len(a.head), len(b.head), n)
+    starts_a, starts_b = a.starts, b.starts
+    n = min(starts_a[-1], starts_b[-1])
+    head_a, head_b = a.head, b.head
+    heads = min(len(head_a), len(head_b), n)
     units_a, units_b = a.head_units, b.head_units
     if len(units_a) != len(units_b) or any(map(is_not, units_a, units_b)):
         # equal units are the same memo entry (same content key): only other ones are read
         for i in range(heads):
-            if _differ(a.head[i], b.head[i]):
+            if _differ(head_a[i], head_b[i]):
                 return i
     start = heads
-    if len(a.head) == len(b.head):
+    if len(head_a) == len(head_b):
         # message keys hold the message's place and first block: equal keys, equal blocks
-        first = _blocks._native.first_different_key(a.walk[0], b.walk[0])
+        first: int | None = _blocks._native.first_different_key(a.walk[0], b.walk[0])
         if first is None:
-            first = min(len(a.starts), len(b.starts)) - 1
-        start = a.starts[first]
+            first = min(len(starts_a), len(starts_b)) - 1
+        start = starts_a[first]
+        if first < len(starts_a) - 1 and first < len(starts_b) - 1:
+            # the first message that differs, unit against unit (both start at `start`)
+            unit_b = b.message_unit(first)
+            for j, old in enumerate(a.message_unit(first)):
+                if j == len(unit_b):
+                    break
+                if _differ(old, unit_b[j]):
+                    return start + j
+            start += min(starts_a[first + 1], starts_b[first + 1]) - starts_a[first]
     block_a, block_b = a.block, b.block
     for i in range(start, n):
         if _differ(block_a(i), block_b(i)):
