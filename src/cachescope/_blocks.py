@@ -191,12 +191,13 @@ _MESSAGE_MEMO_COUNTERS = 64
 # The last C walk per counter: (counter, message keys, entries); see `flatten_units`.
 _LAST_WALKS: dict[Any, tuple[Any, bytes, list[Any]]] = {}
 # A `lean_messages` walk: keys, starts, cumulative tokens, breakpoints, per-message flags (bytes),
-# all flags, {m: memo entry} of the messages not taken from the prior walk.
-_LeanWalk = tuple[bytes, bytes, bytes, bytes, bytes, int, dict[int, Any]]
+# all flags, {m: memo entry} of the messages not taken from the prior walk, and a TTL code for
+# each breakpoint (bytes: 1 "5m", 2 "1h", 0 read the block).
+_LeanWalk = tuple[bytes, bytes, bytes, bytes, bytes, int, dict[int, Any], bytes]
 # The last `lean_messages` walk per counter; see `flatten_lean`.
 _LAST_LEAN: dict[Any, _LeanWalk] = {}
 # a walk of no messages and no blocks: the prior that lends nothing
-_NO_WALK: _LeanWalk = (b"", bytes(8), bytes(8), b"", b"", 0, {})
+_NO_WALK: _LeanWalk = (b"", bytes(8), bytes(8), b"", b"", 0, {}, b"")
 
 
 def _layer_tuple(value: Any) -> tuple[Any, ...] | None:

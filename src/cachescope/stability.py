@@ -1442,7 +1442,10 @@ def _lean_pair(a: Any, b: Any) -> tuple[LeanRequest, LeanRequest, str, str] | No
 def _lean_breakpoints(lean: LeanRequest) -> list[tuple[int, str]]:
     """`_Side.breakpoints` of a request read by `flatten_lean`."""
     block = lean.block
-    points = [(i, block(i).ttl or "5m") for i in lean.marked]
+    # the walk's TTL codes name the usual TTLs without reading the block
+    points = [
+        (i, _TTL_NAMES[code] or block(i).ttl or "5m") for i, code in zip(lean.marked, lean.walk[7])
+    ]
     top = lean.top_level_cache_control
     if top is None:
         return points
@@ -1453,6 +1456,9 @@ def _lean_breakpoints(lean: LeanRequest) -> list[tuple[int, str]]:
         lambda i: block(i).text != "",
         str(top.get("ttl") or "5m"),
     )
+
+
+_TTL_NAMES = (None, "5m", "1h")  # by `lean_messages`' TTL code
 
 
 def _lean_positions(lean: LeanRequest) -> list[int]:

@@ -49,6 +49,11 @@ def _check(lean: _blocks.LeanRequest, params: dict[str, Any]) -> None:
     assert len(lean) == len(blocks)
     assert list(lean.cumulative) == cumulative
     assert lean.marked == marked
+    # the TTL codes name each breakpoint's TTL, or leave it to the block (0)
+    names = {1: "5m", 2: "1h"}
+    for i, code in zip(lean.marked, lean.walk[7]):
+        assert code == 0 or names[code] == blocks[i].ttl, (i, code, blocks[i].cache_control)
+    assert len(lean.walk[7]) == len(marked)
     assert lean.settings == settings
     # every block, looked up in any order (memo entries or rebuilt ones)
     order = list(range(len(blocks)))
@@ -302,3 +307,22 @@ def test_compare_through_the_lean_walk_equals_the_general_reading(
         with monkeypatch.context() as patch:
             patch.setattr(stability, "_lean_pair", lambda a, b: None)
             assert got == compare(a, b, **options).to_dict(), (step, options)
+
+
+def test_unusual_ttls_are_read_from_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cachescope import stability
+
+    for ttl in ("1h", "", None, 300, "2h", False):
+        params = _request()
+        block = params["messages"][5]["content"][0]
+        block["cache_control"] = {"type": "ephemeral", "ttl": ttl}
+        params["system"][0]["cache_control"] = {"type": "ephemeral", "ttl": ttl}
+        other = copy.deepcopy(params)
+        other["messages"][7]["content"][0]["text"] += "!"
+        first, second = _walk(params, other)
+        _check(first, params)
+        _check(second, other)
+        got = compare(params, other, gap_seconds=400.0).to_dict()
+        with monkeypatch.context() as patch:
+            patch.setattr(stability, "_lean_pair", lambda a, b: None)
+            assert got == compare(params, other, gap_seconds=400.0).to_dict(), ttl

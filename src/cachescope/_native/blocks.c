@@ -406,6 +406,7 @@ static PyObject *str_layer_names;
 static PyObject *layered_type;
 static PyObject *str_tokens;
 static PyObject *str_cache_control;
+static PyObject *str_ttl;
 
 /* 1 when the exact str `key` equals the ASCII str `name` (interned literals usually are the
  * same object; keys parsed from JSON are equal copies), else 0; -1 with an exception set */
@@ -1307,7 +1308,7 @@ error:
 }
 
 /* lean_messages(messages, memo, head, slow[, prior]) -> (keys, starts, tokens, marks, mflags,
- *                                                          flags, found)
+ *                                                          flags, found, ttls)
  *
  * The walk of flatten_messages for `compare`, with only numbers out: no list of blocks, units or
  * entries. For message m: its `message_key` (every text hashed, as always); a message whose key
@@ -1319,8 +1320,9 @@ error:
  * the key, 1 when keyed), the first block of each message plus the total count (int64,
  * len(messages) + 1), the cumulative token counts of all blocks (int64, total + 1, from 0), the
  * blocks with cache_control (int64 absolute indices), each message's flags (one byte: bit 0
- * images, bit 1 citations); all flags or-ed; and {m: entry} of the messages whose numbers did
- * not come from the prior (usually the one or two that changed: compare reads their blocks).
+ * images, bit 1 citations); all flags or-ed; {m: entry} of the messages whose numbers did not
+ * come from the prior (usually the one or two that changed: compare reads their blocks); and the
+ * TTL code of each breakpoint (one byte, see ttl_code).
  *
  * lean_pair(messages_a, memo_a, head_a, slow_a, prior_a, messages_b, memo_b, head_b, slow_b,
  *           prior_b) -> (walk_a, walk_b)
@@ -1379,16 +1381,40 @@ typedef struct {
     const long long *starts;        /* first block of each message */
     const long long *tokens;        /* cumulative, total + 1 */
     const long long *marks;
+    const unsigned char *ttls; /* one TTL code per mark (see ttl_code) */
     const unsigned char *mflags;
     Py_ssize_t count; /* messages walked */
     Py_ssize_t total; /* blocks up to the end of the last one */
     Py_ssize_t nmarks;
 } Prior;
 
+/* The TTL of a breakpoint, from its block's cache_control, as Block.ttl gives it: 1 for "5m"
+ * (also when the ttl is missing, None or ""), 2 for "1h", 0 for anything else (then Python reads
+ * the block); -1 with an exception set. */
+static int
+ttl_code(PyObject *control)
+{
+    PyObject *ttl;
+    if (Py_TYPE(control) != &PyDict_Type)
+        return 0;
+    ttl = PyDict_GetItemWithError(control, str_ttl); /* borrowed; str keys run no Python code */
+    if (ttl == NULL)
+        return PyErr_Occurred() ? -1 : 1;
+    if (ttl == Py_None)
+        return 1;
+    if (Py_TYPE(ttl) == &PyUnicode_Type) {
+        if (PyUnicode_GET_LENGTH(ttl) == 0 || PyUnicode_CompareWithASCIIString(ttl, "5m") == 0)
+            return 1;
+        if (PyUnicode_CompareWithASCIIString(ttl, "1h") == 0)
+            return 2;
+    }
+    return 0;
+}
+
 /* one walk going on */
 typedef struct {
     PyObject *messages, *memo, *slow;
-    Grow keys, starts, tokens, marks, mflags;
+    Grow keys, starts, tokens, marks, ttls, mflags;
     Py_ssize_t start;      /* the next message's first block */
     Py_ssize_t prior_mark; /* where the prior's marks were last read */
     long flags;
@@ -1403,6 +1429,7 @@ lean_free(Lean *w)
     PyMem_Free(w->starts.data);
     PyMem_Free(w->tokens.data);
     PyMem_Free(w->marks.data);
+    PyMem_Free(w->ttls.data);
     PyMem_Free(w->mflags.data);
     Py_XDECREF(w->found);
     memset(w, 0, sizeof(*w));
@@ -1416,6 +1443,7 @@ prior_of_live(const Lean *w, Prior *p)
     p->starts = (const long long *)w->starts.data;
     p->tokens = (const long long *)w->tokens.data;
     p->marks = (const long long *)w->marks.data;
+    p->ttls = w->ttls.data;
     p->mflags = w->mflags.data;
     p->count = w->mflags.len;
     p->total = w->start;
@@ -1426,17 +1454,19 @@ prior_of_live(const Lean *w, Prior *p)
 static int
 prior_of_tuple(PyObject *prior, Prior *p)
 {
-    PyObject *pk, *ps, *pt, *pm, *pf;
+    PyObject *pk, *ps, *pt, *pm, *pf, *pl;
     Py_ssize_t count;
-    if (!PyTuple_CheckExact(prior) || PyTuple_GET_SIZE(prior) != 7)
+    if (!PyTuple_CheckExact(prior) || PyTuple_GET_SIZE(prior) != 8)
         goto bad;
     pk = PyTuple_GET_ITEM(prior, 0);
     ps = PyTuple_GET_ITEM(prior, 1);
     pt = PyTuple_GET_ITEM(prior, 2);
     pm = PyTuple_GET_ITEM(prior, 3);
     pf = PyTuple_GET_ITEM(prior, 4);
+    pl = PyTuple_GET_ITEM(prior, 7);
     if (!PyBytes_CheckExact(pk) || !PyBytes_CheckExact(ps) || !PyBytes_CheckExact(pt) ||
-        !PyBytes_CheckExact(pm) || !PyBytes_CheckExact(pf))
+        !PyBytes_CheckExact(pm) || !PyBytes_CheckExact(pf) || !PyBytes_CheckExact(pl) ||
+        PyBytes_GET_SIZE(pl) * 8 != PyBytes_GET_SIZE(pm))
         goto bad;
     count = PyBytes_GET_SIZE(pf);
     if (PyBytes_GET_SIZE(pk) != count * 16 || PyBytes_GET_SIZE(ps) != (count + 1) * 8 ||
@@ -1447,6 +1477,7 @@ prior_of_tuple(PyObject *prior, Prior *p)
     p->starts = (const long long *)PyBytes_AS_STRING(ps);
     p->tokens = (const long long *)PyBytes_AS_STRING(pt);
     p->marks = (const long long *)PyBytes_AS_STRING(pm);
+    p->ttls = (const unsigned char *)PyBytes_AS_STRING(pl);
     p->mflags = (const unsigned char *)PyBytes_AS_STRING(pf);
     p->count = count;
     p->total = PyBytes_GET_SIZE(pt) / 8 - 1;
@@ -1505,12 +1536,16 @@ lean_init(Lean *w, PyObject *messages, PyObject *memo, PyObject *head, PyObject 
         control = PyObject_GetAttr(block, str_cache_control);
         if (control == NULL)
             return -1;
-        Py_DECREF(control);
         if (control != Py_None) {
             long long at = i;
-            if (grow_put(&w->marks, &at, 8) < 0)
+            int code = ttl_code(control);
+            unsigned char byte = (unsigned char)code;
+            Py_DECREF(control);
+            if (code < 0 || grow_put(&w->marks, &at, 8) < 0 || grow_put(&w->ttls, &byte, 1) < 0)
                 return -1;
         }
+        else
+            Py_DECREF(control);
     }
     if (PyList_GET_SIZE(head) != head_len) {
         PyErr_SetString(PyExc_RuntimeError, "head changed during lean_messages");
@@ -1589,7 +1624,8 @@ lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
         while (w->prior_mark < p->nmarks && p->marks[w->prior_mark] < start)
             w->prior_mark++;
         for (; w->prior_mark < p->nmarks && p->marks[w->prior_mark] < end; w->prior_mark++)
-            if (grow_put(&w->marks, &p->marks[w->prior_mark], 8) < 0)
+            if (grow_put(&w->marks, &p->marks[w->prior_mark], 8) < 0 ||
+                grow_put(&w->ttls, &p->ttls[w->prior_mark], 1) < 0)
                 goto out;
         mflag = p->mflags[m];
         w->start = end;
@@ -1644,8 +1680,14 @@ lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
         }
         /* check_entry made sure the offsets are ints within the unit */
         for (j = 0; j < PyTuple_GET_SIZE(offsets); j++) {
-            long long at_block = start + PyLong_AsSsize_t(PyTuple_GET_ITEM(offsets, j));
-            if (grow_put(&w->marks, &at_block, 8) < 0)
+            Py_ssize_t offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(offsets, j));
+            long long at_block = start + offset;
+            PyObject *control = PyObject_GetAttr(PyTuple_GET_ITEM(unit, offset), str_cache_control);
+            int code = control != NULL ? ttl_code(control) : -1;
+            unsigned char byte = (unsigned char)code;
+            Py_XDECREF(control);
+            if (code < 0 || grow_put(&w->marks, &at_block, 8) < 0 ||
+                grow_put(&w->ttls, &byte, 1) < 0)
                 goto out;
         }
         w->start = start + n;
@@ -1666,7 +1708,7 @@ static PyObject *
 lean_result(Lean *w)
 {
     long long total = w->start;
-    PyObject *k, *s, *t, *mk, *f;
+    PyObject *k, *s, *t, *mk, *f, *l;
     if (grow_put(&w->starts, &total, 8) < 0)
         return NULL;
     k = grow_bytes(&w->keys);
@@ -1674,15 +1716,17 @@ lean_result(Lean *w)
     t = grow_bytes(&w->tokens);
     mk = grow_bytes(&w->marks);
     f = grow_bytes(&w->mflags);
-    if (k == NULL || s == NULL || t == NULL || mk == NULL || f == NULL) {
+    l = grow_bytes(&w->ttls);
+    if (k == NULL || s == NULL || t == NULL || mk == NULL || f == NULL || l == NULL) {
         Py_XDECREF(k);
         Py_XDECREF(s);
         Py_XDECREF(t);
         Py_XDECREF(mk);
         Py_XDECREF(f);
+        Py_XDECREF(l);
         return NULL;
     }
-    return Py_BuildValue("(NNNNNlO)", k, s, t, mk, f, w->flags, w->found);
+    return Py_BuildValue("(NNNNNlON)", k, s, t, mk, f, w->flags, w->found, l);
 }
 
 static PyObject *
@@ -2125,7 +2169,7 @@ static PyMethodDef blocks_methods[] = {
      "reaching into their first `floor` characters."},
     {"lean_messages", blocks_lean_messages, METH_VARARGS,
      "lean_messages(messages, memo, head, slow[, prior]) -> (keys, starts, tokens, marks, "
-     "mflags, flags, found): the message walk of compare, numbers only."},
+     "mflags, flags, found, ttls): the message walk of compare, numbers only."},
     {"lean_pair", blocks_lean_pair, METH_VARARGS,
      "lean_pair(messages_a, memo_a, head_a, slow_a, prior_a, messages_b, memo_b, head_b, "
      "slow_b, prior_b) -> (walk_a, walk_b): two lean_messages walks in lockstep (prior_b None: "
@@ -2171,6 +2215,11 @@ PyInit_blocks(void)
     if (str_tokens == NULL) {
         str_tokens = PyUnicode_InternFromString("tokens");
         if (str_tokens == NULL)
+            return NULL;
+    }
+    if (str_ttl == NULL) {
+        str_ttl = PyUnicode_InternFromString("ttl");
+        if (str_ttl == NULL)
             return NULL;
     }
     if (str_cache_control == NULL) {
