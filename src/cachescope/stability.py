@@ -778,17 +778,22 @@ class _Side:
         side.marked = flat.marked
         if flat.cumulative is not None:
             side.cumulative = memoryview(flat.cumulative).cast("q")
-        side.levels = _Field(blocks, "level")
-        side.kinds = _Field(blocks, "kind")
-        side.roles = _Field(blocks, "role")
-        side.paths = _Field(blocks, "path")
-        side.layers = _Field(blocks, "layer")
-        side.marks = _Field(blocks, "ttl")
-        side.texts = _Field(blocks, "text")
-        side.settings = flat.settings
-        top = flat.top_level_cache_control
-        side.automatic_ttl = str(top.get("ttl") or "5m") if top is not None else None
+        side._read_blocks(lambda name: _Field(blocks, name), flat)
         return side
+
+    def _read_blocks(self, field: Callable[[str], Any], read: FlatRequest | LeanRequest) -> None:
+        """The per-block fields (`field(name)` reads one attribute of every block) and the
+        settings of a request read by `flatten_units` or `flatten_lean`."""
+        self.levels = field("level")
+        self.kinds = field("kind")
+        self.roles = field("role")
+        self.paths = field("path")
+        self.layers = field("layer")
+        self.marks = field("ttl")
+        self.texts = field("text")
+        self.settings = read.settings
+        top = read.top_level_cache_control
+        self.automatic_ttl = str(top.get("ttl") or "5m") if top is not None else None
 
     @classmethod
     def from_lean(cls, lean: LeanRequest, tokenizer: str) -> _Side:
@@ -799,16 +804,7 @@ class _Side:
         side.lean = lean
         side.marked = lean.marked
         side.cumulative = lean.cumulative
-        side.levels = _LeanField(lean, "level")
-        side.kinds = _LeanField(lean, "kind")
-        side.roles = _LeanField(lean, "role")
-        side.paths = _LeanField(lean, "path")
-        side.layers = _LeanField(lean, "layer")
-        side.marks = _LeanField(lean, "ttl")
-        side.texts = _LeanField(lean, "text")
-        side.settings = lean.settings
-        top = lean.top_level_cache_control
-        side.automatic_ttl = str(top.get("ttl") or "5m") if top is not None else None
+        side._read_blocks(lambda name: _LeanField(lean, name), lean)
         return side
 
     @classmethod

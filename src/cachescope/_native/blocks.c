@@ -112,13 +112,9 @@ cs_hash(const void *data, size_t size, XXH64_hash_t seed)
 static CS_NOINLINE unsigned long long
 key_text_hash(const void *data, size_t size)
 {
-#if CS_TH_X86
-    if (cs_th_path == CS_TH_VAES)
-        return cs_th_vaes(data, size);
-    if (cs_th_path == CS_TH_AESNI)
-        return cs_th_aesni(data, size);
-#endif
-    return cs_hash(data, size, 0);
+    if (cs_th_path == CS_TH_XXH3)
+        return cs_hash(data, size, 0); /* the same values as XXH3_64bits, AVX2 when it can */
+    return cs_text_hash(data, size);
 }
 
 /* cs_hash(data, size, 0), with the seed known: the short and mid-size paths fold it away */
