@@ -9,9 +9,11 @@ Scenarios for `compare`:
 
 * session — `a` is the previous call: the client fingerprinted it when it was sent, so its token
   estimates are memoised; `b` is the next render, whose unchanged blocks are the same string
-  objects (as `Prompt.render` and a session's history give).
-* fresh copies — as above, but `b` is a deep copy (JSON round trip): every block is compared byte
-  for byte.
+  objects (as `Prompt.render` and a session's history give). `compare` still keys every message
+  of both requests, every text hashed twice; because the two share message objects, it walks
+  them in lockstep, so the second key of a shared message is computed from the CPU caches.
+* fresh copies — as above, but `b` is a deep copy (JSON round trip): nothing is shared, the two
+  requests are walked one after the other, and every block is compared byte for byte.
 * cold — fresh copies and no memo at all: `a`'s token estimates over the lost range are counted.
 * stored fingerprints — `fingerprint(a)` and `fingerprint(b)` from scratch (xxh3 of every block and
   a token estimate for each), then `compare` of the two fingerprints.
