@@ -606,16 +606,8 @@ class _Side:
         return sum(self.tokens(i) for i in range(start, end + 1))
 
     def breakpoints(self) -> list[tuple[int, str]]:
-        lean = self.lean
-        if lean is not None:
-            block = lean.block
-            return _with_automatic(
-                [(i, block(i).ttl or "5m") for i in lean.marked],
-                len(lean),
-                self.kinds,
-                lambda i: block(i).text != "",
-                self.automatic_ttl,
-            )
+        if self.lean is not None:
+            return _lean_breakpoints(self.lean)
         blocks = self.blocks
         if blocks is not None:
             # `cache_control={}` is a breakpoint too, so select on `is not None`, not truth

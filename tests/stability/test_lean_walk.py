@@ -326,3 +326,20 @@ def test_unusual_ttls_are_read_from_the_block(monkeypatch: pytest.MonkeyPatch) -
         with monkeypatch.context() as patch:
             patch.setattr(stability, "_lean_pair", lambda a, b: None)
             assert got == compare(params, other, gap_seconds=400.0).to_dict(), ttl
+
+
+def test_a_side_read_from_a_lean_walk_answers_like_a_flat_one() -> None:
+    params = _request()
+    params["cache_control"] = {"type": "ephemeral", "ttl": "1h"}  # an automatic breakpoint too
+    from cachescope import stability
+
+    found = stability._lean_pair(params, params)  # with the model's own token counter
+    assert found is not None
+    lean, _, tokenizer, _ = found
+    side = _Side.from_lean(lean, tokenizer)
+    flat = _Side.from_flat(params)
+    assert side.breakpoints() == flat.breakpoints()
+    assert len(side) == len(flat)
+    for i in range(len(flat)):
+        assert side.hash(i) == flat.hash(i) and side.tokens(i) == flat.tokens(i)
+    assert side.token_sum(3, 40) == flat.token_sum(3, 40)
