@@ -1082,6 +1082,10 @@ class LeanRequest:
             self._units[m] = unit
         return unit
 
+    def remember(self, i: int, block: Block) -> None:
+        """Remember that the block at position i is `block` (found by its message's unit)."""
+        self._blocks[i] = block
+
     def block(self, i: int) -> Block:
         """The block at position i."""
         found = self._blocks.get(i)

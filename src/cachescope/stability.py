@@ -1223,6 +1223,8 @@ def _lean_divergence(a: LeanRequest, b: LeanRequest) -> int | None:
                 if j == len(unit_b):
                     break
                 if _differ(old, unit_b[j]):
+                    a.remember(start + j, old)  # compare reads both blocks next
+                    b.remember(start + j, unit_b[j])
                     return start + j
             start += min(starts_a[first + 1], starts_b[first + 1]) - starts_a[first]
     block_a, block_b = a.block, b.block
