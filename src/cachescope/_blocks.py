@@ -24,11 +24,11 @@ from __future__ import annotations
 import struct
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter
-from typing import Any
+from typing import Any, overload
 
 import orjson
 import xxhash
@@ -1081,6 +1081,19 @@ class LeanRequest:
                 unit = tuple(built)
             self._units[m] = unit
         return unit
+
+    @overload
+    def __getitem__(self, i: int) -> Block: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Block]: ...
+    def __getitem__(self, i: int | slice) -> Block | list[Block]:
+        """The block at position i (a list for a slice), as a list of every block would give."""
+        if isinstance(i, slice):
+            return [self.block(j) for j in range(len(self))[i]]
+        return self.block(i + len(self) if i < 0 else i)
+
+    def __iter__(self) -> Iterator[Block]:
+        return map(self.block, range(len(self)))
 
     def remember(self, i: int, block: Block) -> None:
         """Remember that the block at position i is `block` (found by its message's unit)."""

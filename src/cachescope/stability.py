@@ -452,11 +452,12 @@ _FIELD_GETTERS = {
 
 
 class _Field(Sequence[Any]):
-    """One attribute of every block of a flattened request, read on demand (no per-block lists)."""
+    """One attribute of every block of a flattened request, read on demand (no per-block lists);
+    of a `LeanRequest`, block by block from the memo."""
 
     __slots__ = ("_blocks", "_get")
 
-    def __init__(self, blocks: Sequence[Block], name: str) -> None:
+    def __init__(self, blocks: Sequence[Block] | LeanRequest, name: str) -> None:
         self._blocks = blocks
         getter = _FIELD_GETTERS.get(name)
         self._get = getter if getter is not None else attrgetter(name)
@@ -471,31 +472,6 @@ class _Field(Sequence[Any]):
 
     def __iter__(self) -> Iterator[Any]:
         return map(self._get, self._blocks)
-
-
-class _LeanField(Sequence[Any]):
-    """One attribute of every block of a request read by `flatten_lean`, block by block."""
-
-    __slots__ = ("_get", "_lean")
-
-    def __init__(self, lean: LeanRequest, name: str) -> None:
-        self._lean = lean
-        getter = _FIELD_GETTERS.get(name)
-        self._get = getter if getter is not None else attrgetter(name)
-
-    def __len__(self) -> int:
-        return len(self._lean)
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self._get(self._lean.block(j)) for j in range(len(self._lean))[i]]
-        if i < 0:
-            i += len(self._lean)
-        return self._get(self._lean.block(i))
-
-    def __iter__(self) -> Iterator[Any]:
-        block, get = self._lean.block, self._get
-        return (get(block(i)) for i in range(len(self._lean)))
 
 
 _TOKENS_OF = attrgetter("tokens")
@@ -796,7 +772,7 @@ class _Side:
         side.lean = lean
         side.marked = lean.marked
         side.cumulative = lean.cumulative
-        side._read_blocks(lambda name: _LeanField(lean, name), lean)
+        side._read_blocks(lambda name: _Field(lean, name), lean)
         return side
 
     @classmethod
@@ -1442,7 +1418,7 @@ def _lean_breakpoints(lean: LeanRequest) -> list[tuple[int, str]]:
     return _with_automatic(
         points,
         len(lean),
-        _LeanField(lean, "kind"),
+        _Field(lean, "kind"),
         lambda i: block(i).text != "",
         str(top.get("ttl") or "5m"),
     )

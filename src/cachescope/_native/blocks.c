@@ -1024,6 +1024,22 @@ truth(PyObject *value)
     return PyObject_IsTrue(value);
 }
 
+/* a well-formed memo entry's flags (bit 0 images, bit 1 citations), or -1 with an exception */
+static int
+entry_flags(PyObject *entry)
+{
+    int images, citations;
+    if (check_entry(entry) < 0)
+        return -1;
+    images = truth(PyTuple_GET_ITEM(entry, 1));
+    if (images < 0)
+        return -1;
+    citations = truth(PyTuple_GET_ITEM(entry, 2));
+    if (citations < 0)
+        return -1;
+    return (images ? 1 : 0) | (citations ? 2 : 0);
+}
+
 /* the entries of the messages walked so far, with each message's key and whether it has one */
 typedef struct {
     PyObject **items;
@@ -1139,7 +1155,7 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
         PyObject *message = PyList_GET_ITEM(messages, m);
         PyObject *key = NULL, *entry = NULL;
         unsigned long long digest = 0;
-        int done, images, citations;
+        int done, found;
         Py_INCREF(message);
 #ifdef CS_DICT_LAYOUT
         if (m + 2 < PyList_GET_SIZE(messages))
@@ -1179,15 +1195,9 @@ blocks_flatten_messages(PyObject *self, PyObject *args)
             if (entry == NULL)
                 goto fail_message;
         }
-        if (check_entry(entry) < 0)
+        if ((found = entry_flags(entry)) < 0)
             goto fail_entry;
-        images = truth(PyTuple_GET_ITEM(entry, 1));
-        if (images < 0)
-            goto fail_entry;
-        citations = truth(PyTuple_GET_ITEM(entry, 2));
-        if (citations < 0)
-            goto fail_entry;
-        flags |= (images ? 1 : 0) | (citations ? 2 : 0);
+        flags |= found;
         if (entries_push(&entries, entry, digest, done == 1) < 0)
             goto fail_entry;
         start += PyTuple_GET_SIZE(PyTuple_GET_ITEM(entry, 0));
@@ -1630,7 +1640,7 @@ lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
         PyObject *unit, *offsets;
         const char *counts;
         Py_ssize_t n, j;
-        int images, citations;
+        int found;
     fallback:
         if (done == 1) {
             key = PyLong_FromUnsignedLongLong(digest);
@@ -1647,8 +1657,9 @@ lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
             if (entry == NULL)
                 goto out;
         }
-        if (check_entry(entry) < 0)
+        if ((found = entry_flags(entry)) < 0)
             goto out;
+        mflag = (unsigned char)found;
         {
             PyObject *at_message = PyLong_FromSsize_t(m);
             int failed = at_message == NULL || PyDict_SetItem(w->found, at_message, entry) < 0;
@@ -1656,13 +1667,6 @@ lean_step(Lean *w, Buf *b, Py_ssize_t m, const Prior *p)
             if (failed)
                 goto out;
         }
-        images = truth(PyTuple_GET_ITEM(entry, 1));
-        if (images < 0)
-            goto out;
-        citations = truth(PyTuple_GET_ITEM(entry, 2));
-        if (citations < 0)
-            goto out;
-        mflag = (unsigned char)((images ? 1 : 0) | (citations ? 2 : 0));
         unit = PyTuple_GET_ITEM(entry, 0);
         offsets = PyTuple_GET_ITEM(entry, 5);
         counts = PyBytes_AS_STRING(PyTuple_GET_ITEM(entry, 4));
