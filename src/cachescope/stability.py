@@ -1163,6 +1163,8 @@ def _first_different(a: Sequence[Any], b: Sequence[Any]) -> int | None:
 
 
 def _differ(old: Block, new: Block) -> bool:
+    """Whether `new` fails to reproduce `old` (the same object, or equal hash, level, kind, role
+    and text)."""
     return old is not new and (
         old.hash != new.hash
         or old.level != new.level
@@ -1232,14 +1234,7 @@ def _first_divergence(a: _Side, b: _Side) -> int | None:
             start = sum(map(len, a.units[:same]))
         blocks_a, blocks_b = a.blocks, b.blocks
         for i in range(start, n):
-            old, new = blocks_a[i], blocks_b[i]
-            if old is not new and (
-                old.hash != new.hash
-                or old.level != new.level
-                or old.kind != new.kind
-                or old.role != new.role
-                or old.text != new.text
-            ):
+            if _differ(blocks_a[i], blocks_b[i]):
                 return i
         return None
     la, lb = a.levels, b.levels
