@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: demo test lint typecheck pytest lab bench native clean
+.PHONY: demo test lint typecheck pytest lab bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,43 +19,25 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@ $(VENV)/.installed-base
 
-# The C accelerators are rebuilt in place whenever their sources change (pip install builds them
-# too; this keeps an existing venv's build from going stale after an edit).
-NATIVE_SRC := $(wildcard src/cachescope/_native/*.c src/cachescope/_native/*.h) hatch_build.py
-$(VENV)/.built-native: $(NATIVE_SRC) | $(BIN)/activate
-	$(PY) hatch_build.py
-	touch $@
-
-# Every C accelerator has a pure-Python twin; the suites that exercise them run again without them.
-PURE_PYTEST := CACHESCOPE_PURE=1 $(BIN)/pytest -q -m "not browser and not notebooks and not slow" \
-	tests/foundation tests/sim tests/stability tests/client tests/logs tests/lint
-
-## native: rebuild the optional C accelerators in place
-native:
-	$(PY) hatch_build.py
-	touch $(VENV)/.built-native
-
 ## demo: set up and run the main job on the offline simulator
-demo: $(VENV)/.installed-base $(VENV)/.built-native
+demo: $(VENV)/.installed-base
 	$(PY) examples/demo.py
 
 ## test: set up and run ruff, mypy and the whole test suite
-test: $(VENV)/.installed-dev $(VENV)/.built-native
-	$(BIN)/ruff check src tests benchmarks examples hatch_build.py
-	$(BIN)/ruff format --check src tests benchmarks examples hatch_build.py
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/pytest
-	@echo "== the hot paths again on their pure-Python twins (CACHESCOPE_PURE=1) =="
-	$(PURE_PYTEST)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks examples hatch_build.py
-	$(BIN)/ruff format --check src tests benchmarks examples hatch_build.py
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev $(VENV)/.built-native
+pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
 ## lab: open JupyterLab on the tutorials
@@ -63,7 +45,7 @@ lab: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab notebooks/01-quickstart.ipynb
 
 ## bench: run every benchmark (ratios against named peers), not part of `make test`
-bench: $(VENV)/.installed-dev $(VENV)/.built-native
+bench: $(VENV)/.installed-dev
 	$(PY) -m benchmarks.run
 
 clean:

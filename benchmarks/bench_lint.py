@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cachescope._native as natives
+
 from benchmarks._machine import cpu_model
 from cachescope import _lint, lint
 

@@ -114,8 +114,9 @@ def main() -> None:
     import datetime as _dt
     import platform
 
-    from benchmarks._machine import cpu_model
     from cachescope._native import load as load_native
+
+    from benchmarks._machine import cpu_model
 
     truth = corpus()
     native = "compiled scanner" if load_native("logscan") is not None else "pure-Python scanner"

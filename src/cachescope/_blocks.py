@@ -33,8 +33,6 @@ from typing import Any, overload
 import orjson
 import xxhash
 
-from cachescope._native import load as _load_native
-from cachescope._texthash import aes_text_hash_py
 from cachescope._tokens import EstimatingCounter, counter_for
 
 LEVELS: tuple[str, str, str] = ("tools", "system", "messages")
@@ -50,7 +48,7 @@ _xxh64 = xxhash.xxh3_64_intdigest
 
 # The C walk of `flatten_units` (`_native/blocks.c`), or None: then the pure-Python loop below
 # does the same work (tests hold the two to identical results).
-_native: Any = _load_native("blocks")
+_native: Any = None
 
 
 class LayeredBlocks(list):  # type: ignore[type-arg]
@@ -69,8 +67,6 @@ class LayeredBlocks(list):  # type: ignore[type-arg]
         self.layer_names = names + [None] * (len(self) - len(names))
 
 
-if _native is not None:  # message keys read a LayeredBlocks content with its layer names
-    _native.set_layered(LayeredBlocks)
 # the hash of long strings in the C module's keys ("aes" or "xxh3"; see `_key_text_hash`)
 _NATIVE_TEXT_HASH: str = getattr(_native, "TEXT_HASH", "xxh3")
 
@@ -444,8 +440,6 @@ def _key_text_hash(raw: bytes) -> int:
     where the CPU has AES instructions, run here by the slow `aes_text_hash_py`, which only the
     tests comparing the two call), else xxh3. Keys never leave the process, so the pure path
     may key with its own hash."""
-    if _native is not None and _NATIVE_TEXT_HASH == "aes":
-        return aes_text_hash_py(raw)
     return _xxh64(raw)
 
 

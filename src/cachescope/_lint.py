@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 
-from cachescope._native import load as _load_native
 from cachescope._render import mimebundle
 from cachescope.stability import LOOKBACK, _model_facts, _Side, compare
 
@@ -966,7 +965,7 @@ _SHAPE_TABLES = {"low": _LOW, "hex": _HEX, "cls": _CLS}
 
 def _anchor_positions(shapes: dict[str, str]) -> dict[tuple[str, str], list[int]]:
     """Every anchor's positions in its shape: one pass per shape when `anchors` is compiled."""
-    native = _load_native("anchors")
+    native: Any = None
     found: dict[tuple[str, str], list[int]] = {}
     for shape_name, anchors in _SHAPE_ANCHORS.items():
         shape = shapes[shape_name]

@@ -239,12 +239,12 @@ def test_the_tail_path_equals_the_reference_and_is_taken_where_it_applies(
     ]
     cache = FingerprintCache()
     token_cache: dict[int, int] = {}
-    for i, (sent, expect) in enumerate(chain):
+    for i, (sent, _expect) in enumerate(chain):
         taken.clear()
         got = fingerprint_blocks(copy.deepcopy(sent), token_cache, False, cache, "s")
         assert got == reference(sent, False), i
         # served by the tail path or not (never on the pure path: its keys are encoded in Python)
-        assert any(taken) == (expect and _blocks._native is not None), i
+        assert not any(taken), i  # the tail path needs keys that only the C walk made
 
 
 edits = st.lists(
@@ -325,7 +325,6 @@ def test_store_text_entries_are_the_records_own() -> None:
 
 
 def test_settings_seed_matches_blocks() -> None:
-    from cachescope import _blocks
 
     for value in ({}, {"model": MODEL}, {"tool_choice": {"type": "any"}, "images": True}):
         assert _client_record._settings_seed(value) == _blocks._settings_seed(value)

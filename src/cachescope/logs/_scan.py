@@ -23,7 +23,6 @@ import numpy as np
 import orjson
 import xxhash
 
-from cachescope._native import load as _load_native
 from cachescope.logs._discover import SourceFile
 
 USAGE_MARK = b'"usage":{'
@@ -186,7 +185,7 @@ def stamp_ms(stamp: bytes) -> int | None:
 
 def _logscan() -> Any:
     """The compiled scanner (`cachescope._native.logscan`), or None for the pure-Python path."""
-    return _load_native("logscan")
+    return None
 
 
 # The compiled scanner's packed rows (struct Row in logscan.c, native byte order).
