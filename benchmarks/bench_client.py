@@ -38,9 +38,9 @@ import anthropic
 
 from benchmarks._machine import cpu_model
 from cachescope import CachingClient, Layer, Prompt
-from cachescope._tokens import estimate_tokens
 from cachescope.ledger import Ledger
 from cachescope.sim import Simulator, VirtualClock
+from cachescope.tokens import estimate_tokens
 
 MODEL = "claude-sonnet-4-6"
 TARGET_TOKENS = 100_000

@@ -38,7 +38,8 @@ from typing import Any
 import orjson
 
 from benchmarks._machine import cpu_model
-from cachescope import _blocks, _tokens
+from cachescope import blocks as _blocks
+from cachescope import tokens as _tokens
 from cachescope.stability import clear_memos, compare, fingerprint
 
 BLOCKS = 500

@@ -16,7 +16,7 @@ Measured (each the best of several runs; wall-clock and CPU-time rates):
   helpers only (structural prefix check, new-text digests, read windows) — the compiled path
   before `simcore.handle`;
 - peer "pure": the same core on its pure-Python path (what `CACHESCOPE_PURE=1` runs);
-- peer "naive": the same requests flattened from scratch with `cachescope._blocks.flatten` and
+- peer "naive": the same requests flattened from scratch with `cachescope.blocks.flatten` and
   `prefix_keys` (every block rehashed and recounted; no lookup, no response) — a lower bound on
   a full-rehash simulator;
 - peer "sdk": the same requests through `anthropic.Anthropic(...).messages.create` and the
@@ -39,11 +39,11 @@ from typing import Any
 import anthropic
 
 from benchmarks._machine import cpu_model
-from cachescope._blocks import flatten
-from cachescope._tokens import counter_for
+from cachescope.blocks import flatten
 from cachescope.sim import Simulator, VirtualClock
 from cachescope.sim._plan import Memo
 from cachescope.sim._simcore_py import native
+from cachescope.tokens import counter_for
 
 MODEL = "claude-sonnet-5"
 SESSIONS = 4

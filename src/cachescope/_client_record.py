@@ -23,8 +23,9 @@ import xxhash
 from anthropic import Omit
 from anthropic._types import NotGiven
 
-from cachescope import _blocks, pricing
-from cachescope._blocks import (
+from cachescope import blocks as _blocks
+from cachescope import pricing
+from cachescope.blocks import (
     LEVELS,
     Block,
     _counter_for_model,
@@ -33,7 +34,7 @@ from cachescope._blocks import (
     message_units,
     request_settings,
 )
-from cachescope._blocks import message_keys as _message_keys
+from cachescope.blocks import message_keys as _message_keys
 from cachescope.ledger import CallRecord, format_time
 
 TTFT_HEADER = "x-cachescope-ttft-ms"

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cachescope._blocks import flatten
+from cachescope.blocks import flatten
 from cachescope.prompt import Layer, Prompt
 
 MODEL = "claude-sonnet-5"

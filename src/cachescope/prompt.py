@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cachescope._blocks import LayeredBlocks
 from cachescope._errors import (
     DuplicateLayerError,
     InvalidLayerError,
@@ -29,6 +28,7 @@ from cachescope._errors import (
     TooManyBreakpointsError,
     TTLOrderError,
 )
+from cachescope.blocks import LayeredBlocks
 
 TTL = Literal["5m", "1h"]
 MAX_BREAKPOINTS = 4

@@ -33,8 +33,9 @@ from itertools import compress, count, repeat
 from operator import attrgetter, is_not
 from typing import Any
 
-from cachescope import _blocks
-from cachescope._blocks import (
+from cachescope import blocks as _blocks
+from cachescope._render import mimebundle
+from cachescope.blocks import (
     IMAGE_TOKENS,
     LEVEL_INDEX,
     LEVELS,
@@ -54,9 +55,8 @@ from cachescope._blocks import (
     prefix_keys,
     request_settings,
 )
-from cachescope._blocks import clear_memos as _clear_block_memos
-from cachescope._render import mimebundle
-from cachescope._tokens import counter_for
+from cachescope.blocks import clear_memos as _clear_block_memos
+from cachescope.tokens import counter_for
 
 __all__ = ["BlockPrint", "Fingerprint", "PrefixDiff", "compare", "fingerprint"]
 
@@ -122,7 +122,7 @@ def _model_facts(model: str) -> tuple[str, int | None]:
 
 
 def block_hash(level: str, role: str | None, kind: str, text: str) -> int:
-    """The xxh3 digest of one position, the same as `cachescope._blocks.flatten` gives."""
+    """The xxh3 digest of one position, the same as `cachescope.blocks.flatten` gives."""
     seed = _xxh64(f"{level}\x1f{role or ''}\x1f{kind}\x1f".encode())
     return _xxh64(text.encode("utf-8", "surrogatepass"), seed=seed)
 

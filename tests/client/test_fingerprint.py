@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cachescope import _blocks, _client_record, pricing
-from cachescope._blocks import LayeredBlocks, flatten, prefix_keys
+from cachescope import _client_record, pricing
+from cachescope import blocks as _blocks
 from cachescope._client_record import FingerprintCache, fingerprint_blocks
+from cachescope.blocks import LayeredBlocks, flatten, prefix_keys
 from cachescope.ledger import format_time
 
 MODEL = "claude-sonnet-4-6"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import cachescope as cs
-from cachescope._blocks import flatten
+from cachescope.blocks import flatten
 
 MODEL = "claude-sonnet-5"
 TOOLS = [

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import cachescope as cs
 from cachescope import syntax
-from cachescope._blocks import flatten
+from cachescope.blocks import flatten
 
 HEADERS = [
     "@tools",

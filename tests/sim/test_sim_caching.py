@@ -8,7 +8,7 @@ import anthropic
 import pytest
 from conftest import MODEL, block, long_text
 
-from cachescope._blocks import flatten
+from cachescope.blocks import flatten
 from cachescope.sim import Simulator, VirtualClock
 
 

@@ -233,7 +233,7 @@ def test_fingerprint_to_dict_has_no_text_unless_asked() -> None:
 
 
 def test_fingerprint_hashes_match_the_simulator_blocks() -> None:
-    from cachescope._blocks import flatten
+    from cachescope.blocks import flatten
 
     params = _params()
     assert [b.hash for b in fingerprint(params).blocks] == [b.hash for b in flatten(params).blocks]

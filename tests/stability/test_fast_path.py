@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from cachescope import _blocks, stability
-from cachescope._blocks import LayeredBlocks, flatten
+from cachescope import blocks as _blocks
+from cachescope import stability
+from cachescope.blocks import LayeredBlocks, flatten
 from cachescope.stability import _Side, clear_memos, compare
 
 MODEL = "claude-sonnet-5"

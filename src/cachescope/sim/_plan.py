@@ -1,7 +1,7 @@
 """The simulator's fast path from a request body to cache positions, with the API's validation.
 
 `plan(body, ...)` walks tools → system → messages and returns a `Plan`: per position the content
-digest (the same xxh3 digest `cachescope._blocks.flatten` gives, so fingerprints agree), the token
+digest (the same xxh3 digest `cachescope.blocks.flatten` gives, so fingerprints agree), the token
 count, the cumulative count, the breakpoints, and — on demand — the cumulative prefix key with the
 request-level settings folded in where their level starts (spec §2, §8).
 
@@ -35,11 +35,11 @@ from typing import Any
 import orjson
 import xxhash
 
-from cachescope import _tokens
-from cachescope._blocks import IMAGE_TOKENS
-from cachescope._tokens import TokenCounter
+from cachescope import tokens as _tokens
+from cachescope.blocks import IMAGE_TOKENS
 from cachescope.sim._errors import invalid
 from cachescope.sim._simcore_py import native as _load_native
+from cachescope.tokens import TokenCounter
 
 _xxh64 = xxhash.xxh3_64_intdigest
 _dumps = orjson.dumps
@@ -150,7 +150,7 @@ def _native_estimator(
 ) -> tuple[float, float, float, float, float, bytes] | None:
     """The constants for `native.digest_count` when it counts exactly as `counter` does.
 
-    Only for `cachescope._tokens.EstimatingCounter` itself (not a subclass, not a plugged-in
+    Only for `cachescope.tokens.EstimatingCounter` itself (not a subclass, not a plugged-in
     counter); and checked on a few probe texts, so a change to the estimator in `_tokens` turns
     the C count off instead of making it disagree.
     """

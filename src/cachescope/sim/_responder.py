@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachescope._tokens import estimate_tokens
+from cachescope.tokens import estimate_tokens
 
 
 @dataclass(frozen=True)

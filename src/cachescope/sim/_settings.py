@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from cachescope._tokens import TokenCounter
+from cachescope.tokens import TokenCounter
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ to it. `native()` returns the compiled module, or None when the pure path must b
 - `common(frozen_items, values)`: how many leading items of a list match frozen ones.
 - `digest_count(text, seed, factor, chars_per_token, punct_weight, newline_weight,
   non_ascii_weight, punct)`: (xxh3-64 of the UTF-8 with `seed`, the token estimate of
-  `cachescope._tokens.EstimatingCounter` with these constants), None without a UTF-8 form.
+  `cachescope.tokens.EstimatingCounter` with these constants), None without a UTF-8 form.
 
 Two C functions have their twins elsewhere: `default_reply(seed, words)` is
 `cachescope.sim._responder.default_reply`, and `handle(sim, body, api_key)` — the whole request

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from cachescope._modeldata import ModelInfo, ModelTable, default_table
-from cachescope._tokens import counter_for
 from cachescope.sim import _responder
 from cachescope.sim._clock import Clock, RealClock, VirtualClock, is_virtual, today_of
 from cachescope.sim._errors import APIErrorResponse, invalid
@@ -53,6 +52,7 @@ from cachescope.sim._responder import (
 )
 from cachescope.sim._settings import SimSettings
 from cachescope.sim._simcore_py import native as _load_native
+from cachescope.tokens import counter_for
 
 _instances = itertools.count(1)
 

@@ -33,7 +33,7 @@ from typing import Any, overload
 import orjson
 import xxhash
 
-from cachescope._tokens import EstimatingCounter, counter_for
+from cachescope.tokens import EstimatingCounter, counter_for
 
 LEVELS: tuple[str, str, str] = ("tools", "system", "messages")
 LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
