@@ -20,7 +20,7 @@ import argparse
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core import magic_arguments as _magic_arguments
@@ -29,6 +29,9 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Enum, Integer, Unicode
 
 from cachescope._errors import CachescopeError, CellSyntaxError, PromptError
+from cachescope._magic_args import Once as _Once
+from cachescope._magic_args import identifier as _identifier
+from cachescope._magic_args import positive as _positive
 
 if TYPE_CHECKING:  # pragma: no cover
     from cachescope._magic_run import SessionState
@@ -77,48 +80,6 @@ class CallFailedError(CachescopeError):
     def _render_traceback_(self) -> list[str]:
         """IPython shows these lines instead of a traceback."""
         return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
-
-
-class _Once(argparse.Action):
-    """Store an option's value, refusing the option (or its opposite) a second time."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        self.flag_value = kwargs.pop("flag_value", None)
-        if self.flag_value is not None:
-            kwargs["nargs"] = 0
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        seen: dict[str, str] = namespace.__dict__.setdefault("_seen", {})
-        if self.dest in seen:
-            first = seen[self.dest]
-            if first == option_string:
-                parser.error(f"option {option_string} is given twice; keep one.")
-            parser.error(f"options {first} and {option_string} contradict each other; keep one.")
-        seen[self.dest] = option_string or self.dest
-        setattr(namespace, self.dest, self.flag_value if self.flag_value is not None else values)
-
-
-def _identifier(value: str) -> str:
-    if not value.isidentifier():
-        raise argparse.ArgumentTypeError(f"{value!r} is not a valid Python variable name")
-    return value
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is negative")
-    return number
 
 
 def _syntax_error(error: CellSyntaxError) -> UsageError:
@@ -526,107 +487,15 @@ class CachedPrompt(Magics):
                 "%cache needs a subcommand: stats, sessions, diff, reset, export, clock, dashboard."
             )
         command, rest = words[0], words[1:]
-        handler = getattr(self, f"_cache_{command}", None)
+        from cachescope._magic_cache import COMMANDS
+
+        handler = COMMANDS.get(command)
         if handler is None:
             raise UsageError(
                 f"unknown %cache subcommand {command!r}; use stats, sessions, diff, reset, "
                 "export, clock or dashboard."
             )
-        handler(rest)
-
-    def _cache_stats(self, rest: list[str]) -> None:
-
-        if len(rest) > 1:
-            raise UsageError("usage: %cache stats [SESSION]")
-        if rest:
-            self._known_session(rest[0])
-        _ipy().display(self.ledger.summary(session=rest[0] if rest else None))
-
-    def _cache_sessions(self, rest: list[str]) -> None:
-
-        from cachescope.views import SessionsTable
-
-        if rest:
-            raise UsageError("usage: %cache sessions")
-        names = list(
-            dict.fromkeys([*self._sessions, *(r.session for r in self.ledger.records if r.session)])
-        )
-        _ipy().display(SessionsTable({name: self.ledger.summary(session=name) for name in names}))
-
-    def _cache_diff(self, rest: list[str]) -> None:
-
-        usage = "usage: %cache diff [SESSION] [N M]  (N, M: call numbers, as in the dashboard)"
-        name = None
-        if rest and not rest[0].isdigit():
-            name, rest = rest[0], rest[1:]
-        if len(rest) not in (0, 2) or not all(word.isdigit() for word in rest):
-            raise UsageError(usage)
-        state = self._known_session(name)
-        records = state.records()
-        if rest:
-            first, second = int(rest[0]), int(rest[1])
-        else:
-            first, second = len(records) - 1, len(records)
-        if len(records) < 2 or not (1 <= first <= len(records) and 1 <= second <= len(records)):
-            raise UsageError(
-                f"session {state.name!r} has {len(records)} call(s): pick two numbers "
-                f"between 1 and {len(records)}."
-            )
-        _ipy().display(state.diff_calls(records[first - 1], records[second - 1]))
-
-    def _cache_reset(self, rest: list[str]) -> None:
-        if len(rest) > 1:
-            raise UsageError("usage: %cache reset [SESSION]")
-        states = [self._known_session(rest[0])] if rest else list(self._sessions.values())
-        for state in states:
-            if state.session is not None:
-                state.session.reset()
-            state.previous = None
-        names = ", ".join(repr(s.name) for s in states) or "no sessions"
-        print(f"cachescope: reset {names}; the ledger keeps every record.")
-
-    def _cache_export(self, rest: list[str]) -> None:
-        from cachescope._magic_run import export_ledger
-
-        if len(rest) != 1:
-            raise UsageError("usage: %cache export PATH  (PATH ends in .csv or .jsonl)")
-        try:
-            count = export_ledger(self.ledger, os.path.expanduser(rest[0]))
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-        except OSError as error:
-            raise UsageError(f"cannot write {rest[0]!r}: {error.strerror or error}") from None
-        print(f"cachescope: wrote {count:,} records to {rest[0]}")
-
-    def _cache_clock(self, rest: list[str]) -> None:
-        from cachescope._magic_run import parse_duration
-
-        if len(rest) < 2 or rest[0] != "advance":
-            raise UsageError("usage: %cache clock advance DURATION  (e.g. 90s, 6m, 1h 30m)")
-        try:
-            seconds = parse_duration(rest[1:])
-        except ValueError as error:
-            raise UsageError(f"{error}; write e.g. 90s, 6m or 1h 30m.") from None
-        client = self.client()
-        if client.simulator is None or not callable(getattr(client.clock, "advance", None)):
-            raise UsageError(
-                f"%cache clock works only with the simulator; this kernel's backend is "
-                f"{client.backend!r} (real time cannot be moved)."
-            )
-        client.clock.advance(seconds)
-        print(f"cachescope: simulator clock moved {seconds:g} s forward.")
-
-    def _cache_dashboard(self, rest: list[str]) -> None:
-        from cachescope.views import SessionDashboard
-
-        if len(rest) > 1:
-            raise UsageError("usage: %cache dashboard [SESSION]")
-        state = self._known_session(rest[0] if rest else None)
-        if state.dashboard is None:
-            state.dashboard = SessionDashboard(
-                state.name, state.records(), static_chart=self.static_chart
-            )
-        self._display_dashboard(state)
+        handler(self, rest)
 
     # ---- unloading -----------------------------------------------------------------------
     def close(self) -> None:
