@@ -43,8 +43,6 @@ _LAZY: dict[str, str] = {
     "PrefixDiff": "cachescope.stability",
     "lint": "cachescope._lint",
     "Finding": "cachescope._lint",
-    "load_ipython_extension": "cachescope.magics",
-    "unload_ipython_extension": "cachescope.magics",
 }
 _SUBMODULES = {"syntax", "pricing", "logs", "whatif", "sim", "views", "cli"}
 
@@ -84,6 +82,20 @@ __all__ = [
 ]
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext cachescope`: register `%%cached_prompt` and `%cache` (needs IPython)."""
+    from cachescope.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext cachescope`: close dashboards and clients."""
+    from cachescope.magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is not None:
@@ -104,7 +116,6 @@ if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from cachescope._lint import Finding, lint
     from cachescope.client import AsyncCachingClient, CachingClient, Session
     from cachescope.ledger import CallRecord, Ledger
-    from cachescope.magics import load_ipython_extension, unload_ipython_extension
     from cachescope.prompt import Layer, Prompt
     from cachescope.sim import Simulator, VirtualClock
     from cachescope.stability import Fingerprint, PrefixDiff, compare, fingerprint
