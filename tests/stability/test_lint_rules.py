@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cachescope as cs
-from cachescope._lint import Finding, Findings, lint
+from cachescope.lint import Finding, Findings, lint
 
 MODEL = "claude-sonnet-5"
 FILLER = "Answer plainly and briefly, and check facts before you state them. " * 80
