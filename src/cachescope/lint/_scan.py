@@ -51,7 +51,8 @@ class Scanner:
         # Shapes are built on a one-byte copy (non-ASCII characters become "?", one for one, so
         # positions stay the same): str.translate is fast only on ASCII strings.
         ascii_text = text if text.isascii() else text.encode("ascii", "replace").decode("ascii")
-        shapes = {name: ascii_text.translate(SHAPES[name]) for name in self.anchors}
+        # gates read the `low` shape, whatever shapes the anchors are in
+        shapes = {name: ascii_text.translate(SHAPES[name]) for name in {"low", *self.anchors}}
         low = shapes["low"]
         found_at = {
             (shape, literal): _positions(shapes[shape], literal)

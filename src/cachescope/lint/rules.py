@@ -75,14 +75,15 @@ TEXT_RULES: tuple[TextRule, ...] = (
         r"\b(?:[01]?\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?\b(?: ?(?:[AaPp]\.?[Mm]\.?|UTC|GMT|[A-Z]{3,4}\b))?"
         r"|\b(?:1[0-2]|0?[1-9])(?::[0-5]\d)? ?[AaPp]\.?[Mm]\.?(?![A-Za-z0-9])"
         r"|\b(?:[01]?\d|2[0-3]):[0-5]\d ?(?:UTC|GMT|[ECMP][SD]T|CET|CEST|BST|IST|JST)\b"
-        r"|(?i:\b(?:right now|now|currently|time is|it is|it's|as of)\b[^\n.\d]{0,16}?)"
-        r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b"
-        # a clock read out for a place: "Local time in Perth: 08:02", "server clock reads 09:14"
+        # a clock said of now, read out for a place ("Local time in Perth: 08:02", "server clock
+        # reads 09:14") or when something just happened ("started 22:10", "yesterday at 17:45");
+        # the finding shows the whole clock ("Generated at 14:23:47 UTC" shows "14:23:47 UTC")
+        r"|(?:(?i:\b(?:right now|now|currently|time is|it is|it's|as of)\b[^\n.\d]{0,16}?)"
         r"|(?i:\b(?:local time|time in|time at|clock (?:reads|shows|says))\b[^\n.\d]{0,24}?)"
-        r"\b(?:[01]?\d|2[0-3]):[0-5]\d\b"
-        # when something just happened: "started 22:10", "yesterday at 17:45"
         r"|(?i:\b(?:started|updated|generated|refreshed|synced|fetched|created|last seen|yesterday"
-        r"|today|tonight)(?: at| on)? )(?:[01]?\d|2[0-3]):[0-5]\d\b"
+        r"|today|tonight)(?: at| on)? ))"
+        r"(?P<value>\b(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?\b"
+        r"(?: ?(?:[AaPp]\.?[Mm]\.?(?![A-Za-z0-9])|UTC|GMT|[A-Z]{3,4}\b))?)"
         # ... or before it: "at 03:00 last night", "sent at 08:30 today"
         r"|\b(?:[01]?\d|2[0-3]):[0-5]\d(?= (?i:last night|tonight|today|yesterday"
         r"|this (?:morning|afternoon|evening))\b)",
@@ -115,7 +116,8 @@ TEXT_RULES: tuple[TextRule, ...] = (
         anchors=low("date", "time", "day", gate=g.label_after(24)),
     ),
     TextRule("epoch", WARNING,
-        r"(?<![\w.\-/])1[7-9]\d{8}(?:\d{3})?(?![\w\-/]|\.\w)",
+        # seconds, milliseconds, or seconds with a fraction ("thread_ts: 1772113259.294229")
+        r"(?<![\w.\-/])1[7-9]\d{8}(?:\d{3}|\.\d{1,9})?(?![\w\-/]|\.\w)",
         f"This looks like a unix epoch time, which changes on every call: {_MOVE}.",
         anchors=low("0000000000"),
     ),
@@ -307,7 +309,7 @@ TEXT_RULES: tuple[TextRule, ...] = (
         name="counter_queue",
         anchors=low(
             *(" in the queue", " in queue", " in line", "queue ", "position in", "queued"),
-            gate=g.digit_around(24, 24),
+            gate=g.digit_around(24, 32),  # "queue position" and 16 more before the number
         ),
     ),
     TextRule("relative_time", WARNING,
