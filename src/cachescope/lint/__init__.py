@@ -65,7 +65,11 @@ def lint(
 
 def _built(value: Any) -> Any:
     """What a build callable returns (a Prompt, params or text); anything else as it is."""
-    if callable(value) and not isinstance(value, (Mapping, str)) and not hasattr(value, "render"):
+    if (
+        callable(value)
+        and not isinstance(value, (type, Mapping, str))
+        and not hasattr(value, "render")
+    ):
         return value()
     return value
 

@@ -10,6 +10,9 @@ layout; the change rules compare with the previous render.
 
 To add a rule, add one object to its list below (`TextRule`, `RequestRule` or `ChangeRule`, in
 `_kinds.py`). A text rule names the anchors its matches lie near; lint derives its search from them.
+A request or change rule's check reads `_layout.Request`: the params, the blocks of
+`cachescope.blocks.flatten` (`Block`: index, level, path, kind, role, tokens, text, cache_control,
+ttl, layer), the model, the breakpoints (explicit and automatic) and the cached scope.
 """
 
 from __future__ import annotations
