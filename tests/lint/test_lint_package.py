@@ -122,3 +122,18 @@ def test_anchors_and_gates_lose_no_match_of_their_rule_on_the_corpora() -> None:
                 ):
                     lost.append((rule.name, text[start:end]))
     assert lost == [], sorted(set(lost))
+
+
+def test_positions_read_off_a_shorter_anchor_are_those_a_search_finds() -> None:
+    from cachescope.lint import _SCANNER
+    from cachescope.lint._kinds import SHAPES
+    from cachescope.lint._scan import _positions
+
+    text = "Today is Monday; this chat (chat_8f2K) has a thread id. " * 50
+    text += " ".join(path.read_text("utf-8") for path in sorted(CORPORA[0].iterdir()))
+    ascii_text = text.encode("ascii", "replace").decode("ascii")
+    shapes = {name: ascii_text.translate(table) for name, table in SHAPES.items()}
+    found = _SCANNER._anchor_positions(shapes)
+    assert len(found["low", "monday"]) >= 50  # read off "day"
+    for (shape, literal), positions in found.items():
+        assert positions == _positions(shapes[shape], literal), literal
