@@ -14,27 +14,6 @@ from itertools import pairwise
 Gate = Callable[[str, int], bool]
 Confirm = Callable[[re.Match[str]], bool]
 
-__all__ = [
-    "Confirm",
-    "Gate",
-    "clock_gate",
-    "digit_after",
-    "digit_around",
-    "digit_before",
-    "ends_with_before",
-    "entity_number",
-    "label_after",
-    "measured",
-    "one_after",
-    "one_before",
-    "process_number",
-    "random_looking",
-    "token_value",
-    "word_after",
-    "word_before",
-    "word_start_then_digit",
-]
-
 
 # -- gates ---------------------------------------------------------------------------------------
 

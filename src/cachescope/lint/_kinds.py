@@ -15,19 +15,6 @@ if TYPE_CHECKING:
     from cachescope.lint._findings import Finding
     from cachescope.lint._layout import Request
 
-__all__ = [
-    "ERROR",
-    "SHAPES",
-    "WARNING",
-    "Anchor",
-    "ChangeRule",
-    "Hit",
-    "RequestRule",
-    "TextRule",
-    "classes",
-    "hexes",
-    "low",
-]
 
 ERROR = "error"
 WARNING = "warning"
