@@ -41,8 +41,8 @@ _LAZY: dict[str, str] = {
     "Fingerprint": "cachescope.stability",
     "compare": "cachescope.stability",
     "PrefixDiff": "cachescope.stability",
-    "lint": "cachescope._lint",
-    "Finding": "cachescope._lint",
+    "lint": "cachescope.lint",
+    "Finding": "cachescope.lint",
 }
 _SUBMODULES = {"syntax", "pricing", "logs", "whatif", "sim", "views", "cli"}
 
@@ -113,9 +113,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from cachescope import logs, pricing, syntax, whatif
-    from cachescope._lint import Finding, lint
     from cachescope.client import AsyncCachingClient, CachingClient, Session
     from cachescope.ledger import CallRecord, Ledger
+    from cachescope.lint import Finding, lint
     from cachescope.prompt import Layer, Prompt
     from cachescope.sim import Simulator, VirtualClock
     from cachescope.stability import Fingerprint, PrefixDiff, compare, fingerprint

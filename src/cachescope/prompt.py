@@ -317,7 +317,7 @@ class Prompt:
 
     def lint(self, **options: Any) -> Any:
         """Cache-busters in this prompt, before any call: `cachescope.lint(self)`."""
-        from cachescope._lint import lint
+        from cachescope.lint import lint
 
         return lint(self, **options)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cachescope._lint import lint
+from cachescope.lint import lint
 
 CORPUS = Path(__file__).parent / "corpus"
 MODEL = "claude-sonnet-5"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cachescope as cs
-from cachescope._lint import Finding, Findings, lint
+from cachescope.lint import Finding, Findings, lint
 
 MODEL = "claude-sonnet-5"
 FILLER = "Answer plainly and briefly, and check facts before you state them. " * 80
@@ -218,3 +218,65 @@ def test_findings_pretty_print_as_text_in_ipython() -> None:
     findings = lint({"model": "claude-sonnet-5", "system": "Today is 2026-11-21. " + "x " * 2000})
     assert pretty(findings) == str(findings)
     assert "Finding(" not in pretty(findings)
+
+
+# -- issue 15: defects found by testing as a new user would -----------------------------------------
+
+
+def test_epoch_with_a_fraction_is_flagged_across_the_whole_value() -> None:
+    (finding,) = lint("thread_ts: 1772113259.294229")
+    assert finding.rule == "epoch"
+    assert finding.text == "1772113259.294229"
+    assert (finding.column, finding.end_column) == (12, 29)
+
+
+def test_time_after_a_label_is_flagged_across_the_whole_clock() -> None:
+    (finding,) = lint("Generated at 14:23:47 UTC")
+    assert finding.rule == "time"
+    assert finding.text == "14:23:47 UTC"
+    assert (finding.column, finding.end_column) == (14, 26)
+
+
+@pytest.mark.parametrize(
+    ("line", "clock"),
+    [
+        ("It is now 09:47:25 UTC.", "09:47:25 UTC"),
+        ("The user's local time is 2:29 am.", "2:29 am."),
+        ("Session started at 09:12:44.", "09:12:44"),
+        ("Local time in Perth: 08:02", "08:02"),
+    ],
+)
+def test_time_after_a_label_shows_the_clock_not_the_label(line: str, clock: str) -> None:
+    assert [f.text for f in lint(line) if f.rule == "time"] == [clock]
+
+
+def _dynamic_in_system_prompt() -> cs.Prompt:
+    return cs.Prompt(
+        MODEL,
+        [cs.Layer("stable", FILLER), cs.Layer("dynamic", "Weather: sunny")],
+        dynamic_placement="system",
+    )
+
+
+def test_dynamic_in_system_is_flagged_on_the_rendered_params_as_on_the_prompt() -> None:
+    prompt = _dynamic_in_system_prompt()
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+    ]
+    params = prompt.render(messages=history, user="What now?")
+    assert "cache_control" in params["messages"][-1]["content"][-1]  # the history is cached
+    assert lint(params).rules().count("dynamic_in_system") == 1
+    assert lint(prompt).rules().count("dynamic_in_system") == 1
+    (finding,) = (f for f in lint(params) if f.rule == "dynamic_in_system")
+    assert (finding.layer, finding.path) == ("dynamic", "system.1")
+
+
+def test_dynamic_in_system_without_a_cached_history_is_not_flagged() -> None:
+    prompt = _dynamic_in_system_prompt().evolve(history_ttl=None)
+    assert "dynamic_in_system" not in lint(prompt.render(user="Hi")).rules()
+
+
+def test_dynamic_layer_in_the_user_turn_is_not_flagged() -> None:
+    prompt = _dynamic_in_system_prompt().evolve(dynamic_placement="user")
+    assert "dynamic_in_system" not in lint(prompt.render(user="Hi")).rules()
