@@ -32,7 +32,7 @@ from cachescope.sim._responder import (
     estimated_output_tokens,
 )
 from cachescope.sim._settings import SimSettings
-from cachescope.sim._validate import check_max_tokens, validate
+from cachescope.sim._validate import Validator, check_max_tokens
 from cachescope.tokens import counter_for
 
 _instances = itertools.count(1)
@@ -89,6 +89,7 @@ class Simulator:
         self._workspaces: dict[str, Workspace] = {}
         # token counts of a plugged-in counter (`SimSettings.counter`), by content hash
         self._token_cache: dict[int, int] = {}
+        self._validator = Validator()
         self._instance = next(_instances)
         self._ids = itertools.count(1)
         self._concurrent_depth = 0
@@ -182,6 +183,11 @@ class Simulator:
 
     def process(self, body: Mapping[str, Any], api_key: str = "sim") -> Outcome:
         """Handle a Messages request and return the Message JSON with its simulated timing."""
+        return self._process(body, api_key, False)
+
+    def _process(self, body: Mapping[str, Any], api_key: str, owned: bool) -> Outcome:
+        """`process`; `owned`: nobody else holds the body (the transport parsed it), so its
+        messages may be remembered as accepted."""
         if body.__class__ is not dict and not isinstance(body, Mapping):
             raise invalid("Request body must be a JSON object")
         with self._lock:
@@ -191,7 +197,7 @@ class Simulator:
             max_tokens = body.get("max_tokens")
             if max_tokens.__class__ is not int or max_tokens <= 0:
                 max_tokens = check_max_tokens(body)
-            request = self._read(body, model_id, info)
+            request = self._read(body, model_id, info, owned)
             workspace = self._workspaces.get(api_key)
             if workspace is None:
                 workspace = self._workspaces[api_key] = Workspace()
@@ -279,9 +285,11 @@ class Simulator:
             self._model_cache[model] = (info.id, info)
         return info.id, info
 
-    def _read(self, body: Mapping[str, Any], model_id: str, info: ModelInfo) -> CacheRequest:
+    def _read(
+        self, body: Mapping[str, Any], model_id: str, info: ModelInfo, owned: bool = False
+    ) -> CacheRequest:
         """Validate a request body and read it as cache positions."""
-        validate(body)
+        self._validator.validate(body, remember=owned)
         counter = self.settings.counter
         token_cache = None
         if counter is not None:

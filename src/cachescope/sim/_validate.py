@@ -56,14 +56,78 @@ def check_max_tokens(body: Mapping[str, Any]) -> int:
     return max_tokens
 
 
+# The state after a request's messages were accepted: (the messages, their breakpoints, the last
+# block that can take the automatic breakpoint, the tool_use ids left to answer, whether the last
+# message has no content).
+_Accepted = tuple[list[Any], list[_Mark], Any, list[Any], bool]
+
+
+class Validator:
+    """`validate` with a memo of the messages it accepted lately, one per conversation.
+
+    A request whose messages start with an accepted request's messages (equal as JSON values) is
+    checked from where those end: a conversation that grew by a turn costs one comparison in C
+    and the checks of the new messages. Only messages nobody else holds are remembered (the
+    transport's freshly parsed bodies), so an accepted message cannot change afterwards.
+    """
+
+    def __init__(self, conversations: int = 16) -> None:
+        self._accepted: list[_Accepted] = []
+        self._conversations = conversations
+
+    def validate(self, body: Mapping[str, Any], *, remember: bool = False) -> None:
+        """Raise the API's 400 for the first thing wrong with a request body, if any."""
+        marks: list[_Mark] = []
+        eligible = _check_head(body, marks)
+        messages = body.get("messages")
+        if messages.__class__ is not list:
+            if messages is None:
+                raise invalid("messages: Field required")
+            if not isinstance(messages, list):
+                raise invalid("messages: Input should be a valid list")
+        start: _Accepted | None = self._earlier(messages) if self._accepted else None
+        accepted = _check_messages(messages, start)
+        if remember and messages:
+            self._remember(accepted)
+        marks += accepted[1]
+        if accepted[2] is not None:
+            eligible = accepted[2]
+        _check_breakpoints(marks, eligible, body.get("cache_control"))
+
+    def _earlier(self, messages: list[Any]) -> _Accepted | None:
+        count = len(messages)
+        for accepted in reversed(self._accepted):
+            earlier = accepted[0]
+            n = len(earlier)
+            if n <= count and messages[n - 1] == earlier[-1] and messages[:n] == earlier:
+                return accepted
+        return None
+
+    def _remember(self, accepted: _Accepted) -> None:
+        first = accepted[0][0]
+        kept = self._accepted
+        for i, other in enumerate(kept):
+            if other[0][0] == first:  # the same conversation: keep only its latest request
+                del kept[i]
+                break
+        else:
+            if len(kept) >= self._conversations:
+                del kept[0]
+        kept.append(accepted)
+
+
 def validate(body: Mapping[str, Any]) -> None:
     """Raise the API's 400 for the first thing wrong with a request body, if any.
 
     Checked in render order (tools, system, then message by message with its pairing), then the
     breakpoints.
     """
-    marks: list[_Mark] = []
-    # the last block that can take the automatic breakpoint: (path, cache_control)
+    Validator(0).validate(body)
+
+
+def _check_head(body: Mapping[str, Any], marks: list[_Mark]) -> _Mark | None:
+    """Check tools and system; returns the last block of them that can take the automatic
+    breakpoint."""
     eligible: _Mark | None = None
     tools = body.get("tools")
     if tools:
@@ -71,26 +135,36 @@ def validate(body: Mapping[str, Any]) -> None:
     system = body.get("system")
     if system:
         eligible = _check_system(system, marks) or eligible
-    messages = body.get("messages")
-    if messages.__class__ is not list:
-        if messages is None:
-            raise invalid("messages: Field required")
-        if not isinstance(messages, list):
-            raise invalid("messages: Input should be a valid list")
+    return eligible
+
+
+def _check_messages(messages: list[Any], start: _Accepted | None) -> _Accepted:
+    """Check messages one by one with their pairing, from where `start` (an accepted request
+    whose messages these start with) ends."""
+    if start is not None:
+        _, earlier_marks, eligible, pending, empty = start
+        first = len(start[0])
+        if empty and first < len(messages):  # an empty last assistant message is no longer last
+            role = messages[first - 1].get("role")
+            raise invalid(f"messages.{first - 1}: {role} messages must have non-empty content")
+        marks = list(earlier_marks)
+    else:
+        marks, eligible, pending, empty, first = [], None, [], False, 0
     last = len(messages) - 1
-    pending: list[Any] = []  # the client tool_use ids the previous message left to answer
-    for m, message in enumerate(messages):
+    for m in range(first, last + 1):
+        message = messages[m]
         found = _check_message(message, m, marks)
-        if found is None:  # no content
+        empty = found is None
+        if empty:
             if not (m == last and message.get("role") == "assistant"):
                 role = message.get("role")
                 raise invalid(f"messages.{m}: {role} messages must have non-empty content")
-        elif found[0]:
+        elif found[0]:  # type: ignore[index]
             eligible = found
         pending = check_tool_pairing(pending, message, m, messages)
     if pending:  # a final assistant message with client tool_use blocks
         raise invalid(missing_results(last, pending))
-    _check_breakpoints(marks, eligible, body.get("cache_control"))
+    return (list(messages), marks, eligible, pending, empty)
 
 
 def _check_tools(tools: Any, marks: list[_Mark]) -> _Mark | None:
