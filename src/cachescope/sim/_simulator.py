@@ -146,6 +146,7 @@ class Simulator:
         """Forget every cache entry and remembered message (all workspaces)."""
         with self._lock:
             self._workspaces.clear()
+            self._validator = Validator()
 
     def cache_entries(self, api_key: str = "sim") -> int:
         """Number of live entries in a workspace's cache (for tests and notebooks)."""
