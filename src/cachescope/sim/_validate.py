@@ -1,9 +1,9 @@
 """The API's validation of a Messages request body: its 400s, with the API's texts (spec §6.2).
 
-`validate(body)` checks the shape of tools, system and messages, tool_use/tool_result pairing
-(`_pairing`), and the breakpoint rules: at most four, each a valid `cache_control`, no 1h after a
-5m, and a top-level `cache_control` that agrees with an explicit one on the block it would take.
-`check_max_tokens(body)` holds the rules of `max_tokens`, pre-warming with 0 among them.
+`Validator.validate(body)` checks the shape of tools, system and messages, tool_use/tool_result
+pairing (`_pairing`), and the breakpoint rules: at most four, each a valid `cache_control`, no 1h
+after a 5m, and a top-level `cache_control` that agrees with an explicit one on the block it would
+take. `check_max_tokens(body)` holds the rules of `max_tokens`, pre-warming with 0 among them.
 """
 
 from __future__ import annotations
@@ -76,7 +76,11 @@ class Validator:
         self._conversations = conversations
 
     def validate(self, body: Mapping[str, Any], *, remember: bool = False) -> None:
-        """Raise the API's 400 for the first thing wrong with a request body, if any."""
+        """Raise the API's 400 for the first thing wrong with a request body, if any.
+
+        Checked in render order (tools, system, then message by message with its pairing), then
+        the breakpoints. `remember`: the body is the caller's alone, so its messages may be kept.
+        """
         marks: list[_Mark] = []
         eligible = _check_head(body, marks)
         messages = body.get("messages")
@@ -114,15 +118,6 @@ class Validator:
             if len(kept) >= self._conversations:
                 del kept[0]
         kept.append(accepted)
-
-
-def validate(body: Mapping[str, Any]) -> None:
-    """Raise the API's 400 for the first thing wrong with a request body, if any.
-
-    Checked in render order (tools, system, then message by message with its pairing), then the
-    breakpoints.
-    """
-    Validator(0).validate(body)
 
 
 def _check_head(body: Mapping[str, Any], marks: list[_Mark]) -> _Mark | None:
