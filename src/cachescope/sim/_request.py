@@ -11,6 +11,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Mapping
 from itertools import accumulate
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from cachescope.tokens import TokenCounter
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 # Blocks that cannot carry a breakpoint: the automatic one walks back over them.
 NOT_CACHEABLE_KINDS = frozenset({"thinking", "redacted_thinking"})
+_TOKENS = attrgetter("tokens")
 
 
 class CacheRequest:
@@ -37,14 +39,19 @@ class CacheRequest:
     ) -> None:
         self.model = model
         self.blocks = blocks
-        self.cum: list[int] = list(accumulate([block.tokens for block in blocks]))
+        self.cum: list[int] = list(accumulate(map(_TOKENS, blocks)))
         self.total = self.cum[-1] if self.cum else 0
         # (position, ttl seconds, ttl name) in render order
         self.breakpoints = breakpoints
         self.settings = settings
-        levels = [block.level for block in blocks]
-        tools_end = levels.count("tools")
-        self.level_ends = (tools_end, tools_end + levels.count("system"), len(blocks))
+        count = len(blocks)
+        tools_end = 0  # blocks come in level order: only the few of tools and system are read
+        while tools_end < count and blocks[tools_end].level == "tools":
+            tools_end += 1
+        system_end = tools_end
+        while system_end < count and blocks[system_end].level == "system":
+            system_end += 1
+        self.level_ends = (tools_end, system_end, count)
         self.keys = prefix_keys(blocks, settings)
 
     def units(self) -> list[int]:
