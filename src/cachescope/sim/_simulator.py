@@ -167,8 +167,9 @@ class Simulator:
         """Answer `POST /v1/messages/count_tokens`: `{"input_tokens": n}`, no caching."""
         if not isinstance(body, Mapping):
             raise invalid("Request body must be a JSON object")
-        model_id, info = self._model(body)
-        return {"input_tokens": self._read(body, model_id, info).total}
+        with self._lock:  # the validator's memo is shared with `process`
+            model_id, info = self._model(body)
+            return {"input_tokens": self._read(body, model_id, info).total}
 
     def predict(self, body: Mapping[str, Any], api_key: str = "sim") -> dict[str, Any]:
         """The `usage` this request would get now (output tokens excluded), changing nothing."""
