@@ -533,3 +533,30 @@ def test_a_read_through_a_longer_prefix_refreshes_the_entries_it_passes(
     clock.advance(minutes=4)  # 8 minutes after the system entry was written
     other = client.messages.create(**_two_breakpoints("second")).usage
     assert (other.cache_read_input_tokens > 0) is system_read_after_the_gap
+
+
+class _WordCounter:
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+
+def test_a_plugged_in_counter_counts_every_block(clock: VirtualClock) -> None:
+    sim = Simulator(clock=clock, counter=_WordCounter())
+    body = {
+        "model": MODEL,
+        "system": "You are Aura, a careful assistant.",  # 6 words
+        "messages": [{"role": "user", "content": "What changed since yesterday?"}],  # 4 words
+    }
+    assert sim.count_tokens(body) == {"input_tokens": 10}
+
+
+def test_an_alias_and_its_dated_id_share_the_cache(clock: VirtualClock) -> None:
+    sim = Simulator(clock=clock)
+    request = {
+        **_system_request(long_text("aura", words=3000)),  # over Haiku 4.5's 4,096 minimum
+        "model": "claude-haiku-4-5",
+    }
+    first = sim.handle_messages(request)["usage"]
+    second = sim.handle_messages({**request, "model": "claude-haiku-4-5-20251001"})["usage"]
+    assert first["cache_creation_input_tokens"] > 4096
+    assert second["cache_read_input_tokens"] == first["cache_creation_input_tokens"]

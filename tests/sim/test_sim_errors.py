@@ -244,3 +244,40 @@ def test_unknown_path_is_404(sim: Simulator) -> None:
     response = sim.http_client().post("/v1/complete", headers={"x-api-key": "sim"}, json={})
     assert response.status_code == 404
     assert isinstance(response, httpx2.Response)
+
+
+def test_an_empty_prefill_accepted_last_turn_is_rejected_once_it_is_not_last(
+    client: anthropic.Anthropic,
+) -> None:
+    question = {"role": "user", "content": "Which layer changed?"}
+    client.messages.create(
+        model=MODEL, max_tokens=8, messages=[question, {"role": "assistant", "content": ""}]
+    )
+    error = _error_of(
+        client,
+        model=MODEL,
+        max_tokens=8,
+        messages=[question, {"role": "assistant", "content": ""}, question],
+    )
+    assert error.status_code == 400
+    assert _message(error) == "messages.1: assistant messages must have non-empty content"
+
+
+def test_a_conversation_that_grew_is_checked_in_its_new_messages(
+    client: anthropic.Anthropic,
+) -> None:
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "Which layer changed?"},
+        {"role": "assistant", "content": "The stable one."},
+        {"role": "user", "content": [block("Why?", cached=True)]},
+    ]
+    client.messages.create(model=MODEL, max_tokens=8, messages=history)
+    grown = [*history, {"role": "assistant", "content": "A date."}]
+    grown.append({"role": "user", "content": [block("And now?", ttl="1h")]})
+    error = _error_of(client, model=MODEL, max_tokens=8, messages=grown)
+    assert error.status_code == 400
+    assert _message(error) == (
+        "messages.4.content.0.cache_control.ttl: a ttl='1h' cache_control block must not come "
+        "after a ttl='5m' cache_control block. Note that blocks are processed in the following "
+        "order: `tools`, `system`, `messages`."
+    )

@@ -1,8 +1,6 @@
-"""tool_use / tool_result pairing: the API's 400s through the real SDK, on both core paths.
+"""tool_use / tool_result pairing: the API's 400s through the real SDK.
 
-Each test runs twice: with the compiled whole-request path (`simcore.handle`, when built) and with
-the Python path only (`sim._native = None`); the answers must be the same. The error texts and
-where they come from are in `cachescope/sim/_plan.py` (`_check_tool_pairing`).
+The error texts and where they come from are in `cachescope/sim/_pairing.py`.
 """
 
 from __future__ import annotations
@@ -25,14 +23,6 @@ UNEXPECTED = (
     "Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
 )
 TOOLS = [{"name": "lookup", "description": "Look a thing up.", "input_schema": {"type": "object"}}]
-
-
-@pytest.fixture(params=["compiled", "python"])
-def sim(request: pytest.FixtureRequest, clock: VirtualClock) -> Simulator:
-    sim = Simulator(clock=clock)
-    if request.param == "python":
-        sim._native = None
-    return sim
 
 
 def _use(*ids: str, text: str | None = "Let me check.") -> dict[str, Any]:

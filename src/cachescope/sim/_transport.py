@@ -257,7 +257,7 @@ def prepare(sim: Simulator, request: httpx2.Request) -> _Prepared:
         if endpoint == "count_tokens":
             prepared.response = _json_response(200, sim.count_tokens(body, api_key), request_id)
             return prepared
-        outcome: Outcome = sim.process(body, api_key)
+        outcome: Outcome = sim._process(body, api_key, True)  # the body is ours alone
     except APIErrorResponse as error:
         prepared.response = _error_response(error, request_id)
         return prepared
