@@ -8,6 +8,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import orjson
 import pytest
 from anthropic.types import Message
 
@@ -41,17 +42,25 @@ def make_client(**kw: Any) -> CachingClient:
     return CachingClient(backend="sim", **kw)
 
 
-class Capture(anthropic.Middleware):
-    """Keeps what each HTTP attempt sent (body and headers)."""
+class Capture(httpx2.BaseTransport):
+    """Keeps what each HTTP attempt put on the wire (body and headers), under the recorder."""
 
-    def __init__(self) -> None:
+    def __init__(self, sim: Simulator) -> None:
+        self.http = sim.http_client()
         self.bodies: list[Any] = []
         self.headers: list[Any] = []
 
-    def handle(self, request: Any, call_next: Any) -> Any:
-        self.bodies.append(request.json)
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.bodies.append(orjson.loads(request.read()))
         self.headers.append(dict(request.headers))
-        return call_next(request)
+        return self.http.send(request, stream=True)
+
+
+def capturing_client(**kw: Any) -> tuple[CachingClient, Capture]:
+    sim = Simulator(clock=VirtualClock())
+    capture = Capture(sim)
+    client = make_client(simulator=sim, http_client=httpx2.Client(transport=capture), **kw)
+    return client, capture
 
 
 def hand_cost(u: Any) -> float:
@@ -133,8 +142,7 @@ def test_store_text_keeps_block_text() -> None:
 
 
 def test_diagnostics_chain_previous_message_id_with_the_beta_header() -> None:
-    capture = Capture()
-    client = make_client(middleware=[capture])
+    client, capture = capturing_client()
     first = client.messages.create(**params())
     client.messages.create(**params())
     assert capture.bodies[0]["diagnostics"] == {"previous_message_id": None}
@@ -144,8 +152,7 @@ def test_diagnostics_chain_previous_message_id_with_the_beta_header() -> None:
 
 
 def test_diagnostics_opt_out_sends_none() -> None:
-    capture = Capture()
-    client = make_client(middleware=[capture], diagnostics=False)
+    client, capture = capturing_client(diagnostics=False)
     client.messages.create(**params())
     client.messages.create(**params())
     assert "diagnostics" not in capture.bodies[1]
