@@ -31,8 +31,8 @@ import httpx2
 import orjson
 
 from cachescope.ledger import CallRecord, Ledger, LedgerError
-from cachescope.recorder._call import DONE, HELD, Call
-from cachescope.recorder._fill import fingerprint, new_record
+from cachescope.recorder._call import HELD, Call
+from cachescope.recorder._fill import EntryMemo, fingerprint, new_record
 from cachescope.recorder._observe import AsyncObservedStream, ObservedStream
 
 __all__ = [
@@ -90,7 +90,8 @@ class CallScope:
         self.params = params
         self.stream = stream
         self.record: CallRecord | None = None
-        self.call: Call | None = None
+        self.call: Call | None = None  # the last call sent in the scope
+        self._calls: list[Call] = []
         self.closed = False
         self.recorder_error: BaseException | None = None
         self._token: contextvars.Token[CallScope | None] | None = None
@@ -105,8 +106,7 @@ class CallScope:
     def close(self, error: BaseException | None = None) -> None:
         """The caller's call returned, or raised `error`."""
         self.closed = True
-        call = self.call
-        if call is not None:
+        for call in self._calls:
             call.scope_closed(error)
 
     def raise_recorder_error(self, message: Any = None) -> None:
@@ -179,6 +179,7 @@ class Recorder:
         self._chain: dict[str | None, str | None] = {}
         self._lock = threading.Lock()
         self._held: set[Call] = set()
+        self._entries: EntryMemo = {}
 
     def __repr__(self) -> str:
         return f"Recorder(ledger={self.ledger!r}, session={self.session!r})"
@@ -228,20 +229,21 @@ class Recorder:
 
     def begin(self, request: httpx2.Request, owner: Any) -> tuple[Call, httpx2.Request]:
         """The call an attempt belongs to (a new one or a retry), and the request to send."""
-        retry_header = request.headers.get(_RETRY_HEADER)
-        retry_count = int(retry_header) if retry_header and retry_header.isdigit() else 0
         scope = _scope.get()
         call: Call | None = None
+        retry_count = 0
         if scope is not None and scope.recorder is self:
             call = scope.call
-            if call is not None and (
-                call.state == DONE or (call.state == HELD and not retry_count)
-            ):
-                if call.state == HELD:
+            if call is not None and call.state == HELD:
+                retry_count = _retry_count(request)
+                if not retry_count:  # not a retry: the held failure was the caller's last word
                     call.flush()
-                call = None
+                    call = None
+            else:
+                call = None  # the scope's first call, or a further one
         else:
             scope = None
+            retry_count = _retry_count(request)
             last = _last_call.get()
             if last is not None and last.state == HELD:
                 if retry_count and last.recorder is self:
@@ -276,7 +278,7 @@ class Recorder:
             with self._lock:
                 previous = self._chain.get(session)
             request = _with_diagnostics(request, previous)
-        blocks, tokens = fingerprint(params, self.store_text)
+        blocks, tokens = fingerprint(params, self.store_text, self._entries)
         stream = scope.stream if scope is not None and scope.stream is not None else None
         clock = self.clock
         record = new_record(
@@ -293,6 +295,7 @@ class Recorder:
         call.diagnostics_previous = previous if self.diagnostics and diagnostics is None else _UNSET
         if scope is not None:
             scope.call = call
+            scope._calls.append(call)
         else:
             _last_call.set(call)
         return call, request
@@ -331,6 +334,12 @@ class Recorder:
                         call.recorder_error = hook_error
         if scope is not None and call.recorder_error is not None:
             scope.recorder_error = call.recorder_error
+
+
+def _retry_count(request: httpx2.Request) -> int:
+    """Which retry of its call the SDK says this attempt is (0 for a first attempt)."""
+    value = request.headers.get(_RETRY_HEADER)
+    return int(value) if value and value.isdigit() else 0
 
 
 def _now() -> float:

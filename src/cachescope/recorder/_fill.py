@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cachescope import pricing
-from cachescope.blocks import flatten
+from cachescope.blocks import Block, flatten
 from cachescope.ledger import CallRecord, format_time
 
 TTFT_HEADER = b"x-cachescope-ttft-ms"
@@ -25,15 +25,34 @@ SHOULD_RETRY_HEADER = b"x-should-retry"
 ERROR_MESSAGE_LIMIT = 2_000
 
 
-def fingerprint(params: Mapping[str, Any], store_text: bool) -> tuple[list[dict[str, Any]], int]:
+# Entries of unchanged blocks are shared between records (read-only by contract, see
+# `CallRecord`): `flatten` returns the same `Block` for unchanged content, so an entry is found by
+# the block's identity and its prefix key. The block is kept with its entry, so its id stays its.
+EntryMemo = dict[tuple[int, int, bool], tuple[Block, dict[str, Any]]]
+ENTRY_MEMO_LIMIT = 50_000
+
+
+def fingerprint(
+    params: Mapping[str, Any], store_text: bool, memo: EntryMemo | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """Per cache position: hash, cumulative prefix hash, level, path, kind, role, layer, tokens and
     breakpoint TTL (the keys of `Fingerprint.to_dict()`; the text only with `store_text`), and the
     estimated prompt tokens."""
     flat = flatten(params)
+    if memo is None:
+        memo = {}
+    elif len(memo) > ENTRY_MEMO_LIMIT:
+        memo.clear()
     entries: list[dict[str, Any]] = []
     append = entries.append
     total = 0
     for block, prefix in zip(flat.blocks, flat.prefix_keys()):
+        total += block.tokens
+        key = (id(block), prefix, store_text)
+        hit = memo.get(key)
+        if hit is not None and hit[0] is block:
+            append(hit[1])
+            continue
         entry = {
             "hash": f"{block.hash:016x}",
             "prefix": f"{prefix:016x}",
@@ -47,8 +66,8 @@ def fingerprint(params: Mapping[str, Any], store_text: bool) -> tuple[list[dict[
         }
         if store_text:
             entry["text"] = block.text
+        memo[key] = (block, entry)
         append(entry)
-        total += block.tokens
     return entries, total
 
 
@@ -132,7 +151,8 @@ def fill_usage(record: CallRecord, usage: Any) -> None:
     when = record.time
     record.cost = pricing.cost(counts, record.model, when=when)
     record.cost_without_cache = pricing.cost_without_cache(counts, record.model, when=when)
-    record.savings = pricing.savings(counts, record.model, when=when)
+    if record.cost is not None and record.cost_without_cache is not None:
+        record.savings = record.cost_without_cache - record.cost
 
 
 def fill_message(record: CallRecord, message: Any) -> None:
