@@ -298,3 +298,29 @@ def test_a_broken_stream_raises_the_transports_own_exception() -> None:
         ) as response,
     ):
         response.read()
+
+
+@pytest.mark.parametrize(
+    ("body", "sent"),
+    [
+        (b'{"model":"m"}', b'{"model":"m","diagnostics":{"previous_message_id":"msg_1"}}'),
+        (b"{ }\n", b'{ "diagnostics":{"previous_message_id":"msg_1"}}'),
+        (b'{"a": [1, {}] }', b'{"a": [1, {}] ,"diagnostics":{"previous_message_id":"msg_1"}}'),
+        (b"[1]", b"[1]"),  # not an object: left as it is
+    ],
+)
+def test_diagnostics_are_spliced_into_the_json_going_out(body: bytes, sent: bytes) -> None:
+    from cachescope.recorder import _with_diagnostics
+
+    request = httpx2.Request(
+        "POST",
+        "https://api.anthropic.com/v1/messages",
+        headers={"anthropic-beta": "other-beta"},
+        content=body,
+    )
+    out = _with_diagnostics(request, "msg_1")
+    assert out.content == sent
+    assert int(out.headers["content-length"]) == len(sent)
+    if sent != body:
+        assert out.headers["anthropic-beta"] == "other-beta,cache-diagnosis-2026-04-07"
+        assert orjson.loads(out.content)["diagnostics"] == {"previous_message_id": "msg_1"}

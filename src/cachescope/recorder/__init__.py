@@ -355,8 +355,12 @@ def _with_diagnostics(request: httpx2.Request, previous: str | None) -> httpx2.R
     if not body.endswith(b"}"):
         return request
     field = b'"diagnostics":' + orjson.dumps({"previous_message_id": previous})
-    inner = body[:-1].rstrip()
-    joined = inner + (field if inner.endswith(b"{") else b"," + field) + b"}"
+    end = len(body) - 1
+    before = end - 1
+    while before >= 0 and body[before] in b" \t\r\n":
+        before -= 1
+    empty = before >= 0 and body[before] == ord("{")  # "{}": no comma before the new field
+    joined = b"".join((memoryview(body)[:end], field if empty else b"," + field, b"}"))
     headers = request.headers.copy()
     headers["content-length"] = str(len(joined))
     betas = headers.get("anthropic-beta")

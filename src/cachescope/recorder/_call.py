@@ -26,6 +26,8 @@ import orjson
 
 from cachescope.ledger import CallRecord, LedgerError
 from cachescope.recorder._fill import (
+    CONTENT_ENCODING_HEADER,
+    CONTENT_TYPE_HEADER,
     SHOULD_RETRY_HEADER,
     SIM_HEADER,
     StreamState,
@@ -96,8 +98,8 @@ class Call:
         if SIM_HEADER in headers:
             self.backend_seen = "sim"
         self.status = response.status_code
-        content_type = response.headers.get("content-type", "")
-        self._decode = decoder(response.headers.get("content-encoding"))
+        content_type = headers.get(CONTENT_TYPE_HEADER, "")
+        self._decode = decoder(headers.get(CONTENT_ENCODING_HEADER))
         if content_type.startswith("text/event-stream") and 200 <= self.status < 300:
             self.stream_state = StreamState()
             self._sse = SSEReader(self._event)

@@ -20,6 +20,8 @@ TOTAL_HEADER = b"x-cachescope-total-ms"
 SIM_HEADER = b"x-cachescope-simulator"
 REQUEST_ID_HEADER = b"request-id"
 SHOULD_RETRY_HEADER = b"x-should-retry"
+CONTENT_TYPE_HEADER = b"content-type"
+CONTENT_ENCODING_HEADER = b"content-encoding"
 
 # Error messages are kept for the reader, cut so a pathological one cannot bloat the ledger.
 ERROR_MESSAGE_LIMIT = 2_000
@@ -103,8 +105,9 @@ def _get(source: Any, name: str) -> Any:
 
 
 def read_headers(headers: Any) -> dict[bytes, str]:
-    """The response headers a record uses (request id, the simulator's latency, retry advice),
-    lower-cased, in one pass over the raw pairs (`Headers.get` decodes on every lookup)."""
+    """The response headers the recorder uses (request id, the simulator's latency, retry advice,
+    content type and encoding), by lower-case name, in one pass over the raw pairs
+    (`Headers.get` decodes on every lookup)."""
     wanted = _WANTED
     found: dict[bytes, str] = {}
     for key, value in headers.raw:
@@ -115,7 +118,17 @@ def read_headers(headers: Any) -> dict[bytes, str]:
     return found
 
 
-_WANTED = frozenset({TTFT_HEADER, TOTAL_HEADER, SIM_HEADER, REQUEST_ID_HEADER, SHOULD_RETRY_HEADER})
+_WANTED = frozenset(
+    {
+        TTFT_HEADER,
+        TOTAL_HEADER,
+        SIM_HEADER,
+        REQUEST_ID_HEADER,
+        SHOULD_RETRY_HEADER,
+        CONTENT_TYPE_HEADER,
+        CONTENT_ENCODING_HEADER,
+    }
+)
 
 
 def _float(value: str | None) -> float | None:
