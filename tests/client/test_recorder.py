@@ -324,3 +324,46 @@ def test_diagnostics_are_spliced_into_the_json_going_out(body: bytes, sent: byte
     if sent != body:
         assert out.headers["anthropic-beta"] == "other-beta,cache-diagnosis-2026-04-07"
         assert orjson.loads(out.content)["diagnostics"] == {"previous_message_id": "msg_1"}
+
+
+class Gzipped(httpx2.BaseTransport):
+    """The simulator's answers as a network would send them: gzip-encoded, read in pieces."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.inner = SimTransport(sim)
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        import gzip
+
+        response = self.inner.handle_request(request)
+        body = gzip.compress(response.read())
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+
+        class Pieces(httpx2.SyncByteStream):
+            def __iter__(self) -> Iterator[bytes]:
+                for start in range(0, len(body), 7):
+                    yield body[start : start + 7]
+
+        return httpx2.Response(
+            response.status_code,
+            headers=[*headers, (b"content-encoding", b"gzip")],
+            stream=Pieces(),
+        )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_gzip_encoded_response_is_read_as_the_sdk_reads_it(stream: bool) -> None:
+    recorder = Recorder()
+    http = httpx2.Client(
+        transport=recorder.wrap_transport(Gzipped(Simulator(clock=VirtualClock())))
+    )
+    client = anthropic.Anthropic(api_key="sim", http_client=http)
+    if stream:
+        with client.messages.stream(**params()) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**params())
+    [record] = recorder.ledger.records
+    assert record.message_id == message.id
+    assert record.cache_creation_input_tokens == message.usage.cache_creation_input_tokens > 1_000
+    assert record.output_tokens == message.usage.output_tokens

@@ -55,7 +55,7 @@ _UNSET: Any = object()
 _scope: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar(
     "cachescope_call_scope", default=None
 )
-_last_call: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
+_last_call: contextvars.ContextVar[weakref.ref[Call] | None] = contextvars.ContextVar(
     "cachescope_last_call", default=None
 )
 
@@ -244,7 +244,8 @@ class Recorder:
         else:
             scope = None
             retry_count = _retry_count(request)
-            last = _last_call.get()
+            last_ref = _last_call.get()
+            last = last_ref() if last_ref is not None else None  # held calls are kept by `_held`
             if last is not None and last.state == HELD:
                 if retry_count and last.recorder is self:
                     call = last
@@ -297,7 +298,7 @@ class Recorder:
             scope.call = call
             scope._calls.append(call)
         else:
-            _last_call.set(call)
+            _last_call.set(weakref.ref(call))
         return call, request
 
     def hold(self, call: Call) -> None:
@@ -377,7 +378,7 @@ def _watch(call: Call, response: httpx2.Response, asynchronous: bool) -> httpx2.
     """Show the response's body to `call`, as the reader reads it (or at once when the
     transport built it already read)."""
     try:
-        call.response(response)
+        call.response(response, decoded=response.is_stream_consumed)
         if response.is_stream_consumed:
             call.data(response.content)
             call.ended()

@@ -47,6 +47,10 @@ logger = logging.getLogger("cachescope")
 OPEN, HELD, DONE = "open", "held", "done"
 
 
+def _as_is(chunk: bytes) -> bytes:
+    return chunk
+
+
 class Call:
     """The attempts of one call and what became of them (see the module docstring)."""
 
@@ -91,15 +95,16 @@ class Call:
             self.failure = None
             self.recorder.release(self)
 
-    def response(self, response: Any) -> None:
-        """The headers of an attempt's response have arrived; watch its body."""
+    def response(self, response: Any, decoded: bool = False) -> None:
+        """The headers of an attempt's response have arrived; watch its body (raw chunks, or
+        with `decoded` the content as httpx decoded it)."""
         headers = read_headers(response.headers)
         self.headers = headers
         if SIM_HEADER in headers:
             self.backend_seen = "sim"
         self.status = response.status_code
         content_type = headers.get(CONTENT_TYPE_HEADER, "")
-        self._decode = decoder(headers.get(CONTENT_ENCODING_HEADER))
+        self._decode = _as_is if decoded else decoder(headers.get(CONTENT_ENCODING_HEADER))
         if content_type.startswith("text/event-stream") and 200 <= self.status < 300:
             self.stream_state = StreamState()
             self._sse = SSEReader(self._event)
