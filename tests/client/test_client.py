@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -429,3 +430,40 @@ def test_session_create_sends_ready_made_params_with_a_prefill() -> None:
     assert record.session == "s"
     assert chat.history[-1]["content"][0]["text"].startswith("Sure:")
     assert chat.history[-2]["role"] == "user"
+
+
+def test_a_ledger_that_cannot_be_written_fails_the_call_once_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cachescope.ledger as ledger_module
+    from cachescope.ledger import LedgerWriteError
+
+    sim = Simulator(clock=VirtualClock())
+    client = make_client(simulator=sim, ledger=Ledger(tmp_path / "calls.jsonl"))
+
+    def broken_disk(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(ledger_module, "_sync", broken_disk)
+    with pytest.raises(LedgerWriteError) as info:
+        client.messages.create(**params())
+    assert isinstance(info.value.message, Message)  # the reply is not lost
+    assert sim.requests == 1  # recorded at the transport, but never retried as a network fault
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_a_failed_call_whose_record_cannot_be_written_says_so_in_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cachescope.ledger as ledger_module
+
+    sim = Simulator(clock=VirtualClock(), faults=Fault("server_error", calls=(1,)))
+    client = make_client(simulator=sim, ledger=Ledger(tmp_path / "calls.jsonl"), max_retries=0)
+
+    def broken_disk(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(ledger_module, "_sync", broken_disk)
+    with pytest.raises(anthropic.InternalServerError) as info:
+        client.messages.create(**params())
+    assert any("could not record" in note for note in getattr(info.value, "__notes__", []))

@@ -367,3 +367,19 @@ def test_a_gzip_encoded_response_is_read_as_the_sdk_reads_it(stream: bool) -> No
     assert record.message_id == message.id
     assert record.cache_creation_input_tokens == message.usage.cache_creation_input_tokens > 1_000
     assert record.output_tokens == message.usage.output_tokens
+
+
+def test_an_async_failed_call_is_one_record_of_its_attempts() -> None:
+    recorder = Recorder()
+    sim = Simulator(clock=VirtualClock(), faults=Fault("overloaded", calls=(1, 2, 3)))
+
+    async def run() -> None:
+        http = httpx2.AsyncClient(transport=recorder.wrap_transport(AsyncSimTransport(sim)))
+        client = anthropic.AsyncAnthropic(api_key="sim", http_client=http)
+        await client.messages.create(**params())
+
+    with pytest.raises(anthropic.OverloadedError):
+        asyncio.run(run())
+    [record] = recorder.ledger.records
+    assert (record.ok, record.error_status, record.retries) == (False, 529, 2)
+    assert record.api_error_type == "overloaded_error"
