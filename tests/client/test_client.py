@@ -467,3 +467,12 @@ def test_a_failed_call_whose_record_cannot_be_written_says_so_in_a_note(
     with pytest.raises(anthropic.InternalServerError) as info:
         client.messages.create(**params())
     assert any("could not record" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_diagnostics_the_caller_sends_are_sent_as_they_are() -> None:
+    client, capture = capturing_client()
+    client.messages.create(**params())
+    own = {"diagnostics": {"previous_message_id": "msg_from_elsewhere"}}
+    client.messages.create(**params(), extra_body=own)
+    assert capture.bodies[1]["diagnostics"] == {"previous_message_id": "msg_from_elsewhere"}
+    assert client.ledger.records[1].previous_message_id == "msg_from_elsewhere"

@@ -275,7 +275,8 @@ class Recorder:
         diagnostics = params.get("diagnostics")
         if isinstance(diagnostics, Mapping):
             previous = diagnostics.get("previous_message_id")
-        elif self.diagnostics and diagnostics is None:
+        splice = self.diagnostics and "diagnostics" not in params  # the caller's own wins
+        if splice:
             with self._lock:
                 previous = self._chain.get(session)
             request = _with_diagnostics(request, previous)
@@ -293,7 +294,7 @@ class Recorder:
             prompt_tokens=tokens,
         )
         call = Call(self, record, scope, owner)
-        call.diagnostics_previous = previous if self.diagnostics and diagnostics is None else _UNSET
+        call.diagnostics_previous = previous if splice else _UNSET
         if scope is not None:
             scope.call = call
             scope._calls.append(call)

@@ -164,8 +164,7 @@ def fill_usage(record: CallRecord, usage: Any) -> None:
     when = record.time
     record.cost = pricing.cost(counts, record.model, when=when)
     record.cost_without_cache = pricing.cost_without_cache(counts, record.model, when=when)
-    if record.cost is not None and record.cost_without_cache is not None:
-        record.savings = record.cost_without_cache - record.cost
+    record.savings = pricing.savings(counts, record.model, when=when)
 
 
 def fill_message(record: CallRecord, message: Any) -> None:
