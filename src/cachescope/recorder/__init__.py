@@ -13,7 +13,10 @@ internals is touched, and request headers are never kept (no API key reaches a r
 
 `recording_http_client(recorder)` builds such a client on the SDK's default one. A caller that
 knows more about a call — its session, its params with layer names — opens a `CallScope` around
-it (`with recorder.call(session="aura", params=params): ...`); `CachingClient` does so.
+it (`with recorder.call(session="aura", params=params): ...`); `CachingClient` does so. The
+params then stand in for the request JSON (they are what the SDK encodes, and parsing 400 KB of
+JSON again would cost more than the rest of the record). Only `POST …/v1/messages` is recorded:
+Bedrock and Vertex URL shapes pass through like every other request.
 """
 
 from __future__ import annotations
