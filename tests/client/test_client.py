@@ -476,3 +476,12 @@ def test_diagnostics_the_caller_sends_are_sent_as_they_are() -> None:
     client.messages.create(**params(), extra_body=own)
     assert capture.bodies[1]["diagnostics"] == {"previous_message_id": "msg_from_elsewhere"}
     assert client.ledger.records[1].previous_message_id == "msg_from_elsewhere"
+
+
+def test_raw_responses_are_recorded_at_the_transport_too() -> None:
+    client = make_client()
+    raw = client.messages.with_raw_response.create(**params())
+    message = raw.parse()
+    [record] = client.ledger.records
+    assert record.message_id == message.id
+    assert record.cache_creation_input_tokens == message.usage.cache_creation_input_tokens
