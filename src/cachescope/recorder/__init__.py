@@ -25,6 +25,7 @@ import atexit
 import contextvars
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, overload
@@ -33,9 +34,9 @@ import anthropic
 import httpx2
 import orjson
 
-from cachescope.ledger import CallRecord, Ledger, LedgerError
+from cachescope.ledger import CallRecord, Ledger, LedgerError, format_time
 from cachescope.recorder._call import HELD, Call
-from cachescope.recorder._fill import EntryMemo, fingerprint, new_record
+from cachescope.recorder._fill import EntryMemo, fingerprint
 from cachescope.recorder._observe import AsyncObservedStream, ObservedStream
 
 __all__ = [
@@ -286,15 +287,15 @@ class Recorder:
         blocks, tokens = fingerprint(params, self.store_text, self._entries)
         stream = scope.stream if scope is not None and scope.stream is not None else None
         clock = self.clock
-        record = new_record(
-            now=float(clock.now()) if clock is not None else _now(),
+        record = CallRecord(
+            time=format_time(float(clock.now()) if clock is not None else time.time()),
             model=str(params.get("model", "")),
             backend=self.backend or "anthropic",
             session=session,
             stream=bool(params.get("stream")) if stream is None else stream,
             previous_message_id=None if previous is _UNSET else previous,
             blocks=blocks,
-            prompt_tokens=tokens,
+            prompt_tokens_estimate=tokens,
         )
         call = Call(self, record, scope, owner)
         call.diagnostics_previous = previous if splice else _UNSET
@@ -345,12 +346,6 @@ def _retry_count(request: httpx2.Request) -> int:
     """Which retry of its call the SDK says this attempt is (0 for a first attempt)."""
     value = request.headers.get(_RETRY_HEADER)
     return int(value) if value and value.isdigit() else 0
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 def _with_diagnostics(request: httpx2.Request, previous: str | None) -> httpx2.Request:

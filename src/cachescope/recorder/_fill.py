@@ -13,7 +13,7 @@ from typing import Any
 
 from cachescope import pricing
 from cachescope.blocks import Block, flatten
-from cachescope.ledger import CallRecord, format_time
+from cachescope.ledger import CallRecord
 
 TTFT_HEADER = b"x-cachescope-ttft-ms"
 TOTAL_HEADER = b"x-cachescope-total-ms"
@@ -71,29 +71,6 @@ def fingerprint(
         memo[key] = (block, entry)
         append(entry)
     return entries, total
-
-
-def new_record(
-    *,
-    now: float,
-    model: str,
-    backend: str,
-    session: str | None,
-    stream: bool,
-    previous_message_id: str | None,
-    blocks: list[dict[str, Any]],
-    prompt_tokens: int,
-) -> CallRecord:
-    return CallRecord(
-        time=format_time(now),
-        model=model,
-        backend=backend,
-        session=session,
-        stream=stream,
-        previous_message_id=previous_message_id,
-        blocks=blocks,
-        prompt_tokens_estimate=prompt_tokens,
-    )
 
 
 def _get(source: Any, name: str) -> Any:
