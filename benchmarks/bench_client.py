@@ -6,19 +6,24 @@ changes on every call (as in a chat). The peer is `anthropic.Anthropic(api_key="
 http_client=sim.http_client())` — the bare SDK on the same simulator transport, in the same run. The
 two are timed in alternation, each call on its own warmed simulator (so both read the cache), and
 the figure is the ratio of medians of 100 calls — of wall-clock time, and of the process's CPU
-time (steadier when other jobs share the machine; on an idle machine the two agree). Each line
-ends with what a call adds: the median of each call's CPU time minus that of the peer's call
-right after it.
+time (steadier when other jobs share the machine; on an idle machine the two agree). Each
+scenario runs `REPEATS` times; the line gives the range of its ratios, and what a call adds (the
+median of each call's CPU time minus that of the peer's call right after it).
 
-Scenarios for the caching client (all with an in-memory ledger unless said):
+There is one recording path: the SDK's transport wrapped by `cachescope.recorder.Recorder`.
+Scenarios (all with an in-memory ledger unless said):
 
-* recording only — `diagnostics=False`, so both send byte-identical requests: pure overhead of
-  fingerprinting, recording and pricing;
-* default — diagnostics chained; the peer sends the same `diagnostics` field by hand, so the
-  simulator's extra diagnosis work is on both sides;
+* recording only — `diagnostics=False`, so both send byte-identical requests: the pure overhead
+  of the call scope, the fingerprint, reading the response and pricing it;
+* default — diagnostics chained (spliced into the JSON going out); the peer sends the same
+  `diagnostics` field by hand, so the simulator's extra diagnosis work is on both sides;
 * on-disk ledger — default, plus the record appended to a JSONL file with flush + fsync;
 * Prompt.render layers — recording only, with the request rendered by a `Prompt` (what sessions
-  and `%%cached_prompt` send): system, tools and every message content are `LayeredBlocks`.
+  and `%%cached_prompt` send): system, tools and every message content are `LayeredBlocks`;
+* plain SDK + Recorder — no caching client: the bare SDK whose simulator transport is wrapped by
+  a `Recorder` (what `cs.instrument` will build on); the request is read from the wire JSON;
+* the caching client again, over the simulator's transport wrapped directly (as it will be once
+  the simulator exposes its transport; today it is reached through its `httpx2.Client`).
 
 Run: `.venv/bin/python -m benchmarks.bench_client`
 """
@@ -35,16 +40,19 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
+import httpx2
 
 from benchmarks._machine import cpu_model
 from cachescope import CachingClient, Layer, Prompt
 from cachescope.ledger import Ledger
+from cachescope.recorder import Recorder
 from cachescope.sim import Simulator, VirtualClock
 from cachescope.tokens import estimate_tokens
 
 MODEL = "claude-sonnet-4-6"
 TARGET_TOKENS = 100_000
 ROUNDS = 100
+REPEATS = 3
 
 _PARAGRAPH = (
     "The handbook says every refund above the threshold needs a second approver, and that the "
@@ -135,6 +143,8 @@ def run_pair(
     sim_peer = Simulator(clock=VirtualClock())
     ours = make_ours(sim_ours)
     peer = anthropic.Anthropic(api_key="sim", http_client=sim_peer.http_client())
+    ours.messages.create(**build(0))  # both paths warmed before the timed calls
+    peer.messages.create(**build(0))
     previous: str | None = None
     ours_wall: list[float] = []
     peer_wall: list[float] = []
@@ -170,14 +180,36 @@ def run_pair(
     )
 
 
+def _sim_transport(sim: Simulator) -> Any:
+    """The simulator's own transport (what `sim.http_client()` is built on)."""
+    make = getattr(sim, "transport", None)
+    if callable(make):
+        return make()
+    from cachescope.sim._transport import SimTransport
+
+    return SimTransport(sim)
+
+
+def _plain_recorded(sim: Simulator) -> Any:
+    http = httpx2.Client(transport=Recorder().wrap_transport(_sim_transport(sim)))
+    return anthropic.Anthropic(api_key="sim", http_client=http)
+
+
+def _direct(sim: Simulator) -> Any:
+    transport = _sim_transport(sim)
+    sim.transport = lambda: transport  # type: ignore[attr-defined]
+    return CachingClient(backend="sim", simulator=sim, diagnostics=False)
+
+
 def main() -> None:
     tokens = prompt_tokens(build_params(0))
     print(
         f"Python {platform.python_version()} on {platform.machine()} ({cpu_model()}), "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
-        f"anthropic {anthropic.__version__}; prompt ≈ {tokens:,} tokens; {ROUNDS} calls each"
+        f"anthropic {anthropic.__version__}; prompt ≈ {tokens:,} tokens; "
+        f"{ROUNDS} calls each, {REPEATS} runs"
     )
-    print("medians per call: wall-clock, then CPU time of the process (steadier on a busy machine)")
+    print("ratios of medians per call (range over the runs): wall-clock, then CPU time")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "calls.jsonl")
         scenarios: list[
@@ -207,16 +239,25 @@ def main() -> None:
                 False,
                 build_prompt_params,
             ),
+            ("plain SDK + Recorder (wire JSON)", _plain_recorded, False, build_params),
+            ("recording only, sim transport direct", _direct, False, build_params),
         ]
         for name, factory, diagnostics, build in scenarios:
-            ours, peer, ours_cpu, peer_cpu, added = run_pair(factory, diagnostics, build=build)
+            wall: list[float] = []
+            cpu: list[float] = []
+            added: list[float] = []
+            for _ in range(REPEATS):
+                ours, peer, ours_cpu, peer_cpu, plus = run_pair(factory, diagnostics, build=build)
+                wall.append(ours / peer)
+                cpu.append(ours_cpu / peer_cpu)
+                added.append(plus)
             print(
-                f"{name:<38} CachingClient {ours:6.2f} ms  bare SDK {peer:6.2f} ms  "
-                f"ratio {ours / peer:5.3f}x   |  CPU {ours_cpu:6.2f} / {peer_cpu:6.2f} ms  "
-                f"ratio {ours_cpu / peer_cpu:5.3f}x  (+{added:4.0f} µs a call)"
+                f"{name:<38} wall {min(wall):5.3f}–{max(wall):5.3f}x   "
+                f"CPU {min(cpu):5.3f}–{max(cpu):5.3f}x   "
+                f"(+{min(added):4.0f}–{max(added):4.0f} µs a call; peer {peer_cpu:5.2f} ms CPU)"
             )
+            sys.stdout.flush()
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -1,51 +1,40 @@
 """`CachingClient` / `AsyncCachingClient`: the real `anthropic` SDK, recorded call by call.
 
 The client builds an ordinary `anthropic.Anthropic` (or `AsyncAnthropic`) — pointed at the real API
-or at the offline simulator's HTTP transport — and hands out its own `messages` resource: a subclass
-of the SDK's, so `create`, `stream`, `count_tokens` and the rest keep the SDK's signatures, checks
-and return types. Only the resource's low-level `_post` is wrapped: each `/v1/messages` call is
-fingerprinted, sent, and turned into a `CallRecord` that reaches the ledger (on disk, fsynced)
-before the call returns — successful or not. SDK exceptions reach the caller unchanged, after they
-are recorded. `count_tokens` is free and uses no cache, so it is forwarded but not recorded.
+or at the offline simulator — whose HTTP transport is wrapped by a `cachescope.recorder.Recorder`:
+each `/v1/messages` call is recorded at the transport seam and reaches the ledger (on disk,
+fsynced) before the call returns, successful or not. `count_tokens` is free and uses no cache, so
+it passes unrecorded. `client.messages` is the SDK's own resource behind a thin wrapper: `create`
+and `stream` open a `CallScope` around the SDK's method, so the record knows the call's session,
+fingerprints the params with their layer names, and names the exception the caller got. SDK
+exceptions reach the caller unchanged.
 
 `diagnostics.previous_message_id` is chained per session (or per client for calls outside a
-session) so the API's own `cache_miss_reason` is recorded beside cachescope's diagnosis.
+session) by the recorder, in the JSON going out, so the API's own `cache_miss_reason` is recorded
+beside cachescope's diagnosis.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import sys
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anthropic
-from anthropic._response import APIResponse, AsyncAPIResponse
-from anthropic._streaming import AsyncStream, Stream
-from anthropic.resources.messages import AsyncMessages, Messages
+import httpx2
+from anthropic import NotGiven, Omit
 
-from cachescope._client_record import (
-    FingerprintCache,
-    Probe,
-    StreamWatcher,
-    clean_body,
-    current_probe,
-    fill_error,
-    fill_message,
-    fill_timing,
-    fingerprint_blocks,
-    install_probe_hooks,
-    materialize,
-    new_record,
-)
+from cachescope._client_sessions import AsyncSession, Session
 from cachescope._errors import CachescopeError
-from cachescope.ledger import CallRecord, Ledger, LedgerError
+from cachescope.ledger import Ledger
+from cachescope.recorder import CallScope, Recorder, recording_http_client
 
 if TYPE_CHECKING:  # pragma: no cover
+    from anthropic.resources.messages import AsyncMessages, Messages
+
     from cachescope.sim import Simulator
 
 __all__ = ["AsyncCachingClient", "AsyncSession", "CachingClient", "Session", "resolve_backend"]
@@ -53,26 +42,9 @@ __all__ = ["AsyncCachingClient", "AsyncSession", "CachingClient", "Session", "re
 logger = logging.getLogger("cachescope")
 
 Backend = Literal["auto", "sim", "anthropic"]
-DIAGNOSTICS_BETA = "cache-diagnosis-2026-04-07"
-MESSAGES_PATH = "/v1/messages"
 
 _announced: set[str] = set()
 _announce_lock = threading.Lock()
-
-
-class _Scope:
-    """Which session a call belongs to, and where `Session.send` picks up the record."""
-
-    __slots__ = ("record", "session")
-
-    def __init__(self, session: _SessionBase | None) -> None:
-        self.session = session
-        self.record: CallRecord | None = None
-
-
-_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar(
-    "cachescope_scope", default=None
-)
 
 
 def resolve_backend(backend: str = "auto", api_key: str | None = None) -> str:
@@ -115,12 +87,36 @@ def _announce(backend: str, chosen_by_default: bool) -> None:
     print(text, file=sys.stderr)
 
 
+# Keyword arguments of `messages.create` that are not part of the request body.
+_NOT_BODY = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+
+
+def _body_params(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The request body the SDK will send for these keyword arguments (as the cache reads it):
+    "not given" markers left out, `extra_body` merged in. One-shot iterables of messages, system
+    blocks or tools become lists first, in `kwargs`, so reading them does not use them up."""
+    for key in ("messages", "system", "tools"):
+        value = kwargs.get(key)
+        if value is not None and not isinstance(value, (list, tuple, str, Mapping, NotGiven, Omit)):
+            kwargs[key] = list(value)
+    params = {
+        key: value
+        for key, value in kwargs.items()
+        if key not in _NOT_BODY and not isinstance(value, (NotGiven, Omit))
+    }
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, Mapping):
+        params.update(extra)
+    return params
+
+
 class _ClientBase:
-    """What the sync and async clients share: backend choice, ledger, chaining, recording."""
+    """What the sync and async clients share: backend choice, ledger, recorder, sessions."""
 
     backend: str
     simulator: Simulator | None
     ledger: Ledger
+    recorder: Recorder
     clock: Any
 
     def _setup(
@@ -132,6 +128,7 @@ class _ClientBase:
         clock: Any,
         diagnostics: bool,
         store_text: bool,
+        max_retries: int,
     ) -> str | None:
         self.backend = resolve_backend(
             "sim" if simulator is not None and backend == "auto" else backend,
@@ -158,91 +155,38 @@ class _ClientBase:
         self.ledger = ledger if ledger is not None else Ledger()
         self.diagnostics = diagnostics
         self.store_text = store_text
-        self._token_cache: dict[int, int] = {}
-        self._fingerprints = FingerprintCache()
-        self._chain: dict[str | None, str | None] = {}
-        self._chain_lock = threading.Lock()
+        self.recorder = Recorder(
+            self.ledger,
+            backend=self.backend,
+            clock=self.clock,
+            store_text=store_text,
+            diagnostics=diagnostics,
+            max_retries=max_retries,
+        )
         self._sessions: dict[str, Any] = {}
         _announce(self.backend, chosen_by_default=backend == "auto" and simulator is None)
         return api_key
 
-    # -- around one call --------------------------------------------------------------------------
+    def _http_client(self, given: Any, asynchronous: bool) -> Any:
+        """The SDK's HTTP client, recorded: `given`, the simulator's, or the SDK's default."""
+        if given is None and self.simulator is not None:
+            make = getattr(self.simulator, "async_transport" if asynchronous else "transport", None)
+            if callable(make):  # the simulator's own transport, wrapped directly
+                transport = self.recorder.wrap_transport(make())
+                if asynchronous:
+                    return httpx2.AsyncClient(transport=transport)
+                return httpx2.Client(transport=transport)
+            sim = self.simulator
+            given = sim.async_http_client() if asynchronous else sim.http_client()
+        if given is None and asynchronous:
+            given = anthropic.DefaultAsyncHttpxClient()
+        return recording_http_client(self.recorder, given)
 
-    def _prepare(
-        self, body: Mapping[str, Any], options: Mapping[str, Any], stream: bool
-    ) -> tuple[CallRecord, dict[str, Any], Probe, _Scope | None]:
-        """Fingerprint the request, add diagnostics chaining, start the record and the probe."""
-        scope = _scope.get()
-        session = scope.session if scope is not None else None
-        key = session.name if session is not None else None
-        sent = dict(body)
-        materialize(sent)
-        params = clean_body(sent)
-        extra_json = options.get("extra_json") or {}
-        previous: str | None = None
-        if self.diagnostics and "diagnostics" not in params and "diagnostics" not in extra_json:
-            with self._chain_lock:
-                previous = self._chain.get(key)
-            sent["diagnostics"] = {"previous_message_id": previous}
-            options = _with_beta(options, DIAGNOSTICS_BETA)
-        elif isinstance(params.get("diagnostics"), Mapping):
-            previous = params["diagnostics"].get("previous_message_id")
-        blocks, tokens = fingerprint_blocks(
-            params, self._token_cache, self.store_text, self._fingerprints, key
+    def _scope(self, kwargs: dict[str, Any], session: str | None, stream: bool) -> CallScope:
+        params = _body_params(kwargs)
+        return self.recorder.call(
+            session=session, params=params, stream=stream or bool(params.get("stream"))
         )
-        record = new_record(
-            now=float(self.clock.now()),
-            model=str(params.get("model", "")),
-            backend=self.backend,
-            session=key,
-            stream=stream,
-            previous_message_id=previous,
-            blocks=blocks,
-            prompt_tokens=tokens,
-        )
-        return record, {"body": sent, "options": options}, Probe(), scope
-
-    def _chain_to(self, record: CallRecord) -> None:
-        if record.ok and record.message_id:
-            with self._chain_lock:
-                self._chain[record.session] = record.message_id
-
-    def _save(self, record: CallRecord, scope: _Scope | None, error: BaseException | None) -> None:
-        """Append to the ledger; a failed call's own exception wins over a ledger error."""
-        if scope is not None:
-            scope.record = record
-            if scope.session is not None:
-                scope.session._records.append(record)
-        self._chain_to(record)
-        if error is None:
-            self.ledger.append(record)
-            return
-        try:
-            self.ledger.append(record)
-        except LedgerError as ledger_error:
-            logger.error("cachescope: the failed call could not be recorded: %s", ledger_error)
-            if hasattr(error, "add_note"):
-                error.add_note(f"cachescope could not record this failed call: {ledger_error}")
-
-    def _finish(
-        self,
-        record: CallRecord,
-        probe: Probe,
-        scope: _Scope | None,
-        *,
-        message: Any = None,
-        watcher: StreamWatcher | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        end = time.perf_counter()
-        if message is not None:
-            fill_message(record, message)
-        if watcher is not None:
-            watcher.fill(record)
-        if error is not None:
-            fill_error(record, error)
-        fill_timing(record, probe, watcher.first_token if watcher else None, end)
-        self._save(record, scope, error)
 
     def _get_session(self, name: str, prompt: Any, factory: Any) -> Any:
         existing = self._sessions.get(name)
@@ -259,78 +203,72 @@ class _ClientBase:
         return session
 
 
-def _with_beta(options: Mapping[str, Any], beta: str) -> dict[str, Any]:
-    out = dict(options)
-    headers = dict(out.get("headers") or {})
-    current = headers.get("anthropic-beta")
-    if isinstance(current, str) and current:
-        if beta not in [part.strip() for part in current.split(",")]:
-            headers["anthropic-beta"] = f"{current},{beta}"
-    else:
-        headers["anthropic-beta"] = beta
-    out["headers"] = headers
-    return out
+def _returned(scope: CallScope, result: Any) -> None:
+    """After the SDK returned: the record keeps the SDK's Message, and a ledger failure of a
+    successful call reaches its caller (carrying that Message)."""
+    record = scope.record
+    if record is not None and isinstance(result, anthropic.types.Message):
+        record.message = result
+    scope.raise_recorder_error(result)
 
 
 # -- the sync client --------------------------------------------------------------------------------
 
 
-class CachingMessages(Messages):
-    """The SDK's `messages` resource with every `/v1/messages` call recorded."""
+class CachingMessages:
+    """The SDK's `messages` resource; `create` and `stream` are recorded under a call scope (other
+    attributes are the SDK's own, and their `/v1/messages` calls are recorded by the transport)."""
 
-    def __init__(self, client: anthropic.Anthropic, owner: CachingClient) -> None:
-        super().__init__(client)
+    def __init__(self, owner: _ClientBase, resource: Messages) -> None:
         self._owner = owner
-        self._sdk_post = client.post
-        self._post = self._recorded_post
+        self._resource = resource
 
-    def _recorded_post(self, path: str, *, body: Any = None, options: Any = None, **kw: Any) -> Any:
-        if path != MESSAGES_PATH or not isinstance(body, Mapping):
-            return self._sdk_post(path, body=body, options=cast(Any, options or {}), **kw)
-        owner = self._owner
-        stream = bool(kw.get("stream"))
-        record, args, probe, scope = owner._prepare(body, options or {}, stream)
-        token = current_probe.set(probe)
-        try:
-            result = self._sdk_post(path, **args, **kw)
-        except BaseException as error:
-            owner._finish(record, probe, scope, error=error)
-            raise
-        finally:
-            current_probe.reset(token)
-        if isinstance(result, Stream):
-            # `_iterator` is a cached_property: the instance entry takes its place.
-            vars(result)["_iterator"] = _watch_stream(owner, result._iterator, record, probe, scope)
-            return result
-        if isinstance(result, APIResponse):
-            if stream:
-                return result  # raw streaming responses are left to the caller, unrecorded
-            owner._finish(record, probe, scope, message=result.parse())
-            return result
-        owner._finish(record, probe, scope, message=result)
+    def create(self, **kwargs: Any) -> Any:
+        scope = self._owner._scope(kwargs, None, False)
+        with scope:
+            result = self._resource.create(**kwargs)
+        _returned(scope, result)
         return result
 
+    def stream(self, **kwargs: Any) -> Any:
+        scope = self._owner._scope(kwargs, None, True)
+        return _ScopedStream(self._resource.stream(**kwargs), scope)
 
-def _watch_stream(
-    owner: _ClientBase,
-    events: Iterator[Any],
-    record: CallRecord,
-    probe: Probe,
-    scope: _Scope | None,
-) -> Iterator[Any]:
-    watcher = StreamWatcher()
-    error: BaseException | None = None
-    try:
-        for event in events:
-            watcher.see(event)
-            yield event
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if isinstance(error, GeneratorExit):
-            error = None  # the caller stopped reading early: record what arrived
-        owner._finish(record, probe, scope, watcher=watcher, error=error)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resource, name)
+
+    def __repr__(self) -> str:
+        return f"CachingMessages({self._resource!r})"
+
+
+class _ScopedStream:
+    """`messages.stream(...)`'s context manager with the call scope around its request; the scope
+    closes when the `with` block does, with the exception that left it."""
+
+    def __init__(self, manager: Any, scope: CallScope) -> None:
+        self._manager = manager
+        self._scope = scope
+
+    def __enter__(self) -> Any:
+        token = self._scope.activate()
+        try:
+            return self._manager.__enter__()
+        except BaseException as error:
+            self._scope.close(error)
+            raise
+        finally:
+            self._scope.deactivate(token)
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> Any:
+        try:
+            return self._manager.__exit__(kind, error, tb)
+        finally:
+            self._scope.close(error)
+            if error is None:
+                self._scope.raise_recorder_error()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
 
 
 class CachingClient(_ClientBase):
@@ -357,7 +295,8 @@ class CachingClient(_ClientBase):
     store_text:
         Keep each block's prompt text in the record's fingerprint (default False: hashes only).
     **sdk_kwargs:
-        Anything else `anthropic.Anthropic` accepts (`max_retries`, `timeout`, ...).
+        Anything else `anthropic.Anthropic` accepts (`max_retries`, `timeout`, ...). An
+        `http_client` keeps its transport, hooks and proxies, and is recorded through.
 
     Attributes
     ----------
@@ -365,6 +304,8 @@ class CachingClient(_ClientBase):
         The SDK's messages resource (same signatures and return types), recorded.
     sdk:
         The underlying `anthropic.Anthropic`; other resources (`client.models`, ...) are forwarded.
+    recorder:
+        The `cachescope.recorder.Recorder` at the SDK's transport.
     """
 
     def __init__(
@@ -379,16 +320,19 @@ class CachingClient(_ClientBase):
         store_text: bool = False,
         **sdk_kwargs: Any,
     ) -> None:
-        key = self._setup(backend, api_key, simulator, ledger, clock, diagnostics, store_text)
-        if "http_client" not in sdk_kwargs:
-            sdk_kwargs["http_client"] = (
-                self.simulator.http_client()
-                if self.simulator is not None
-                else anthropic.DefaultHttpxClient()
-            )
-        install_probe_hooks(sdk_kwargs["http_client"], is_async=False)
+        key = self._setup(
+            backend,
+            api_key,
+            simulator,
+            ledger,
+            clock,
+            diagnostics,
+            store_text,
+            sdk_kwargs.get("max_retries", anthropic.DEFAULT_MAX_RETRIES),
+        )
+        sdk_kwargs["http_client"] = self._http_client(sdk_kwargs.get("http_client"), False)
         self.sdk = anthropic.Anthropic(api_key=key, **sdk_kwargs)
-        self.messages = CachingMessages(self.sdk, self)
+        self.messages: Messages = cast("Messages", CachingMessages(self, self.sdk.messages))
 
     def session(self, name: str, prompt: Any = None) -> Session:
         """The conversation `name` (created on first use with `prompt`; a later `prompt` replaces
@@ -417,65 +361,58 @@ class CachingClient(_ClientBase):
 # -- the async client -------------------------------------------------------------------------------
 
 
-class AsyncCachingMessages(AsyncMessages):
-    """The SDK's async `messages` resource with every `/v1/messages` call recorded."""
+class AsyncCachingMessages:
+    """The SDK's async `messages` resource, recorded like `CachingMessages`."""
 
-    def __init__(self, client: anthropic.AsyncAnthropic, owner: AsyncCachingClient) -> None:
-        super().__init__(client)
+    def __init__(self, owner: _ClientBase, resource: AsyncMessages) -> None:
         self._owner = owner
-        self._sdk_post = client.post
-        self._post = self._recorded_post
+        self._resource = resource
 
-    async def _recorded_post(
-        self, path: str, *, body: Any = None, options: Any = None, **kw: Any
-    ) -> Any:
-        if path != MESSAGES_PATH or not isinstance(body, Mapping):
-            return await self._sdk_post(path, body=body, options=cast(Any, options or {}), **kw)
-        owner = self._owner
-        stream = bool(kw.get("stream"))
-        record, args, probe, scope = owner._prepare(body, options or {}, stream)
-        token = current_probe.set(probe)
-        try:
-            result = await self._sdk_post(path, **args, **kw)
-        except BaseException as error:
-            owner._finish(record, probe, scope, error=error)
-            raise
-        finally:
-            current_probe.reset(token)
-        if isinstance(result, AsyncStream):
-            vars(result)["_iterator"] = _watch_async_stream(
-                owner, result._iterator, record, probe, scope
-            )
-            return result
-        if isinstance(result, AsyncAPIResponse):
-            if stream:
-                return result
-            owner._finish(record, probe, scope, message=await result.parse())
-            return result
-        owner._finish(record, probe, scope, message=result)
+    async def create(self, **kwargs: Any) -> Any:
+        scope = self._owner._scope(kwargs, None, False)
+        with scope:
+            result = await self._resource.create(**kwargs)
+        _returned(scope, result)
         return result
 
+    def stream(self, **kwargs: Any) -> Any:
+        scope = self._owner._scope(kwargs, None, True)
+        return _AsyncScopedStream(self._resource.stream(**kwargs), scope)
 
-async def _watch_async_stream(
-    owner: _ClientBase,
-    events: AsyncIterator[Any],
-    record: CallRecord,
-    probe: Probe,
-    scope: _Scope | None,
-) -> AsyncIterator[Any]:
-    watcher = StreamWatcher()
-    error: BaseException | None = None
-    try:
-        async for event in events:
-            watcher.see(event)
-            yield event
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if isinstance(error, GeneratorExit):
-            error = None
-        owner._finish(record, probe, scope, watcher=watcher, error=error)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resource, name)
+
+    def __repr__(self) -> str:
+        return f"AsyncCachingMessages({self._resource!r})"
+
+
+class _AsyncScopedStream:
+    """`_ScopedStream` for `async with`."""
+
+    def __init__(self, manager: Any, scope: CallScope) -> None:
+        self._manager = manager
+        self._scope = scope
+
+    async def __aenter__(self) -> Any:
+        token = self._scope.activate()
+        try:
+            return await self._manager.__aenter__()
+        except BaseException as error:
+            self._scope.close(error)
+            raise
+        finally:
+            self._scope.deactivate(token)
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, tb: Any) -> Any:
+        try:
+            return await self._manager.__aexit__(kind, error, tb)
+        finally:
+            self._scope.close(error)
+            if error is None:
+                self._scope.raise_recorder_error()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
 
 
 class AsyncCachingClient(_ClientBase):
@@ -493,16 +430,21 @@ class AsyncCachingClient(_ClientBase):
         store_text: bool = False,
         **sdk_kwargs: Any,
     ) -> None:
-        key = self._setup(backend, api_key, simulator, ledger, clock, diagnostics, store_text)
-        if "http_client" not in sdk_kwargs:
-            sdk_kwargs["http_client"] = (
-                self.simulator.async_http_client()
-                if self.simulator is not None
-                else anthropic.DefaultAsyncHttpxClient()
-            )
-        install_probe_hooks(sdk_kwargs["http_client"], is_async=True)
+        key = self._setup(
+            backend,
+            api_key,
+            simulator,
+            ledger,
+            clock,
+            diagnostics,
+            store_text,
+            sdk_kwargs.get("max_retries", anthropic.DEFAULT_MAX_RETRIES),
+        )
+        sdk_kwargs["http_client"] = self._http_client(sdk_kwargs.get("http_client"), True)
         self.sdk = anthropic.AsyncAnthropic(api_key=key, **sdk_kwargs)
-        self.messages = AsyncCachingMessages(self.sdk, self)
+        self.messages: AsyncMessages = cast(
+            "AsyncMessages", AsyncCachingMessages(self, self.sdk.messages)
+        )
 
     def session(self, name: str, prompt: Any = None) -> AsyncSession:
         """Like `CachingClient.session`; `send` is a coroutine."""
@@ -525,183 +467,3 @@ class AsyncCachingClient(_ClientBase):
 
     def __repr__(self) -> str:
         return f"AsyncCachingClient(backend={self.backend!r}, ledger={self.ledger!r})"
-
-
-# -- sessions ---------------------------------------------------------------------------------------
-
-
-def _strip_cache_control(content: Any) -> Any:
-    if isinstance(content, str):
-        return content
-    out = []
-    for block in content:
-        if isinstance(block, Mapping):
-            out.append({k: v for k, v in block.items() if k != "cache_control"})
-        else:
-            out.append(block)
-    return out
-
-
-def _reply_content(message: Any) -> list[dict[str, Any]]:
-    """The assistant turn, echoed back verbatim (spec §7): the blocks as the API sent them."""
-    return [block.to_dict(exclude_none=True) for block in message.content]
-
-
-class _SessionBase:
-    """A named conversation over a `Prompt`; history is append-only."""
-
-    def __init__(self, client: _ClientBase, name: str, prompt: Any) -> None:
-        self.client = client
-        self.name = name
-        self.prompt = prompt
-        self._history: list[dict[str, Any]] = []
-        self._records: list[CallRecord] = []
-
-    @property
-    def history(self) -> tuple[dict[str, Any], ...]:
-        """The turns so far (user turns as sent, without `cache_control`), oldest first."""
-        return tuple(self._history)
-
-    @property
-    def records(self) -> list[CallRecord]:
-        """This session's call records, oldest first (failed calls included)."""
-        return list(self._records)
-
-    def reset(self) -> None:
-        """Start the conversation over (the ledger keeps its records)."""
-        self._history = []
-        with self.client._chain_lock:
-            self.client._chain.pop(self.name, None)
-
-    def _params(self, user_text: Any, kw: Mapping[str, Any]) -> dict[str, Any]:
-        params: dict[str, Any] = self.prompt.render(
-            messages=list(self._history), user=user_text, **kw
-        )
-        return params
-
-    def _append(self, params: Mapping[str, Any], record: CallRecord) -> None:
-        message = record.message
-        if message is None or not message.content:
-            return  # a pre-warm (max_tokens=0) or empty reply is not a turn
-        sent = list(params["messages"])
-        prefill = ""
-        if sent and sent[-1].get("role") == "assistant":
-            # A prefill: the history keeps the user turn and the whole reply (prefill included).
-            last = sent.pop()["content"]
-            prefill = last if isinstance(last, str) else ""
-        user_turn = sent[-1]
-        reply = _reply_content(message)
-        if prefill and reply and reply[0].get("type") == "text":
-            reply[0] = {**reply[0], "text": prefill + reply[0]["text"]}
-        self._history.append(
-            {"role": user_turn["role"], "content": _strip_cache_control(user_turn["content"])}
-        )
-        self._history.append({"role": "assistant", "content": reply})
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, {len(self._history)} turns)"
-
-
-class Session(_SessionBase):
-    """A conversation: `send` renders the prompt with the history, sends it and appends the reply.
-
-    Returned by `CachingClient.session(name, prompt)`.
-    """
-
-    def send(
-        self,
-        user_text: Any,
-        *,
-        stream: bool = False,
-        on_text: Callable[[str], None] | None = None,
-        **kw: Any,
-    ) -> CallRecord:
-        """Send the next user turn; returns its `CallRecord` (`record.message` is the SDK Message).
-
-        `kw` goes to `prompt.render` (`max_tokens`, `temperature`, ...). With `stream=True` the
-        reply is streamed and `on_text` gets each piece of text as it arrives. SDK errors
-        propagate (the failed call is recorded, the history is unchanged).
-        """
-        return self.create(self._params(user_text, kw), stream=stream, on_text=on_text)
-
-    def create(
-        self,
-        params: Mapping[str, Any],
-        *,
-        stream: bool = False,
-        on_text: Callable[[str], None] | None = None,
-        keep_history: bool = True,
-    ) -> CallRecord:
-        """Send ready-made `messages.create` params (e.g. `Cell.render(history)`) as this
-        session's next call: recorded under the session, chained for diagnostics, and — unless
-        `keep_history` is False — appended to the history. A trailing assistant message is a
-        prefill; the history keeps the user turn and the whole reply."""
-        scope = _Scope(self)
-        token = _scope.set(scope)
-        final: Any = None
-        try:
-            messages = self.client.messages  # type: ignore[attr-defined]
-            if stream:
-                with messages.stream(**params) as events:
-                    for text in events.text_stream:
-                        if on_text is not None:
-                            on_text(text)
-                    final = events.get_final_message()
-            else:
-                messages.create(**params)
-        finally:
-            _scope.reset(token)
-        record = scope.record
-        assert record is not None
-        if record.message is None and final is not None:
-            record.message = final  # the stream's accumulated Message
-        if keep_history:
-            self._append(params, record)
-        return record
-
-
-class AsyncSession(_SessionBase):
-    """`Session` for `AsyncCachingClient`: `await session.send(...)`."""
-
-    async def send(
-        self,
-        user_text: Any,
-        *,
-        stream: bool = False,
-        on_text: Callable[[str], None] | None = None,
-        **kw: Any,
-    ) -> CallRecord:
-        """`Session.send`, awaited."""
-        return await self.create(self._params(user_text, kw), stream=stream, on_text=on_text)
-
-    async def create(
-        self,
-        params: Mapping[str, Any],
-        *,
-        stream: bool = False,
-        on_text: Callable[[str], None] | None = None,
-        keep_history: bool = True,
-    ) -> CallRecord:
-        """`Session.create`, awaited."""
-        scope = _Scope(self)
-        token = _scope.set(scope)
-        final: Any = None
-        try:
-            messages = self.client.messages  # type: ignore[attr-defined]
-            if stream:
-                async with messages.stream(**params) as events:
-                    async for text in events.text_stream:
-                        if on_text is not None:
-                            on_text(text)
-                    final = await events.get_final_message()
-            else:
-                await messages.create(**params)
-        finally:
-            _scope.reset(token)
-        record = scope.record
-        assert record is not None
-        if record.message is None and final is not None:
-            record.message = final
-        if keep_history:
-            self._append(params, record)
-        return record

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx2
+import orjson
 import pytest
 from anthropic.types import Message
 
@@ -41,17 +43,25 @@ def make_client(**kw: Any) -> CachingClient:
     return CachingClient(backend="sim", **kw)
 
 
-class Capture(anthropic.Middleware):
-    """Keeps what each HTTP attempt sent (body and headers)."""
+class Capture(httpx2.BaseTransport):
+    """Keeps what each HTTP attempt put on the wire (body and headers), under the recorder."""
 
-    def __init__(self) -> None:
+    def __init__(self, sim: Simulator) -> None:
+        self.http = sim.http_client()
         self.bodies: list[Any] = []
         self.headers: list[Any] = []
 
-    def handle(self, request: Any, call_next: Any) -> Any:
-        self.bodies.append(request.json)
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.bodies.append(orjson.loads(request.read()))
         self.headers.append(dict(request.headers))
-        return call_next(request)
+        return self.http.send(request, stream=True)
+
+
+def capturing_client(**kw: Any) -> tuple[CachingClient, Capture]:
+    sim = Simulator(clock=VirtualClock())
+    capture = Capture(sim)
+    client = make_client(simulator=sim, http_client=httpx2.Client(transport=capture), **kw)
+    return client, capture
 
 
 def hand_cost(u: Any) -> float:
@@ -133,8 +143,7 @@ def test_store_text_keeps_block_text() -> None:
 
 
 def test_diagnostics_chain_previous_message_id_with_the_beta_header() -> None:
-    capture = Capture()
-    client = make_client(middleware=[capture])
+    client, capture = capturing_client()
     first = client.messages.create(**params())
     client.messages.create(**params())
     assert capture.bodies[0]["diagnostics"] == {"previous_message_id": None}
@@ -144,8 +153,7 @@ def test_diagnostics_chain_previous_message_id_with_the_beta_header() -> None:
 
 
 def test_diagnostics_opt_out_sends_none() -> None:
-    capture = Capture()
-    client = make_client(middleware=[capture], diagnostics=False)
+    client, capture = capturing_client(diagnostics=False)
     client.messages.create(**params())
     client.messages.create(**params())
     assert "diagnostics" not in capture.bodies[1]
@@ -422,3 +430,58 @@ def test_session_create_sends_ready_made_params_with_a_prefill() -> None:
     assert record.session == "s"
     assert chat.history[-1]["content"][0]["text"].startswith("Sure:")
     assert chat.history[-2]["role"] == "user"
+
+
+def test_a_ledger_that_cannot_be_written_fails_the_call_once_with_its_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cachescope.ledger as ledger_module
+    from cachescope.ledger import LedgerWriteError
+
+    sim = Simulator(clock=VirtualClock())
+    client = make_client(simulator=sim, ledger=Ledger(tmp_path / "calls.jsonl"))
+
+    def broken_disk(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(ledger_module, "_sync", broken_disk)
+    with pytest.raises(LedgerWriteError) as info:
+        client.messages.create(**params())
+    assert isinstance(info.value.message, Message)  # the reply is not lost
+    assert sim.requests == 1  # recorded at the transport, but never retried as a network fault
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_a_failed_call_whose_record_cannot_be_written_says_so_in_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cachescope.ledger as ledger_module
+
+    sim = Simulator(clock=VirtualClock(), faults=Fault("server_error", calls=(1,)))
+    client = make_client(simulator=sim, ledger=Ledger(tmp_path / "calls.jsonl"), max_retries=0)
+
+    def broken_disk(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(ledger_module, "_sync", broken_disk)
+    with pytest.raises(anthropic.InternalServerError) as info:
+        client.messages.create(**params())
+    assert any("could not record" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_diagnostics_the_caller_sends_are_sent_as_they_are() -> None:
+    client, capture = capturing_client()
+    client.messages.create(**params())
+    own = {"diagnostics": {"previous_message_id": "msg_from_elsewhere"}}
+    client.messages.create(**params(), extra_body=own)
+    assert capture.bodies[1]["diagnostics"] == {"previous_message_id": "msg_from_elsewhere"}
+    assert client.ledger.records[1].previous_message_id == "msg_from_elsewhere"
+
+
+def test_raw_responses_are_recorded_at_the_transport_too() -> None:
+    client = make_client()
+    raw = client.messages.with_raw_response.create(**params())
+    message = raw.parse()
+    [record] = client.ledger.records
+    assert record.message_id == message.id
+    assert record.cache_creation_input_tokens == message.usage.cache_creation_input_tokens
