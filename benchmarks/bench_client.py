@@ -182,12 +182,7 @@ def run_pair(
 
 def _sim_transport(sim: Simulator) -> Any:
     """The simulator's own transport (what `sim.http_client()` is built on)."""
-    make = getattr(sim, "transport", None)
-    if callable(make):
-        return make()
-    from cachescope.sim._transport import SimTransport
-
-    return SimTransport(sim)
+    return sim.transport()
 
 
 def _plain_recorded(sim: Simulator) -> Any:

@@ -170,14 +170,13 @@ class _ClientBase:
     def _http_client(self, given: Any, asynchronous: bool) -> Any:
         """The SDK's HTTP client, recorded: `given`, the simulator's, or the SDK's default."""
         if given is None and self.simulator is not None:
-            make = getattr(self.simulator, "async_transport" if asynchronous else "transport", None)
-            if callable(make):  # the simulator's own transport, wrapped directly
-                transport = self.recorder.wrap_transport(make())
-                if asynchronous:
-                    return httpx2.AsyncClient(transport=transport)
-                return httpx2.Client(transport=transport)
+            # the simulator's own transport, wrapped directly (no second client in between)
             sim = self.simulator
-            given = sim.async_http_client() if asynchronous else sim.http_client()
+            if asynchronous:
+                return httpx2.AsyncClient(
+                    transport=self.recorder.wrap_transport(sim.async_transport())
+                )
+            return httpx2.Client(transport=self.recorder.wrap_transport(sim.transport()))
         if given is None and asynchronous:
             given = anthropic.DefaultAsyncHttpxClient()
         return recording_http_client(self.recorder, given)

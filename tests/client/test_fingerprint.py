@@ -100,13 +100,12 @@ def test_a_caching_client_keeps_the_layer_names_of_a_rendered_prompt() -> None:
 
 
 def test_a_plain_client_is_fingerprinted_from_the_wire_json() -> None:
-    from cachescope.sim._transport import SimTransport
 
     prompt = Prompt(MODEL, [Layer("stable", "Rules. " * 400, ttl="1h")])
     params = prompt.render(user="Hello?", max_tokens=8)
     recorder = Recorder()
     sim = Simulator(clock=VirtualClock())
-    http = httpx2.Client(transport=recorder.wrap_transport(SimTransport(sim)))
+    http = httpx2.Client(transport=recorder.wrap_transport(sim.transport()))
     anthropic.Anthropic(api_key="sim", http_client=http).messages.create(**params)
     blocks = recorder.ledger.records[0].blocks
     # the wire carries no layer names; every other field is the same fingerprint

@@ -22,7 +22,6 @@ from cachescope.recorder import Recorder
 from cachescope.sim import Fault, Simulator, VirtualClock
 
 # The simulator's own transports (what `Simulator.http_client()` builds its client on).
-from cachescope.sim._transport import AsyncSimTransport, SimTransport
 
 MODEL = "claude-sonnet-4-6"
 STABLE = "You are Aura, a careful assistant. Answer briefly and cite the handbook. " * 400
@@ -42,7 +41,7 @@ def plain_client(
     recorder: Recorder, sim: Simulator | None = None, **kw: Any
 ) -> anthropic.Anthropic:
     sim = sim or Simulator(clock=VirtualClock())
-    http = httpx2.Client(transport=recorder.wrap_transport(SimTransport(sim)))
+    http = httpx2.Client(transport=recorder.wrap_transport(sim.transport()))
     return anthropic.Anthropic(api_key="sim", http_client=http, **kw)
 
 
@@ -67,7 +66,7 @@ def test_an_async_plain_client_call_is_recorded() -> None:
 
     async def run() -> anthropic.types.Message:
         sim = Simulator(clock=VirtualClock())
-        http = httpx2.AsyncClient(transport=recorder.wrap_transport(AsyncSimTransport(sim)))
+        http = httpx2.AsyncClient(transport=recorder.wrap_transport(sim.async_transport()))
         client = anthropic.AsyncAnthropic(api_key="sim", http_client=http)
         await client.messages.create(**params())
         async with client.messages.stream(**params()) as stream:
@@ -195,7 +194,7 @@ def test_no_api_key_reaches_a_record() -> None:
     key = "secret-sentinel-for-grep"
     recorder = Recorder(store_text=True)
     sim = Simulator(clock=VirtualClock(), faults=Fault("rate_limit", calls=(2, 3, 4)))
-    http = httpx2.Client(transport=recorder.wrap_transport(SimTransport(sim)))
+    http = httpx2.Client(transport=recorder.wrap_transport(sim.transport()))
     client = anthropic.Anthropic(api_key=key, http_client=http)
     client.messages.create(**params())
     with pytest.raises(anthropic.RateLimitError):
@@ -232,7 +231,7 @@ class Tee(httpx2.BaseTransport):
     """The simulator's transport, keeping every chunk it hands out, as it hands it out."""
 
     def __init__(self, sim: Simulator) -> None:
-        self.inner = SimTransport(sim)
+        self.inner = sim.transport()
         self.chunks: list[bytes] = []
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -286,7 +285,7 @@ def test_a_stream_is_not_read_ahead_of_its_reader() -> None:
 
 def test_a_broken_stream_raises_the_transports_own_exception() -> None:
     sim = Simulator(clock=VirtualClock(), faults=Fault("stream_disconnect", calls=(1,)))
-    http = httpx2.Client(transport=Recorder().wrap_transport(SimTransport(sim)))
+    http = httpx2.Client(transport=Recorder().wrap_transport(sim.transport()))
     body = orjson.dumps({**params(), "stream": True})
     with (
         pytest.raises(httpx2.RemoteProtocolError, match="simulated by cachescope"),
@@ -330,7 +329,7 @@ class Gzipped(httpx2.BaseTransport):
     """The simulator's answers as a network would send them: gzip-encoded, read in pieces."""
 
     def __init__(self, sim: Simulator) -> None:
-        self.inner = SimTransport(sim)
+        self.inner = sim.transport()
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         import gzip
@@ -374,7 +373,7 @@ def test_an_async_failed_call_is_one_record_of_its_attempts() -> None:
     sim = Simulator(clock=VirtualClock(), faults=Fault("overloaded", calls=(1, 2, 3)))
 
     async def run() -> None:
-        http = httpx2.AsyncClient(transport=recorder.wrap_transport(AsyncSimTransport(sim)))
+        http = httpx2.AsyncClient(transport=recorder.wrap_transport(sim.async_transport()))
         client = anthropic.AsyncAnthropic(api_key="sim", http_client=http)
         await client.messages.create(**params())
 

@@ -122,6 +122,18 @@ class Simulator:
 
         return make_async_client(self, **kwargs)
 
+    def transport(self) -> Any:
+        """The simulator as an `httpx2` transport, to wrap (a recorder) or to build a client on."""
+        from cachescope.sim._transport import SimTransport
+
+        return SimTransport(self)
+
+    def async_transport(self) -> Any:
+        """The simulator as an async `httpx2` transport."""
+        from cachescope.sim._transport import AsyncSimTransport
+
+        return AsyncSimTransport(self)
+
     @contextlib.contextmanager
     def concurrently(self) -> Iterator[None]:
         """Requests sent inside start at the same instant (a parallel fan-out).
