@@ -23,7 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, chain, compress, count, repeat
+from operator import attrgetter, is_not
 from typing import Any
 
 import orjson
@@ -84,6 +85,10 @@ class Block:
         return str(self.cache_control.get("ttl") or "5m")
 
 
+_TOKENS = attrgetter("tokens")
+_CACHE_CONTROL = attrgetter("cache_control")
+
+
 @dataclass(slots=True)
 class FlatRequest:
     """A request flattened into cache positions plus the settings mixed into each level."""
@@ -95,9 +100,8 @@ class FlatRequest:
     # the blocks of each unit (tool list, system prompt, each message), in order: a unit whose
     # content and place did not change is the very same tuple on the next call
     units: list[tuple[Block, ...]] = field(default_factory=list, compare=False, repr=False)
-    # per unit: (source value, level, message number, start, memo entry, blocks), for `alongside`
-    sources: list[_Source] = field(default_factory=list, compare=False, repr=False)
-    counter: Any = field(default=None, compare=False, repr=False)
+    # how the messages were read, for a request flattened `alongside` this one
+    read: _Read | None = field(default=None, compare=False, repr=False)
     _cumulative: list[int] | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -112,7 +116,8 @@ class FlatRequest:
 
     def breakpoints(self) -> list[Block]:
         """The blocks that carry an explicit `cache_control` (an empty one counts)."""
-        return [block for block in self.blocks if block.cache_control is not None]
+        controls = map(_CACHE_CONTROL, self.blocks)
+        return list(compress(self.blocks, map(is_not, controls, repeat(None))))
 
     def cache_points(self) -> list[tuple[int, str]]:
         """(index, TTL) of every breakpoint in position order, the automatic one included."""
@@ -122,7 +127,7 @@ class FlatRequest:
     def cumulative_tokens(self) -> list[int]:
         """Tokens before each position: `len(blocks) + 1` sums, from 0 to the total."""
         if self._cumulative is None:
-            self._cumulative = [0, *accumulate(block.tokens for block in self.blocks)]
+            self._cumulative = [0, *accumulate(map(_TOKENS, self.blocks))]
         return self._cumulative
 
     def prefix_keys(self) -> list[int]:
@@ -151,61 +156,82 @@ def with_automatic(
 # ---- the content key of a unit -------------------------------------------------------------
 #
 # The memo key of a unit must decide everything `flatten` makes of it, and be cheap: the unit is
-# keyed on every call. `_content_key` turns plain JSON values into nested tuples that keep key
-# order and types (`True` is not `1`, `-0.0` is not `0.0`), so equal keys mean equal JSON. The
-# strings enter as they are: Python caches a string's hash in the string, so a history sent again
-# (the same string objects) is keyed without reading its text, and a copy is hashed once. Layer
-# names of a `LayeredBlocks` are part of the key. Anything else raises TypeError (the unit is then
-# built without the memo).
+# keyed on every call. The content key of a JSON value is the 128-bit xxh3 of its orjson
+# serialization (key order and types kept, as the cache sees them), with the layer names of a
+# `LayeredBlocks` beside it; a value orjson cannot serialize raises TypeError (the unit is then
+# built without the memo). A message is keyed by its role and its blocks, where a block whose
+# values are all strings (a text block, a tool result: most of a history) enters as the tuple of
+# its items: Python keeps a string's hash in the string, so a history sent again (the same string
+# objects) is keyed without reading its text.
 
-_DICT = object()
 _LIST = object()
-_LAYERS = object()
+_OTHER = object()
 
 
 def _content_key(value: Any) -> Hashable:
-    kind = type(value)
-    if kind is str:
-        return str(value)  # (already a str: returned as it is)
-    if kind is dict:
-        for item in value.values():
-            if type(item) is not str:
-                return (_DICT, *[(name, _content_key(item)) for name, item in value.items()])
-        return (_DICT, *value.items())
-    if kind is list:
-        return (_LIST, *[_content_key(item) for item in value])
-    if kind is int or kind is bool:
-        return (kind, value)
-    if kind is float:
-        return (kind, value.hex())
-    if value is None:
+    key = xxhash.xxh3_128_intdigest(orjson.dumps(value))
+    names = getattr(value, "layer_names", None)
+    return key if names is None else (key, *names)
+
+
+def _message_key(message: Any) -> Hashable:
+    """The content key of one message: what `flatten` reads of it, its role and its content;
+    None when it has none (not plain JSON)."""
+    try:
+        if type(message) is not dict or type(message.get("role")) is not str:
+            return (_OTHER, _content_key(message))
+        role = message["role"]
+        content = message.get("content")
+        if type(content) is str:
+            return (role, content)
+        if type(content) is not list:
+            return (role, _OTHER, _content_key(content))
+        parts: list[Hashable] = [role, _LIST]
+        for block in content:
+            if type(block) is dict:
+                for value in block.values():
+                    if type(value) is not str:
+                        break
+                else:
+                    parts.append(tuple(block.items()))
+                    continue
+            parts.append(_content_key(block))
+        return tuple(parts)
+    except (TypeError, RecursionError):
         return None
-    if isinstance(value, Mapping):
-        return _content_key(dict(value))
-    if isinstance(value, (list, tuple)):
-        key = (_LIST, *[_content_key(item) for item in value])
-        names = getattr(value, "layer_names", None)
-        return key if names is None else (*key, _LAYERS, *names)
-    raise TypeError(f"not JSON: {kind.__name__}")
 
 
 class _Unit:
     """The memo entry of one unit: its blocks placed where it was last seen, what it found."""
 
-    __slots__ = ("blocks", "chars", "citations", "images", "m", "start", "suffixes", "toggles")
+    __slots__ = (
+        "blocks",
+        "chars",
+        "citations",
+        "counter",
+        "found",
+        "images",
+        "m",
+        "start",
+        "suffixes",
+        "toggles",
+    )
 
     def __init__(
         self,
+        counter: TokenCounter,
         blocks: list[Block],
         suffixes: list[str],
         m: int,
         found: tuple[bool, bool, tuple[str, ...]],
     ) -> None:
+        self.counter = counter  # the token counts are this counter's
         self.blocks = tuple(blocks)
         self.suffixes = tuple(suffixes)  # paths after "messages.{m}" (messages only)
         self.start = blocks[0].index if blocks else 0
         self.m = m
         self.images, self.citations, self.toggles = found
+        self.found = any(found)  # images, citations or server tools: the settings change
         self.chars = sum(len(block.text) for block in blocks)
 
     def placed(self, start: int, m: int) -> tuple[Block, ...]:
@@ -230,7 +256,17 @@ class _Unit:
         return self.blocks
 
 
-_Source = tuple[Any, str, int, int, _Unit, tuple[Block, ...]]
+_BLOCKS = attrgetter("blocks")
+
+
+@dataclass(slots=True)
+class _Read:
+    """How `flatten` read the messages of a request: the objects, the memo entry of each, and
+    under which counter."""
+
+    messages: list[Any]
+    units: list[_Unit]
+    counter: TokenCounter
 
 
 class _Memo:
@@ -456,33 +492,55 @@ def flatten(
     model = str(params.get("model", ""))
     if counter is None:
         counter = _counter_for_model(model)
-    work: list[tuple[str, int, Any]] = []
-    if params.get("tools"):
-        work.append(("tools", -1, params["tools"]))
-    if params.get("system"):
-        work.append(("system", -1, params["system"]))
-    work.extend(("messages", m, message) for m, message in enumerate(params.get("messages") or []))
-    earlier = alongside.sources if alongside is not None and alongside.counter is counter else []
     blocks: list[Block] = []
     units: list[tuple[Block, ...]] = []
-    sources: list[_Source] = []
-    toggles: list[str] = []
-    images = citations = False
-    for j, (level, m, value) in enumerate(work):
-        start = len(blocks)
-        if j < len(earlier) and earlier[j][0] is value and earlier[j][1:4] == (level, m, start):
-            unit, placed = earlier[j][4], earlier[j][5]
+    read: list[_Unit] = []
+    for level in ("tools", "system"):
+        if params.get(level):
+            read.append(_unit(counter, default, level, -1, params[level]))
+            units.append(read[-1].placed(len(blocks), -1))
+            blocks += units[-1]
+    heads = len(read)
+
+    # The messages, the bulk of a request: each is keyed by its content, except a run of the very
+    # objects that `alongside` read at the same places, whose blocks are taken as they were.
+    messages = list(params.get("messages") or [])
+    earlier = alongside.read if alongside is not None else None
+    if earlier is not None and earlier.counter is not counter:
+        earlier = None
+    entries = _MEMO.entries
+    run_end = 0
+    for m, message in enumerate(messages):
+        if m < run_end:
+            continue
+        if earlier is not None and m < len(earlier.messages) and earlier.messages[m] is message:
+            run = _run(earlier, messages, m, len(blocks))
+            if run:
+                run_end = m + len(run)
+                read += run
+                units += map(_BLOCKS, run)
+                blocks += chain.from_iterable(units[-len(run) :])
+                continue
+        key = _message_key(message)
+        unit = entries.get(key)  # (None for a message that has no key)
+        if unit is not None and unit.counter is counter:
+            entries.move_to_end(key)
         else:
-            unit = _unit(counter, default, level, m, value)
-            placed = unit.placed(start, m)
-        blocks.extend(placed)
+            unit = _unit(counter, default, "messages", m, message, key)
+        placed = unit.blocks
+        if unit.start != len(blocks) or unit.m != m:
+            placed = unit.placed(len(blocks), m)
+        read.append(unit)
         units.append(placed)
-        sources.append((value, level, m, start, unit, placed))
-        if unit.images or unit.citations or unit.toggles:
-            images = images or unit.images
-            citations = citations or unit.citations
-            toggles.extend(unit.toggles)
-    settings = request_settings(params, has_images=images, toggles=toggles, citations=citations)
+        blocks += placed
+
+    changed = [unit for unit in read if unit.found]
+    settings = request_settings(
+        params,
+        has_images=any(unit.images for unit in changed),
+        toggles=[name for unit in changed for name in unit.toggles],
+        citations=any(unit.citations for unit in changed),
+    )
     top = params.get("cache_control")
     return FlatRequest(
         model=model,
@@ -490,25 +548,45 @@ def flatten(
         settings=settings,
         top_level_cache_control=dict(top) if isinstance(top, Mapping) else None,
         units=units,
-        sources=sources,
-        counter=counter,
+        read=_Read(messages, read[heads:], counter),
     )
 
 
+def _run(earlier: _Read, messages: list[Any], m: int, start: int) -> list[_Unit]:
+    """The memo entries of the run of messages from `m` on that are the very objects `earlier`
+    read, when they are still placed where they go (message `m` starting at `start`)."""
+    unit = earlier.units[m]
+    if unit.start != start or unit.m != m:
+        return []
+    same = map(is_not, messages[m:], earlier.messages[m:])
+    end = next(compress(count(m), same), min(len(messages), len(earlier.messages)))
+    return earlier.units[m:end]
+
+
+_UNKNOWN = object()
+
+
 def _unit(
-    counter: TokenCounter, default: Callable[[Any], Any] | None, level: str, m: int, value: Any
+    counter: TokenCounter,
+    default: Callable[[Any], Any] | None,
+    level: str,
+    m: int,
+    value: Any,
+    key: Hashable = _UNKNOWN,
 ) -> _Unit:
-    """The memo entry of one unit, built (and remembered) when the memo does not hold it."""
-    key: Hashable = None
-    try:
-        key = (counter, level, _content_key(value))
-        unit = _MEMO.get(key)
-    except (TypeError, RecursionError):
-        key = unit = None  # not plain JSON (or a counter that cannot be hashed): no memo
-    if unit is None:
+    """The memo entry of one unit under `key` (computed here unless given; None: no memo), built
+    and remembered when the memo does not hold it for this counter."""
+    unit = None
+    if key is _UNKNOWN:
+        try:
+            key = (level, _content_key(value))
+            unit = _MEMO.get(key)
+        except (TypeError, RecursionError):
+            key = None  # not plain JSON: no memo
+    if unit is None or unit.counter is not counter:
         builder = _Builder(counter, default)
         found = _BUILDS[level](builder, value, m)
-        unit = _Unit(builder.blocks, builder.suffixes, m, found)
+        unit = _Unit(counter, builder.blocks, builder.suffixes, m, found)
         if key is not None:
             _MEMO.put(key, unit)
     return unit

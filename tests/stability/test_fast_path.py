@@ -218,7 +218,8 @@ def test_the_memo_drops_the_least_recently_used_unit_past_its_caps() -> None:
     memo = _blocks._Memo(units=2, chars=1_000)
 
     def unit(text: str) -> Any:
-        return _blocks._Unit([flatten({"system": text}).blocks[0]], [""], -1, (False, False, ()))
+        block = flatten({"system": text}).blocks[0]
+        return _blocks._Unit(_blocks.counter_for("classic"), [block], [""], -1, (False, False, ()))
 
     memo.put("a", unit("x" * 10))
     memo.put("b", unit("y" * 10))
