@@ -286,7 +286,7 @@ def main() -> None:
         compare(fp_a, fp_b)
 
     # ~100K tokens: the client fingerprints every call it sends
-    big = build_request(seed=7, blocks=250, size=380_000)
+    big = build_request(seed=7, blocks=130, size=200_000)
     big_tokens = fingerprint(big).total_tokens
 
     def fingerprint_cold() -> None:

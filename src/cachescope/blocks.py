@@ -76,6 +76,9 @@ class Block:
     text: str
     cache_control: dict[str, Any] | None
     layer: str | None = None
+    # A value a reader derives from this block alone (a fingerprint keeps its `BlockPrint`
+    # here): a memoized block is then read once, and the value lives as long as the block.
+    derived: Any = field(default=None, compare=False, repr=False)
 
     @property
     def ttl(self) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import xxhash
 
-from cachescope.blocks import LEVEL_INDEX, flatten, prefix_keys, with_automatic
+from cachescope.blocks import LEVEL_INDEX, Block, flatten, prefix_keys, with_automatic
 
 __all__ = ["BlockPrint", "Fingerprint", "fingerprint"]
 
@@ -135,26 +135,36 @@ def fingerprint(params: Mapping[str, Any], *, keep_text: bool = False) -> Finger
         default: fingerprints go into the ledger, which stores no prompt text unless asked.
     """
     flat = flatten(params)
+    if keep_text:
+        prints = tuple(_print(block, block.text) for block in flat.blocks)
+    else:
+        prints = tuple(map(_print_of, flat.blocks))
     return Fingerprint(
-        model=flat.model,
-        blocks=tuple(
-            BlockPrint(
-                block.index,
-                block.level,
-                block.path,
-                block.kind,
-                block.role,
-                block.layer,
-                block.hash,
-                block.tokens,
-                block.ttl,
-                block.text if keep_text else None,
-            )
-            for block in flat.blocks
-        ),
-        settings=flat.settings,
-        automatic_ttl=flat.automatic_ttl,
+        model=flat.model, blocks=prints, settings=flat.settings, automatic_ttl=flat.automatic_ttl
     )
+
+
+def _print(block: Block, text: str | None) -> BlockPrint:
+    return BlockPrint(
+        block.index,
+        block.level,
+        block.path,
+        block.kind,
+        block.role,
+        block.layer,
+        block.hash,
+        block.tokens,
+        block.ttl,
+        text,
+    )
+
+
+def _print_of(block: Block) -> BlockPrint:
+    """The print of a block without its text, kept on the block (which the memo reuses)."""
+    kept = block.derived
+    if type(kept) is not BlockPrint:
+        kept = block.derived = _print(block, None)
+    return kept
 
 
 def _jsonable(value: Any) -> Any:
