@@ -11,17 +11,16 @@ Request-level settings that the API mixes into the prefix (spec §2) are returne
 folded into the cumulative prefix keys where their level starts: a change there invalidates that
 level and everything after it, exactly like a changed block.
 
-The simulator, `fingerprint`, `compare` and `lint` all read requests through `flatten`. A session
-sends its history again on every call, so the blocks of each unit (the tool list, the system prompt,
-one message) are remembered under the unit's content key in one bounded LRU memo: an unchanged
-unit is keyed again (its content decides the key) but never re-serialized, re-hashed or re-counted.
+The simulator, `fingerprint`, `compare` and `lint` all read requests through `flatten`. The blocks
+of each unit (tool list, system prompt, one message) are kept under its content key in one bounded
+LRU memo: a unit sent again is keyed again but never re-serialized, re-hashed or re-counted.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import accumulate, chain, compress, count, repeat
 from operator import attrgetter, is_not
@@ -30,10 +29,13 @@ from typing import Any
 import orjson
 import xxhash
 
+from cachescope._levels import LEVEL_INDEX as LEVEL_INDEX  # these four are part of blocks
+from cachescope._levels import LEVELS as LEVELS
+from cachescope._levels import _cites
+from cachescope._levels import _settings_seed as _settings_seed  # the client mirrors it
+from cachescope._levels import prefix_keys as prefix_keys
+from cachescope._levels import request_settings as request_settings
 from cachescope.tokens import EstimatingCounter, TokenCounter, counter_for
-
-LEVELS: tuple[str, str, str] = ("tools", "system", "messages")
-LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
 
 # Tokens charged for one image block; the documented cap of the standard tier (spec §4.5).
 IMAGE_TOKENS = 1568
@@ -76,8 +78,7 @@ class Block:
     text: str
     cache_control: dict[str, Any] | None
     layer: str | None = None
-    # A value a reader derives from this block alone (a fingerprint keeps its `BlockPrint`
-    # here): a memoized block is then read once, and the value lives as long as the block.
+    # what a reader derives from this block alone (a fingerprint's `BlockPrint`), kept with it
     derived: Any = field(default=None, compare=False, repr=False)
 
     @property
@@ -241,20 +242,10 @@ class _Unit:
         """The blocks, starting at position `start` (as message `m`)."""
         if start != self.start or m != self.m:
             self.blocks = tuple(
-                Block(
-                    start + j,
-                    b.level,
-                    f"messages.{m}{suffix}" if m >= 0 else b.path,
-                    b.kind,
-                    b.role,
-                    b.hash,
-                    b.tokens,
-                    b.text,
-                    b.cache_control,
-                    b.layer,
-                )
+                replace(b, index=start + j, path=f"messages.{m}{suffix}" if m >= 0 else b.path,
+                        derived=None)
                 for j, (b, suffix) in enumerate(zip(self.blocks, self.suffixes))
-            )
+            )  # fmt: skip
             self.start, self.m = start, m
         return self.blocks
 
@@ -303,7 +294,6 @@ class _Memo:
         self.chars = 0
 
 
-# Enough for a few long sessions side by side (a 1 MB request is ~1M characters).
 _MEMO = _Memo(units=20_000, chars=32_000_000)
 
 
@@ -345,11 +335,6 @@ def _contains_image(value: Any) -> bool:
         if isinstance(content, list):
             return any(_contains_image(item) for item in content)
     return False
-
-
-def _cites(item: Any) -> bool:
-    cited = item.get("citations") if isinstance(item, Mapping) else None
-    return isinstance(cited, Mapping) and bool(cited.get("enabled"))
 
 
 def _is_system_toggle_tool(tool: Any) -> bool:
@@ -593,75 +578,6 @@ def _unit(
         if key is not None:
             _MEMO.put(key, unit)
     return unit
-
-
-def _has_citations(params: Mapping[str, Any]) -> bool:
-    return any(
-        _cites(block)
-        for message in params.get("messages") or []
-        if isinstance(message, Mapping) and isinstance(message.get("content"), list)
-        for block in message["content"]
-    )
-
-
-def request_settings(
-    params: Mapping[str, Any],
-    *,
-    has_images: bool = False,
-    toggles: Sequence[str] = (),
-    citations: bool | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Request-level settings the API mixes into the prefix, by the level where they take effect.
-
-    Spec §2 / §8: the model at every level (it starts the chain); web search, web fetch,
-    citations and speed from the system level on; tool_choice (with disable_parallel_tool_use),
-    images present, thinking and effort at the messages level. `citations=None` scans the
-    messages for document blocks with citations enabled.
-    """
-    output_config = params.get("output_config")
-    effort = output_config.get("effort") if isinstance(output_config, Mapping) else None
-    if citations is None:
-        citations = _has_citations(params)
-    system_level: dict[str, Any] = {}
-    if toggles:
-        system_level["server_tools"] = sorted(set(toggles))
-    if citations:
-        system_level["citations"] = True
-    if params.get("speed") not in (None, "standard"):
-        system_level["speed"] = params.get("speed")
-    messages_level: dict[str, Any] = {}
-    for name in ("tool_choice", "thinking"):
-        if params.get(name) is not None:
-            messages_level[name] = params[name]
-    if effort is not None:
-        messages_level["effort"] = effort
-    if has_images:
-        messages_level["images"] = True
-    return {
-        "tools": {"model": str(params.get("model", ""))},
-        "system": system_level,
-        "messages": messages_level,
-    }
-
-
-def _settings_seed(settings: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)
-
-
-def prefix_keys(blocks: Sequence[Any], settings: Mapping[str, Mapping[str, Any]]) -> list[int]:
-    """Cumulative prefix hash at each block: key[i] depends on every block ≤ i and the settings of
-    every level up to block i's level. `blocks` are `Block`s or anything with `level` and `hash`."""
-    keys: list[int] = []
-    key = 0
-    level_done = -1
-    for block in blocks:
-        level = LEVEL_INDEX[block.level]
-        while level_done < level:
-            level_done += 1
-            key = _xxh64(_settings_seed(settings.get(LEVELS[level_done], {})), seed=key)
-        key = _xxh64(block.hash.to_bytes(8, "little"), seed=key)
-        keys.append(key)
-    return keys
 
 
 # ---- for `_client_record` until it calls `stability.fingerprint` (issue 15; delete then) -------

@@ -80,17 +80,25 @@ class _Request:
     model: str
     blocks: Sequence[Block | BlockPrint]
     points: list[tuple[int, str]]  # breakpoints (index, TTL) in order, the automatic one included
-    cumulative: list[int]  # tokens before each position, then the total
     settings: Mapping[str, Mapping[str, Any]] | None  # None: not kept (see `prefixes`)
     prefixes: Sequence[int] | None = None  # stored prefix keys, when the settings were not kept
     time: float | None = None
     miss_reason: Any = None
     flat: FlatRequest | None = None  # read from params
+    _cumulative: list[int] | None = None
+
+    def tokens_before(self, position: int) -> int:
+        """Tokens of the positions before `position` (only the earlier side's are ever read)."""
+        if self._cumulative is None:
+            if self.flat is not None:
+                self._cumulative = self.flat.cumulative_tokens()
+            else:
+                self._cumulative = [0, *accumulate(block.tokens for block in self.blocks)]
+        return self._cumulative[min(position, len(self.blocks))]
 
     def token_sum(self, start: int, end: int) -> int:
         """Tokens of positions start..end, both included (`end` past the last is the last)."""
-        end = min(end, len(self.blocks) - 1)
-        return self.cumulative[end + 1] - self.cumulative[start] if end >= start else 0
+        return max(0, self.tokens_before(end + 1) - self.tokens_before(start))
 
 
 def _stand_in(value: Any) -> str:
@@ -108,7 +116,6 @@ def _from_params(params: Mapping[str, Any], alongside: _Request | None) -> _Requ
         model=flat.model,
         blocks=flat.blocks,
         points=flat.cache_points(),
-        cumulative=flat.cumulative_tokens(),
         settings=flat.settings,
         flat=flat,
     )
@@ -120,7 +127,6 @@ def _from_fingerprint(fp: Fingerprint) -> _Request:
         model=fp.model,
         blocks=fp.blocks,
         points=fp.breakpoints(),
-        cumulative=[0, *accumulate(block.tokens for block in fp.blocks)],
         settings=settings,
         prefixes=fp.prefixes if settings is None else None,
     )
@@ -324,7 +330,7 @@ def compare(
     first_entry = 0
     if minimum is not None:
         first_entry = next(
-            (n for n, (at, _) in enumerate(points) if old.cumulative[at + 1] >= minimum),
+            (n for n, (at, _) in enumerate(points) if old.tokens_before(at + 1) >= minimum),
             len(points),
         )
     entries = points[first_entry:]
