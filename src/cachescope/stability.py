@@ -101,8 +101,12 @@ class _Request:
         return max(0, self.tokens_before(end + 1) - self.tokens_before(start))
 
 
-def _stand_in(value: Any) -> str:
-    """What a value that is not JSON (an SDK object, say) is compared as: itself, by identity."""
+def _stand_in(value: Any) -> Any:
+    """What a value that is not JSON is compared as: an SDK (pydantic) object as its fields,
+    anything else as itself, by identity."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
     return f"<{type(value).__qualname__} object at {id(value):#x}>"
 
 

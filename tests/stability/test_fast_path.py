@@ -242,3 +242,14 @@ def test_compare_falls_back_for_objects_that_do_not_serialize() -> None:
         flatten(a)
     diff = compare(a, b)
     assert not diff.broken
+
+
+def test_compare_reads_sdk_objects_by_their_fields() -> None:
+    from anthropic.types import TextBlock
+
+    def request(text: str) -> dict[str, Any]:
+        block = TextBlock(type="text", text=text)
+        return {"model": MODEL, "messages": [{"role": "assistant", "content": [block]}]}
+
+    assert not compare(request("Hi."), request("Hi.")).broken
+    assert compare(request("Hi."), request("Hello.")).cause == "messages_changed"
