@@ -18,6 +18,7 @@ LRU memo: a unit sent again is keyed again but never re-serialized, re-hashed or
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -208,18 +209,7 @@ def _message_key(message: Any) -> Hashable:
 class _Unit:
     """The memo entry of one unit: its blocks placed where it was last seen, what it found."""
 
-    __slots__ = (
-        "blocks",
-        "chars",
-        "citations",
-        "counter",
-        "found",
-        "images",
-        "m",
-        "start",
-        "suffixes",
-        "toggles",
-    )
+    __slots__ = ("at", "chars", "citations", "counter", "found", "images", "suffixes", "toggles")
 
     def __init__(
         self,
@@ -230,36 +220,36 @@ class _Unit:
         found: tuple[bool, bool, tuple[str, ...]],
     ) -> None:
         self.counter = counter  # the token counts are this counter's
-        self.blocks = tuple(blocks)
+        # (first position, message number, the blocks placed there): replaced as one value, so
+        # that threads flattening at once each see a whole placement
+        self.at = (blocks[0].index if blocks else 0, m, tuple(blocks))
         self.suffixes = tuple(suffixes)  # paths after "messages.{m}" (messages only)
-        self.start = blocks[0].index if blocks else 0
-        self.m = m
         self.images, self.citations, self.toggles = found
         self.found = any(found)  # images, citations or server tools: the settings change
         self.chars = sum(len(block.text) for block in blocks)
 
     def placed(self, start: int, m: int) -> tuple[Block, ...]:
         """The blocks, starting at position `start` (as message `m`)."""
-        if start != self.start or m != self.m:
-            self.blocks = tuple(
+        first, number, blocks = self.at
+        if first != start or number != m:
+            blocks = tuple(
                 replace(b, index=start + j, path=f"messages.{m}{suffix}" if m >= 0 else b.path,
                         derived=None)
-                for j, (b, suffix) in enumerate(zip(self.blocks, self.suffixes))
+                for j, (b, suffix) in enumerate(zip(blocks, self.suffixes))
             )  # fmt: skip
-            self.start, self.m = start, m
-        return self.blocks
-
-
-_BLOCKS = attrgetter("blocks")
+            self.at = (start, m, blocks)
+        return blocks
 
 
 @dataclass(slots=True)
 class _Read:
-    """How `flatten` read the messages of a request: the objects, the memo entry of each, and
-    under which counter."""
+    """How `flatten` read the messages of a request: the objects, the memo entry of each, the
+    blocks it placed for each and where each started, and under which counter."""
 
     messages: list[Any]
     units: list[_Unit]
+    placed: list[tuple[Block, ...]]
+    starts: list[int]
     counter: TokenCounter
 
 
@@ -271,27 +261,38 @@ class _Memo:
         self.max_units, self.max_chars = units, chars
         self.chars = 0
         self.entries: OrderedDict[Hashable, _Unit] = OrderedDict()
+        self.lock = threading.Lock()  # for changes of size; lookups go without it
 
     def get(self, key: Hashable) -> _Unit | None:
         unit = self.entries.get(key)
         if unit is not None:
-            self.entries.move_to_end(key)
+            self.used(key)
         return unit
 
+    def used(self, key: Hashable) -> None:
+        try:
+            self.entries.move_to_end(key)
+        except KeyError:  # dropped by another thread meanwhile
+            pass
+
     def put(self, key: Hashable, unit: _Unit) -> None:
-        entries = self.entries
-        old = entries.pop(key, None)
-        if old is not None:
-            self.chars -= old.chars
-        entries[key] = unit
-        self.chars += unit.chars
-        while len(entries) > self.max_units or (self.chars > self.max_chars and len(entries) > 1):
-            _, dropped = entries.popitem(last=False)
-            self.chars -= dropped.chars
+        with self.lock:
+            entries = self.entries
+            old = entries.pop(key, None)
+            if old is not None:
+                self.chars -= old.chars
+            entries[key] = unit
+            self.chars += unit.chars
+            while len(entries) > self.max_units or (
+                self.chars > self.max_chars and len(entries) > 1
+            ):
+                _, dropped = entries.popitem(last=False)
+                self.chars -= dropped.chars
 
     def clear(self) -> None:
-        self.entries.clear()
-        self.chars = 0
+        with self.lock:
+            self.entries.clear()
+            self.chars = 0
 
 
 _MEMO = _Memo(units=20_000, chars=32_000_000)
@@ -497,26 +498,28 @@ def flatten(
     if earlier is not None and earlier.counter is not counter:
         earlier = None
     entries = _MEMO.entries
+    starts: list[int] = []
     run_end = 0
     for m, message in enumerate(messages):
         if m < run_end:
             continue
+        starts.append(len(blocks))
         if earlier is not None and m < len(earlier.messages) and earlier.messages[m] is message:
-            run = _run(earlier, messages, m, len(blocks))
-            if run:
-                run_end = m + len(run)
-                read += run
-                units += map(_BLOCKS, run)
-                blocks += chain.from_iterable(units[-len(run) :])
+            run_end = _run_end(earlier, messages, m, len(blocks))
+            if run_end > m:
+                read += earlier.units[m:run_end]
+                starts += earlier.starts[m + 1 : run_end]
+                units += earlier.placed[m:run_end]
+                blocks += chain.from_iterable(earlier.placed[m:run_end])
                 continue
         key = _message_key(message)
         unit = entries.get(key)  # (None for a message that has no key)
         if unit is not None and unit.counter is counter:
-            entries.move_to_end(key)
+            _MEMO.used(key)
         else:
             unit = _unit(counter, default, "messages", m, message, key)
-        placed = unit.blocks
-        if unit.start != len(blocks) or unit.m != m:
+        first, number, placed = unit.at
+        if first != len(blocks) or number != m:
             placed = unit.placed(len(blocks), m)
         read.append(unit)
         units.append(placed)
@@ -536,19 +539,17 @@ def flatten(
         settings=settings,
         top_level_cache_control=dict(top) if isinstance(top, Mapping) else None,
         units=units,
-        read=_Read(messages, read[heads:], counter),
+        read=_Read(messages, read[heads:], units[heads:], starts, counter),
     )
 
 
-def _run(earlier: _Read, messages: list[Any], m: int, start: int) -> list[_Unit]:
-    """The memo entries of the run of messages from `m` on that are the very objects `earlier`
-    read, when they are still placed where they go (message `m` starting at `start`)."""
-    unit = earlier.units[m]
-    if unit.start != start or unit.m != m:
-        return []
+def _run_end(earlier: _Read, messages: list[Any], m: int, start: int) -> int:
+    """End of the run of messages from `m` on that are the very objects `earlier` read, when
+    message `m` starts where it started there (then so does every one in the run); else `m`."""
+    if earlier.starts[m] != start:
+        return m
     same = map(is_not, messages[m:], earlier.messages[m:])
-    end = next(compress(count(m), same), min(len(messages), len(earlier.messages)))
-    return earlier.units[m:end]
+    return next(compress(count(m), same), min(len(messages), len(earlier.messages)))
 
 
 _UNKNOWN = object()

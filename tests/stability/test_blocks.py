@@ -107,3 +107,25 @@ def test_a_flat_request_compares_by_its_positions_only() -> None:
     flat = flatten(_session(2))
     again = FlatRequest(flat.model, list(flat.blocks), flat.settings, None)
     assert again == flat
+
+
+def test_threads_flattening_the_same_messages_at_other_places_each_get_their_own() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = _session(6)
+    # the same messages after 0..7 extra turns: every thread places them elsewhere
+    requests = [
+        {
+            **base,
+            "messages": [
+                *({"role": "user", "content": f"Q{i}"} for i in range(n)),
+                *base["messages"],
+            ],
+        }
+        for n in range(8)
+    ]
+    expected = [flatten(copy.deepcopy(r)) for r in requests]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(20):
+            got = list(pool.map(flatten, requests))
+            assert got == expected
