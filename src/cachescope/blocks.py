@@ -255,7 +255,7 @@ class _Read:
 
 class _Memo:
     """Content key of a unit → its `_Unit`, least recently used out first; bounded by units and
-    by the characters of text they hold."""
+    by the characters of their blocks' text (a key holds at most as much again)."""
 
     def __init__(self, units: int, chars: int) -> None:
         self.max_units, self.max_chars = units, chars
