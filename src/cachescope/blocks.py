@@ -220,8 +220,7 @@ class _Unit:
         found: tuple[bool, bool, tuple[str, ...]],
     ) -> None:
         self.counter = counter  # the token counts are this counter's
-        # (first position, message number, the blocks placed there): replaced as one value, so
-        # that threads flattening at once each see a whole placement
+        # (first position, message number, blocks): one value, so threads see whole placements
         self.at = (blocks[0].index if blocks else 0, m, tuple(blocks))
         self.suffixes = tuple(suffixes)  # paths after "messages.{m}" (messages only)
         self.images, self.citations, self.toggles = found
@@ -503,9 +502,10 @@ def flatten(
     for m, message in enumerate(messages):
         if m < run_end:
             continue
-        starts.append(len(blocks))
+        start = len(blocks)
+        starts.append(start)
         if earlier is not None and m < len(earlier.messages) and earlier.messages[m] is message:
-            run_end = _run_end(earlier, messages, m, len(blocks))
+            run_end = _run_end(earlier, messages, m, start)
             if run_end > m:
                 read += earlier.units[m:run_end]
                 starts += earlier.starts[m + 1 : run_end]
@@ -519,8 +519,8 @@ def flatten(
         else:
             unit = _unit(counter, default, "messages", m, message, key)
         first, number, placed = unit.at
-        if first != len(blocks) or number != m:
-            placed = unit.placed(len(blocks), m)
+        if first != start or number != m:
+            placed = unit.placed(start, m)
         read.append(unit)
         units.append(placed)
         blocks += placed
