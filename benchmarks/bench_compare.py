@@ -1,24 +1,26 @@
-"""Prefix diff: `cachescope.compare` vs `difflib.unified_diff` on two 1 MB requests of 500 blocks.
+"""Prefix diff: `cachescope.compare` vs `difflib.unified_diff` on two ~1 MB agent requests.
 
-The two requests differ in one byte, in the middle of the conversation history (block 250). The
-peer is what one would otherwise run to find the change: `difflib.unified_diff` over the lines of the
-two prompts (the prompt texts are joined outside the timing, which favours difflib). Every figure
-comes from this one run, as the best of several repetitions.
+`a` is a long agent session (tools, a system prompt, ~490 turns of tool results and replies, the
+rolling breakpoint on the last turn). `b` is its next request: it grew by a turn (a reply and a
+tool result, the breakpoint moved onto it) and one byte changed in the middle of the history
+(block 250). The peer is what one would otherwise run to find the change: `difflib.unified_diff`
+over the lines of the two prompts (joined outside the timing, which favours difflib); the lines
+of the two requests' JSON (`json.dumps(indent=2)`) are reported too. Every figure comes from this
+one run, as the best of several repetitions, the peer and the scenarios alternating.
 
 Scenarios for `compare`:
 
-* session — `a` is the previous call: the client fingerprinted it when it was sent, so its token
-  estimates are memoised; `b` is the next render, whose unchanged blocks are the same string
-  objects (as `Prompt.render` and a session's history give). `compare` still keys every message
-  of both requests, every text hashed twice; because the two share message objects, it walks
-  them in lockstep, so the second key of a shared message is computed from the CPU caches.
-* fresh copies — as above, but `b` is a deep copy (JSON round trip): nothing is shared, the two
-  requests are walked one after the other, and every block is compared byte for byte.
-* cold — fresh copies and no memo at all: `a`'s token estimates over the lost range are counted.
-* stored fingerprints — `fingerprint(a)` and `fingerprint(b)` from scratch (xxh3 of every block and
-  a token estimate for each), then `compare` of the two fingerprints.
-* session, pure Python — the session scenario with the C accelerators switched off (what
-  `CACHESCOPE_PURE=1` runs), for the before/after in one run.
+* session — `b` holds `a`'s unchanged message objects (as a session's history and
+  `Prompt.render` give) and `a` was flattened before (the client fingerprints every call): `a` is
+  keyed message by message against the memo, `b`'s shared messages are taken from `a` unkeyed;
+* fresh copy — `b` is a JSON round trip: nothing shared, every message of both keyed (a copy's
+  strings hashed once), the blocks found in the memo;
+* cold — a fresh copy and an empty memo: every block serialized, hashed and counted;
+* stored fingerprints — `compare` of two `Fingerprint`s (what the dashboard reads from the ledger).
+
+Then the cost of `fingerprint` of a ~100K-token request (the client fingerprints every call),
+with an empty memo and with a warm one, against `json.dumps` of the same request (which the SDK
+runs on every call anyway).
 
 Run: `.venv/bin/python -m benchmarks.bench_compare`
 """
@@ -26,7 +28,6 @@ Run: `.venv/bin/python -m benchmarks.bench_compare`
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 import platform
@@ -38,14 +39,12 @@ from typing import Any
 import orjson
 
 from benchmarks._machine import cpu_model
-from cachescope import blocks as _blocks
-from cachescope import tokens as _tokens
 from cachescope.stability import clear_memos, compare, fingerprint
 
 BLOCKS = 500
 TARGET_BYTES = 820_000
 CHANGED_BLOCK = 250
-ROUNDS = 5
+ROUNDS = 7
 
 _WORDS = [
     "the",
@@ -133,10 +132,11 @@ def _prose(rng: random.Random, size: int) -> str:
     return "\n\n".join(paragraphs)
 
 
-def build_request(seed: int = 5) -> dict[str, Any]:
-    """An agent request of about 1 MB in 500 positions: tools, system, tool calls and results."""
+def build_request(seed: int = 5, blocks: int = BLOCKS, size: int = TARGET_BYTES) -> dict[str, Any]:
+    """An agent request of about `size` bytes in `blocks` positions: tools, system, tool calls
+    and results, the rolling breakpoint on the last turn."""
     rng = random.Random(seed)
-    per_block = TARGET_BYTES // BLOCKS
+    per_block = size // blocks
     tools = [
         {
             "name": f"{rng.choice(_WORDS)}_{i}",
@@ -159,30 +159,13 @@ def build_request(seed: int = 5) -> dict[str, Any]:
         },
     ]
     messages: list[dict[str, Any]] = []
-    count = len(tools) + len(system)
     turn = 0
-    while count < BLOCKS:
+    while len(tools) + len(system) + len(messages) < blocks:
         turn += 1
-        if turn % 2:
-            kind = rng.random()
-            text = _code(rng, per_block) if kind < 0.5 else _json(rng, per_block)
-            content: list[dict[str, Any]] = [
-                {"type": "tool_result", "tool_use_id": f"toolu_{turn:04d}", "content": text}
-            ]
-            messages.append({"role": "user", "content": content})
-        else:
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": [
-                        {"type": "text", "text": _prose(rng, per_block - 200)},
-                    ],
-                }
-            )
-        count += 1
-    messages[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+        messages.append(_turn(rng, turn, per_block))
     if messages[-1]["role"] != "user":
-        messages[-1]["role"] = "user"
+        messages.pop()
+    messages[-1] = _with_breakpoint(messages[-1])
     return {
         "model": "claude-sonnet-5",
         "max_tokens": 1024,
@@ -192,22 +175,44 @@ def build_request(seed: int = 5) -> dict[str, Any]:
     }
 
 
-def _message_of_block(params: dict[str, Any], index: int) -> int:
-    return index - len(params["tools"]) - len(params["system"])
+def _turn(rng: random.Random, turn: int, per_block: int) -> dict[str, Any]:
+    if turn % 2:
+        text = _code(rng, per_block) if rng.random() < 0.5 else _json(rng, per_block)
+        result = {"type": "tool_result", "tool_use_id": f"toolu_{turn:04d}", "content": text}
+        return {"role": "user", "content": [result]}
+    return {
+        "role": "assistant",
+        "content": [{"type": "text", "text": _prose(rng, per_block - 200)}],
+    }
 
 
-def change_one_byte(params: dict[str, Any]) -> dict[str, Any]:
-    """A new request (new dicts) sharing every unchanged string, with one byte changed."""
-    m = _message_of_block(params, CHANGED_BLOCK)
+def _with_breakpoint(message: dict[str, Any]) -> dict[str, Any]:
+    block = {**message["content"][-1], "cache_control": {"type": "ephemeral"}}
+    return {**message, "content": [*message["content"][:-1], block]}
+
+
+def next_request(params: dict[str, Any]) -> dict[str, Any]:
+    """The session's next request: new dicts around the same unchanged message objects, one byte
+    changed in block `CHANGED_BLOCK`, the last turn without its breakpoint, and a new turn."""
     messages = list(params["messages"])
-    message = messages[m]
-    block = dict(message["content"][0])
+    m = CHANGED_BLOCK - len(params["tools"]) - len(params["system"])
+    block = dict(messages[m]["content"][0])
     key = "content" if block["type"] == "tool_result" else "text"
     text = block[key]
     middle = len(text) // 2
     block[key] = text[:middle] + ("#" if text[middle] != "#" else "@") + text[middle + 1 :]
-    messages[m] = {**message, "content": [block]}
+    messages[m] = {**messages[m], "content": [block]}
+    last = messages[-1]
+    messages[-1] = {**last, "content": [_without_breakpoint(b) for b in last["content"]]}
+    rng = random.Random(len(messages))
+    per_block = TARGET_BYTES // BLOCKS
+    messages.append(_turn(rng, 2 * len(messages), per_block))
+    messages.append(_with_breakpoint(_turn(rng, 2 * len(messages) + 1, per_block)))
     return {**params, "messages": messages}
+
+
+def _without_breakpoint(block: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in block.items() if key != "cache_control"}
 
 
 def prompt_text(params: dict[str, Any]) -> str:
@@ -237,82 +242,86 @@ class Timing:
             self.cpu = min(self.cpu, cpu)
 
 
+def _row(name: str, t: Timing, peer: Timing) -> str:
+    return (
+        f"{name:44s}{t.wall * 1e3:8.3f} ms{peer.wall / t.wall:7.0f}x "
+        f"{t.cpu * 1e3:8.3f} ms{peer.cpu / t.cpu:7.0f}x"
+    )
+
+
 def main() -> None:
     a = build_request()
-    b = change_one_byte(a)
+    b = next_request(a)
     b_copy = orjson.loads(orjson.dumps(b))
     text_a, text_b = prompt_text(a), prompt_text(b)
+    json_a, json_b = json.dumps(a, indent=2), json.dumps(b, indent=2)
     size = len(orjson.dumps(a))
-    blocks = len(fingerprint(a).blocks)
-    lines = text_a.count("\n") + 1
+    positions = len(fingerprint(a).blocks)
 
     def run_difflib() -> None:
         list(difflib.unified_diff(text_a.splitlines(True), text_b.splitlines(True)))
 
-    blocks_a = [b.text for b in fingerprint(a, keep_text=True).blocks]
-    blocks_b = [b.text for b in fingerprint(b_copy, keep_text=True).blocks]
-
-    def run_blake2b_blocks() -> None:
-        ha = [hashlib.blake2b(t.encode()).digest() for t in blocks_a]
-        hb = [hashlib.blake2b(t.encode()).digest() for t in blocks_b]
-        next((i for i, (x, y) in enumerate(zip(ha, hb)) if x != y), None)
+    def run_difflib_json() -> None:
+        list(difflib.unified_diff(json_a.splitlines(True), json_b.splitlines(True)))
 
     diff = compare(a, b)
     assert diff.cause == "messages_changed", diff
     assert diff.index == CHANGED_BLOCK, diff
+    clear_memos()
     assert compare(a, b_copy).to_dict() == diff.to_dict()
-    assert compare(fingerprint(a), fingerprint(b_copy)).tokens_lost == diff.tokens_lost
+    fp_a, fp_b = fingerprint(a), fingerprint(b_copy)
+    assert compare(fp_a, fp_b).tokens_lost == diff.tokens_lost
 
-    # Every timed `compare` of params flattens both requests: each message is keyed by the xxh3
-    # of its texts, computed on every call; only the blocks found under that key are reused.
     def session() -> None:
-        compare(a, b).tokens_lost  # noqa: B018
+        compare(a, b)
 
     def fresh() -> None:
-        compare(a, b_copy).tokens_lost  # noqa: B018
+        compare(a, b_copy)
 
     def cold() -> None:
         clear_memos()
-        compare(a, b_copy).tokens_lost  # noqa: B018
+        compare(a, b_copy)
 
     def stored() -> None:
+        compare(fp_a, fp_b)
+
+    # ~100K tokens: the client fingerprints every call it sends
+    big = build_request(seed=7, blocks=130, size=200_000)
+    big_tokens = fingerprint(big).total_tokens
+
+    def fingerprint_cold() -> None:
         clear_memos()
-        compare(fingerprint(a), fingerprint(b_copy)).tokens_lost  # noqa: B018
+        fingerprint(big)
 
-    accelerators = (_blocks._native, _tokens._native)
+    def fingerprint_warm() -> None:
+        fingerprint(big)
 
-    def pure_session() -> None:
-        _blocks._native = _tokens._native = None
-        try:
-            compare(a, b).tokens_lost  # noqa: B018
-        finally:
-            _blocks._native, _tokens._native = accelerators
+    def sdk_json() -> None:
+        json.dumps(big)
 
-    pure_session()  # warm the pure path's memo, as the session's is
-    assert compare(a, b).to_dict() == diff.to_dict()
-
-    fingerprint(a)  # the client fingerprints every call it sends
-    compare(a, b)
+    fingerprint(a)
     scenarios: list[tuple[str, Callable[[], object], int]] = [
-        ("blake2b per block, both requests + scan", run_blake2b_blocks, 10),
-        ("compare, session (a fingerprinted)", session, 30),
+        ("compare, session", session, 30),
         ("compare, fresh copy of b", fresh, 30),
         ("compare, cold (no memo)", cold, 5),
-        ("fingerprint both + compare, cold", stored, 5),
-        ("compare, session, pure Python", pure_session, 10),
+        ("compare, stored fingerprints", stored, 30),
     ]
-    peer = Timing()
-    timings = {name: Timing() for name, _, _ in scenarios}
+    costs: list[tuple[str, Callable[[], object], int]] = [
+        ("fingerprint, empty memo", fingerprint_cold, 5),
+        ("fingerprint, warm memo", fingerprint_warm, 30),
+    ]
+    peer, peer_json, dumps = Timing(), Timing(), Timing()
+    timings = {name: Timing() for name, _, _ in scenarios + costs}
     load_before = os.getloadavg()
-    # The peer and the scenarios alternate, so load hits both alike; each figure is the best
-    # single call over all rounds, in wall-clock and in CPU time of this process.
     for _ in range(ROUNDS):
         peer.measure(run_difflib, 1)
-        for name, fn, calls in scenarios:
+        peer_json.measure(run_difflib_json, 1)
+        dumps.measure(sdk_json, 10)
+        for name, fn, calls in scenarios + costs:
             timings[name].measure(fn, calls)
     load_after = os.getloadavg()
-    if peer.cpu > peer.wall:  # the CPU clock of a one-call run can overshoot by a tick
-        peer.cpu = peer.wall
+    for t in (peer, peer_json):
+        t.cpu = min(t.cpu, t.wall)  # the CPU clock of a one-call run can overshoot by a tick
 
     print(
         f"machine: {os.cpu_count()} cores, {cpu_model()}, {platform.machine()}, "
@@ -322,26 +331,31 @@ def main() -> None:
         f"load average (1, 5, 15 min): before {load_before[0]:.2f} {load_before[1]:.2f} "
         f"{load_before[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
     )
-    names = ("blocks", "tokens")
-    built = [name for name, module in zip(names, accelerators) if module is not None]
-    print(f"C accelerators: {', '.join(built) or 'none (pure Python)'}")
     print(
-        f"request: {size / 1e6:.2f} MB of JSON, {blocks} positions, {lines:,} prompt lines; "
-        f"one byte changed in block {CHANGED_BLOCK}"
+        f"request: {size / 1e6:.2f} MB of JSON, {positions} positions, "
+        f"{text_a.count(chr(10)) + 1:,} prompt lines; the next one grew by a turn and changed "
+        f"one byte in block {CHANGED_BLOCK}"
     )
     print(f"  found: {diff.summary()}")
-    print(f"best of {ROUNDS} rounds, peer and scenarios alternating")
-    print(f"{'':42s}{'wall':>11s}{'ratio':>9s}{'CPU':>12s}{'ratio':>9s}")
+    print(f"best of {ROUNDS} rounds, peers and scenarios alternating")
+    print(f"{'':44s}{'wall':>11s}{'ratio':>9s}{'CPU':>12s}{'ratio':>9s}")
     print(
-        f"{'difflib.unified_diff over prompt lines':42s}{peer.wall * 1e3:8.1f} ms{'':9s}"
+        f"{'difflib.unified_diff over prompt lines':44s}{peer.wall * 1e3:8.1f} ms{'':9s}"
         f"{peer.cpu * 1e3:9.1f} ms"
     )
     for name, _, _ in scenarios:
+        print(_row(name, timings[name], peer))
+    print(
+        f"{'difflib.unified_diff over JSON lines':44s}{peer_json.wall * 1e3:8.1f} ms{'':9s}"
+        f"{peer_json.cpu * 1e3:9.1f} ms"
+    )
+    for name, _, _ in scenarios:
+        print(_row(name, timings[name], peer_json))
+    print(f"fingerprint of a {big_tokens:,}-token request ({len(big['messages'])} messages)")
+    print(f"{'json.dumps of the request (the SDK)':44s}{dumps.wall * 1e3:8.3f} ms")
+    for name, _, _ in costs:
         t = timings[name]
-        print(
-            f"{name:42s}{t.wall * 1e3:8.3f} ms{peer.wall / t.wall:7.0f}x "
-            f"{t.cpu * 1e3:8.3f} ms{peer.cpu / t.cpu:7.0f}x"
-        )
+        print(f"{name:44s}{t.wall * 1e3:8.3f} ms{t.wall / dumps.wall:7.2f}x json.dumps")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""compare() on params reads them through flatten's per-message memo; results must not change.
+"""flatten's per-unit memo and compare's reuse of shared objects never change a result.
 
-The fast path keys each unit by its content (role, key order, short fields, xxh3 of long texts)
-and reuses the memoized blocks. These tests check it against the lazy block-by-block reading that
-lint still uses (`_Side.from_params`), and that the memo never merges units that flatten apart.
+`flatten` keys each unit (tool list, system prompt, message) by its content (key order and types
+kept) and reuses the memoized blocks; `compare` reads `b` alongside `a`, so a message that is the
+very same object in both is not keyed twice. These tests hold the results to those of a cold
+memo and of deep copies, and check that the memo never merges units that flatten apart.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Any
 import pytest
 
 from cachescope import blocks as _blocks
-from cachescope import stability
 from cachescope.blocks import LayeredBlocks, flatten
-from cachescope.stability import _Side, clear_memos, compare
+from cachescope.stability import clear_memos, compare
 
 MODEL = "claude-sonnet-5"
 LONG = "Answer plainly and briefly, and cite the note you used. " * 30
@@ -70,16 +70,10 @@ def _request(turns: int = 12) -> dict[str, Any]:
     }
 
 
-def _lazy(monkeypatch: pytest.MonkeyPatch, a: Any, b: Any) -> dict[str, Any]:
-    """compare() through the lazy reader, as before the fast path."""
-
-    def refuse(cls: Any, params: Any) -> Any:
-        raise TypeError("fast path off")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(_Side, "from_flat", classmethod(refuse))
-        patch.setattr(stability, "flatten_lean", lambda requests: None)
-        return compare(a, b).to_dict()
+def _cold(a: Any, b: Any) -> dict[str, Any]:
+    """compare() with nothing memoized and nothing shared between the two requests."""
+    clear_memos()
+    return compare(copy.deepcopy(a), copy.deepcopy(b)).to_dict()
 
 
 def _mutations(rng: random.Random, base: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +117,17 @@ def _mutations(rng: random.Random, base: dict[str, Any]) -> dict[str, Any]:
     return new
 
 
-def test_compare_of_params_matches_the_lazy_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+def _sharing(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """`b` rebuilt to hold `a`'s very message objects wherever they are equal (as a session's next
+    render does), so that compare reuses them."""
+    shared = list(b["messages"])
+    for m, message in enumerate(shared[: len(a["messages"])]):
+        if message == a["messages"][m] and repr(message) == repr(a["messages"][m]):
+            shared[m] = a["messages"][m]
+    return {**b, "messages": shared}
+
+
+def test_compare_of_params_does_not_depend_on_the_memo_or_on_shared_objects() -> None:
     rng = random.Random(5)
     base = _request()
     for _ in range(120):
@@ -131,8 +135,11 @@ def test_compare_of_params_matches_the_lazy_reading(monkeypatch: pytest.MonkeyPa
         b = _mutations(rng, a)
         if rng.random() < 0.5:
             b = _mutations(rng, b)
-        assert compare(a, b).to_dict() == _lazy(monkeypatch, a, b)
-        assert compare(b, a).to_dict() == _lazy(monkeypatch, b, a)
+        shared = _sharing(a, b)
+        warm = compare(a, shared).to_dict()
+        assert compare(a, b).to_dict() == warm
+        assert _cold(a, b) == warm
+        assert compare(b, a).to_dict() == _cold(b, a)
 
 
 def test_memo_never_merges_units_that_flatten_apart() -> None:
@@ -189,10 +196,39 @@ def test_equal_content_in_new_objects_reuses_the_memoized_blocks() -> None:
 
 
 def test_clear_memos_forgets_flattened_units() -> None:
-    flatten(_request())
-    assert _blocks._SEGMENT_MEMO
+    first = flatten(_request()).blocks
     clear_memos()
-    assert not _blocks._SEGMENT_MEMO
+    again = flatten(_request()).blocks
+    assert again == first
+    assert not any(x is y for x, y in zip(first, again))
+
+
+def test_a_unit_at_a_new_place_gets_its_new_index_and_path() -> None:
+    params = _request()
+    flatten(params)  # memoized where they are now
+    moved = {**params, "messages": [{"role": "user", "content": "first"}, *params["messages"]]}
+    clear = flatten(copy.deepcopy(moved))
+    clear_memos()
+    assert flatten(copy.deepcopy(moved)) == clear
+    assert [block.index for block in clear.blocks] == list(range(len(clear.blocks)))
+    assert clear.blocks[-1].path == f"messages.{len(moved['messages']) - 1}.content.0"
+
+
+def test_the_memo_drops_the_least_recently_used_unit_past_its_caps() -> None:
+    memo = _blocks._Memo(units=2, chars=1_000)
+
+    def unit(text: str) -> Any:
+        block = flatten({"system": text}).blocks[0]
+        return _blocks._Unit(_blocks.counter_for("classic"), [block], [""], -1, (False, False, ()))
+
+    memo.put("a", unit("x" * 10))
+    memo.put("b", unit("y" * 10))
+    memo.get("a")  # used: "b" is now the least recent
+    memo.put("c", unit("z" * 10))
+    assert list(memo.entries) == ["a", "c"]
+    memo.put("d", unit("w" * 995))  # past 1,000 characters: the oldest go until it fits
+    assert list(memo.entries) == ["d"]
+    assert memo.chars == 995
 
 
 def test_compare_falls_back_for_objects_that_do_not_serialize() -> None:
@@ -206,3 +242,14 @@ def test_compare_falls_back_for_objects_that_do_not_serialize() -> None:
         flatten(a)
     diff = compare(a, b)
     assert not diff.broken
+
+
+def test_compare_reads_sdk_objects_by_their_fields() -> None:
+    from anthropic.types import TextBlock
+
+    def request(text: str) -> dict[str, Any]:
+        block = TextBlock(type="text", text=text)
+        return {"model": MODEL, "messages": [{"role": "assistant", "content": [block]}]}
+
+    assert not compare(request("Hi."), request("Hi.")).broken
+    assert compare(request("Hi."), request("Hello.")).cause == "messages_changed"
