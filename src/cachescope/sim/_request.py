@@ -81,12 +81,11 @@ def read_request(
     body: Mapping[str, Any],
     model_id: str,
     counter: TokenCounter,
-    token_cache: dict[int, int] | None,
     *,
     settings_before_tools: bool,
 ) -> CacheRequest:
     """The cache view of a request body that `validate` accepted."""
-    flat = flatten(body, counter, token_cache)  # type: ignore[arg-type]
+    flat = flatten(body, counter)
     blocks = flat.blocks
     if blocks:
         last = blocks[-1]

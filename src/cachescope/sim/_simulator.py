@@ -36,7 +36,6 @@ from cachescope.sim._validate import Validator, check_max_tokens
 from cachescope.tokens import counter_for
 
 _instances = itertools.count(1)
-_TOKEN_CACHE_LIMIT = 200_000
 
 
 @dataclass(slots=True)
@@ -88,7 +87,6 @@ class Simulator:
         self._lock = threading.RLock()
         self._workspaces: dict[str, Workspace] = {}
         # token counts of a plugged-in counter (`SimSettings.counter`), by content hash
-        self._token_cache: dict[int, int] = {}
         self._validator = Validator()
         self._instance = next(_instances)
         self._ids = itertools.count(1)
@@ -304,18 +302,11 @@ class Simulator:
     ) -> CacheRequest:
         """Validate a request body and read it as cache positions."""
         self._validator.validate(body, remember=owned)
-        counter = self.settings.counter
-        token_cache = None
-        if counter is not None:
-            token_cache = self._token_cache
-            if len(token_cache) > _TOKEN_CACHE_LIMIT:
-                token_cache.clear()
         before = self.settings.settings_before_tools
         return read_request(
             body,
             model_id,
-            counter or counter_for(info.tokenizer),
-            token_cache,
+            self.settings.counter or counter_for(info.tokenizer),
             settings_before_tools=before if isinstance(before, bool) else model_id in before,
         )
 
