@@ -33,7 +33,6 @@ import xxhash
 from cachescope._levels import LEVEL_INDEX as LEVEL_INDEX  # these four are part of blocks
 from cachescope._levels import LEVELS as LEVELS
 from cachescope._levels import _cites
-from cachescope._levels import _settings_seed as _settings_seed  # the client mirrors it
 from cachescope._levels import prefix_keys as prefix_keys
 from cachescope._levels import request_settings as request_settings
 from cachescope.tokens import EstimatingCounter, TokenCounter, counter_for
@@ -579,22 +578,3 @@ def _unit(
         if key is not None:
             _MEMO.put(key, unit)
     return unit
-
-
-# ---- for `_client_record` until it calls `stability.fingerprint` (issue 15; delete then) -------
-
-_native = None  # no C walk: the client never takes its tail path, so the keys below go unused
-
-
-def flatten_units(
-    params: Mapping[str, Any], counter: TokenCounter | None = None, token_cache: Any = None
-) -> tuple[FlatRequest, list[tuple[Block, ...]]]:
-    flat = flatten(params, counter)
-    return flat, flat.units
-
-
-def head_keys(*args: Any) -> Any:
-    raise NotImplementedError("the client's tail path was removed with the C walk")
-
-
-message_keys = message_units = head_keys

@@ -59,14 +59,12 @@ _SERVER_UNSURE = frozenset({"previous_message_not_found", "unavailable"})
 
 
 @lru_cache(maxsize=256)
-def _model_facts(model: str) -> tuple[str, int | None]:
-    """(tokenizer, minimum cacheable tokens or None when the model is unknown)."""
+def _model_minimum(model: str) -> int | None:
+    """The model's minimum cacheable tokens, or None when the model is unknown."""
     from cachescope._modeldata import default_table
 
     info = default_table().lookup(model)
-    if info is None:
-        return "classic", None
-    return info.tokenizer, info.min_cacheable_tokens
+    return None if info is None else info.min_cacheable_tokens
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +310,7 @@ def compare(
     if server_reason is None:
         server_reason = new.miss_reason
     if minimum is None:
-        minimum = _model_facts(old.model)[1]
+        minimum = _model_minimum(old.model)
     len_a, len_b = len(old.blocks), len(new.blocks)
 
     # 1. locate: the first changed block, setting or removed block
@@ -421,32 +419,3 @@ def compare(
         server_missed_tokens=server_missed,
         agrees=agrees,
     )
-
-
-# --------------------------------------------------------------------------------------------
-
-
-class _Side:
-    """The positions of a request as `_lint` reads them, until it reads `blocks.flatten` itself
-    (issue 15; delete then)."""
-
-    def __init__(self, flat: FlatRequest) -> None:
-        self.flat = flat
-        self.model = flat.model
-        self.levels = [block.level for block in flat.blocks]
-        self.layers = [block.layer for block in flat.blocks]
-        self.paths = [block.path for block in flat.blocks]
-        self.texts: list[str] | None = [block.text for block in flat.blocks]
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> _Side:
-        return cls(flatten(params))
-
-    def __len__(self) -> int:
-        return len(self.flat.blocks)
-
-    def tokens(self, i: int) -> int:
-        return self.flat.blocks[i].tokens
-
-    def breakpoints(self) -> list[tuple[int, str]]:
-        return self.flat.cache_points()
