@@ -1,31 +1,55 @@
 """Token estimation: a deterministic stand-in for Claude's tokenizer, behind a small interface.
 
-No official offline tokenizer exists for current Claude models (spec §5). The estimator counts
-about 3.5 characters per token on English prose and is denser on code and JSON, where punctuation
-tends to be a token of its own. Counts are made per block and summed, so totals are exact sums of
-their parts: the simulator's `input + cache_creation + cache_read` always equals its `count_tokens`.
-Models on the newer tokenizer ("v2": Opus 4.7 and later) count about 30% more.
+No official offline tokenizer exists for current Claude models (spec §5). The estimator counts a
+token per word and adds weight for what real tokenizers split finely: capitals, digits,
+punctuation (JSON is dense with it) and non-ASCII text. Its constants are fitted to real counts
+published in the cacheeconomics repository (see `tests/foundation/test_tokens.py`) and round down,
+so a prefix near a model's minimum comes out "not cached" rather than cached by mistake.
 
-Plug a better counter in by passing any object with `count(text) -> int` (see `TokenCounter`).
+Counts are made per block and summed, so totals are exact sums of their parts: the simulator's
+`input + cache_creation + cache_read` always equals its `count_tokens`. Models on the newer
+tokenizer ("v2": Opus 4.7 and later) count about 30% more. Plug a better counter in by passing any
+object with `count(text) -> int` (see `TokenCounter`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Protocol
 
-# Characters that usually become a token of their own in code, markup and JSON.
-_PUNCT = b"{}[]()<>:;,.\"'=+-*/\\|&^%$#@!?~`"
-_NEWLINE = b"\n"
-
-CHARS_PER_TOKEN = 3.6
-PUNCT_WEIGHT = 0.6
-NEWLINE_WEIGHT = 0.5
-NON_ASCII_WEIGHT = 0.35
+# Tokens per run of ASCII letters: common English words are one token each, whatever their length.
+WORD_WEIGHT = 1.0
+# Extra tokens per capital letter: runs of capitals ("SHPMT", "QQ") split into short pieces.
+UPPER_WEIGHT = 0.45
+# Tokens per digit: numbers split into groups of a few digits.
+DIGIT_WEIGHT = 0.6
+# Tokens per ASCII punctuation character or newline: most are a token, a few merge (`":"`).
+PUNCT_WEIGHT = 0.7
+# Tokens per UTF-8 byte of a non-ASCII character: a CJK character or an em dash (3 bytes) is one.
+NON_ASCII_WEIGHT = 1 / 3
+# Multiplier of the newer tokenizer generation (spec §4.2: "about 30% more tokens").
 V2_FACTOR = 1.3
 
-# `count` in C (`_native/tokens.c`), or None: then `_count_py` computes the same integers.
-_native: Any = None
+
+def _byte_table(classify: dict[bytes, bytes], default: bytes) -> bytes:
+    """A `bytes.translate` table: each byte in a key maps to its value, any other to `default`."""
+    table = bytearray(default * 256)
+    for members, cls in classify.items():
+        for byte in members:
+            table[byte] = cls[0]
+    return bytes(table)
+
+
+_LOWER = bytes(range(ord("a"), ord("z") + 1))
+_UPPER = bytes(range(ord("A"), ord("Z") + 1))
+_NON_ASCII = bytes(range(0x80, 0x100))
+# One class byte per input byte: lower "a", capital "A", digit "0", blank " ", non-ASCII "x";
+# everything else (punctuation, newline, control characters) is punctuation ".".
+_CLASSES = _byte_table(
+    {_LOWER: b"a", _UPPER: b"A", b"0123456789": b"0", b" \t\r": b" ", _NON_ASCII: b"x"}, b"."
+)
+# Letters "a", anything else " ": a word starts at each " a".
+_LETTERS = _byte_table({_LOWER + _UPPER: b"a"}, b" ")
 
 
 class TokenCounter(Protocol):
@@ -49,28 +73,22 @@ class EstimatingCounter:
         self.factor = factor
 
     def count(self, text: str) -> int:
-        native = _native
-        if native is not None and type(text) is str and type(self.factor) is float:
-            return int(native.count(text, self.factor))
-        return self._count_py(text)
-
-    def _count_py(self, text: str) -> int:
-        """The estimate in Python: the twin of `_native/tokens.c` (tests hold them equal)."""
+        """Estimated tokens of `text`: at least 1 for any non-empty text, 0 for ""."""
         if not text:
             return 0
-        chars = len(text)
         data = text.encode("utf-8", "surrogatepass")
-        punct = len(data) - len(data.translate(None, _PUNCT))
-        newlines = data.count(_NEWLINE)
-        extra_bytes = len(data) - chars  # > 0 only for non-ASCII text
-        plain = chars - punct - newlines
+        classes = data.translate(_CLASSES)
+        letters = data.translate(_LETTERS)
+        words = letters.count(b" a") + letters.startswith(b"a")
         estimate = (
-            plain / CHARS_PER_TOKEN
-            + punct * PUNCT_WEIGHT
-            + newlines * NEWLINE_WEIGHT
-            + extra_bytes * NON_ASCII_WEIGHT
+            words * WORD_WEIGHT
+            + classes.count(b"A") * UPPER_WEIGHT
+            + classes.count(b"0") * DIGIT_WEIGHT
+            + classes.count(b".") * PUNCT_WEIGHT
+            + classes.count(b"x") * NON_ASCII_WEIGHT
         )
-        return max(1, math.ceil(estimate * self.factor))
+        # The small margin keeps float noise (10 * 0.7 = 7.000000000000001) from adding a token.
+        return max(1, math.ceil(estimate * self.factor - 1e-9))
 
     def __repr__(self) -> str:
         return f"EstimatingCounter(factor={self.factor})"

@@ -13,7 +13,7 @@ from cachescope.client import CachingClient
 from cachescope.sim import Simulator, VirtualClock
 
 #: A stable layer long enough to be cached (above every model's minimum).
-STABLE = "You are Aura, a careful assistant who answers in plain words. " * 300
+STABLE = "You are Aura, a careful assistant who answers in plain words. " * 330
 
 
 def cell(stable: str = STABLE, user: str = "What changed since yesterday?", **layers: str) -> str:

@@ -14,12 +14,12 @@ nbformat = pytest.importorskip("nbformat")
 HEADLINE = {
     "calls": 20,
     "hit_share_before": 0.0,
-    "hit_share_after": 0.947,
-    "cost_before": 0.6003,
-    "cost_after": 0.0805,
-    "saved": 0.5198,
-    "saved_by_caching": 0.24,
-    "cost_factor": 7.46,
+    "hit_share_after": 0.9463,
+    "cost_before": 0.4857,
+    "cost_after": 0.0728,
+    "saved": 0.4129,
+    "saved_by_caching": 0.1959,
+    "cost_factor": 6.67,
 }
 
 
@@ -70,7 +70,7 @@ def test_main_prints_both_hit_shares_and_the_savings(
     monkeypatch.setattr(_demo, "run_quickstart", fake_run)
     assert _demo.main() == 0
     out = capsys.readouterr().out
-    assert "0.0%" in out and "94.7%" in out and "$0.5198 saved" in out
+    assert "0.0%" in out and "94.6%" in out and "$0.4129 saved" in out
     assert written == [tmp_path / "build" / "01-quickstart.html"]
     assert "build/01-quickstart.html" in out
 
