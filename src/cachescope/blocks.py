@@ -24,7 +24,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import accumulate, chain, compress, count, repeat
-from operator import attrgetter, is_not
+from operator import attrgetter, eq, is_not, not_
 from typing import Any
 
 import orjson
@@ -90,6 +90,7 @@ class Block:
 
 
 _TOKENS = attrgetter("tokens")
+_FOUND = attrgetter("found")
 _CACHE_CONTROL = attrgetter("cache_control")
 
 
@@ -104,8 +105,6 @@ class FlatRequest:
     # the blocks of each unit (tool list, system prompt, each message), in order: a unit whose
     # content and place did not change is the very same tuple on the next call
     units: list[tuple[Block, ...]] = field(default_factory=list, compare=False, repr=False)
-    # how the messages were read, for a request flattened `alongside` this one
-    read: _Read | None = field(default=None, compare=False, repr=False)
     _cumulative: list[int] | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -239,16 +238,91 @@ class _Unit:
         return blocks
 
 
-@dataclass(slots=True)
-class _Read:
-    """How `flatten` read the messages of a request: the objects, the memo entry of each, the
-    blocks it placed for each and where each started, and under which counter."""
+@dataclass(frozen=True, slots=True)
+class _Prior:
+    """How `flatten` read the messages of a recent request: a snapshot of each message (or
+    `_NEVER`), the memo entry of each, the blocks it placed for each and where each started."""
 
-    messages: list[Any]
+    counter: TokenCounter
+    heads: int  # blocks before the first message
+    snapshots: list[Any]
+    orders: dict[
+        int, tuple[tuple[str, ...], ...]
+    ]  # message → its blocks' key order, where it counts
     units: list[_Unit]
     placed: list[tuple[Block, ...]]
     starts: list[int]
-    counter: TokenCounter
+
+
+class _NeverEqual:
+    """The snapshot of a message that `==` cannot vouch for: equal to nothing."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    __hash__ = object.__hash__
+
+
+_NEVER = _NeverEqual()
+
+
+def _snapshot(message: Any) -> tuple[Any, tuple[tuple[str, ...], ...] | None]:
+    """A copy of `message` that `==` compares as `flatten` reads it, and the key order of its
+    blocks when that counts; (`_NEVER`, None) for a message `==` cannot vouch for.
+
+    Vouched for: string content, and lists of blocks whose values are all strings (where `==`
+    cannot confuse `1` with `True`). A block's key order counts unless it is a plain text block
+    (`{"type": "text", "text": ...}`, whose text is its content in any order); anything else is
+    keyed on every call."""
+    if type(message) is not dict or type(message.get("role")) is not str:
+        return _NEVER, None
+    content = message.get("content")
+    if type(content) is str:
+        return dict(message), None
+    if type(content) is not list:
+        return _NEVER, None
+    blocks = []
+    ordered = False
+    for block in content:
+        if type(block) is not dict or any(type(value) is not str for value in block.values()):
+            return _NEVER, None
+        ordered = ordered or len(block) != 2 or block.get("type") != "text"
+        blocks.append(dict(block))
+    order = tuple(map(tuple, content)) if ordered else None
+    return {**message, "content": blocks}, order
+
+
+class _Priors:
+    """The last few requests' reads, so that a request whose messages equal a recent one's at the
+    same places (a conversation sent again, grown by a turn) takes their blocks without keying
+    them. Equality is checked against the snapshots, never trusted from object identity: a message
+    changed in place since is read again."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.reads: list[_Prior] = []
+        self.lock = threading.Lock()
+
+    def find(self, messages: list[Any], counter: TokenCounter, heads: int) -> _Prior | None:
+        if not messages:
+            return None
+        first = messages[0]
+        for prior in reversed(self.reads):
+            if prior.counter is counter and prior.heads == heads and prior.snapshots[0] == first:
+                return prior
+        return None
+
+    def remember(self, prior: _Prior) -> None:
+        if not prior.snapshots:
+            return
+        with self.lock:
+            self.reads = [*self.reads[1 - self.size :], prior]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.reads = []
 
 
 class _Memo:
@@ -294,11 +368,13 @@ class _Memo:
 
 
 _MEMO = _Memo(units=20_000, chars=32_000_000)
+_PRIORS = _Priors(size=8)
 
 
 def clear_memos() -> None:
-    """Forget every memoized unit (for measuring a cold start)."""
+    """Forget every memoized unit and recent request (for measuring a cold start)."""
     _MEMO.clear()
+    _PRIORS.clear()
 
 
 # ---- building the blocks of one unit -------------------------------------------------------
@@ -457,7 +533,6 @@ def flatten(
     counter: TokenCounter | None = None,
     *,
     default: Callable[[Any], Any] | None = None,
-    alongside: FlatRequest | None = None,
 ) -> FlatRequest:
     """Flatten Messages API params into cache positions.
 
@@ -470,11 +545,6 @@ def flatten(
     default:
         Turns a value that is not JSON into one that is, as `orjson.dumps(default=...)`; without
         it such a value raises TypeError.
-    alongside:
-        A request flattened just before this one, with nothing changed in between (`compare`
-        reads its two requests so): a unit that is the very same object at the same place takes
-        that request's blocks without being keyed again. Never pass one whose params may have
-        been changed in place since.
     """
     model = str(params.get("model", ""))
     if counter is None:
@@ -489,28 +559,34 @@ def flatten(
             blocks += units[-1]
     heads = len(read)
 
-    # The messages, the bulk of a request: each is keyed by its content, except a run of the very
-    # objects that `alongside` read at the same places, whose blocks are taken as they were.
+    # The messages, the bulk of a request. Those equal to a recent request's at the same places
+    # take its blocks a run at a time; every other one is keyed by its content.
     messages = list(params.get("messages") or [])
-    earlier = alongside.read if alongside is not None else None
-    if earlier is not None and earlier.counter is not counter:
-        earlier = None
+    head_blocks = len(blocks)
+    prior = _PRIORS.find(messages, counter, head_blocks)
+    same = list(map(eq, messages, prior.snapshots)) if prior is not None else []
+    n = len(messages)
+    same += [False] * (n - len(same))
+    if prior is not None:
+        for m, keys in prior.orders.items():
+            if m < n and same[m] and tuple(map(tuple, messages[m]["content"])) != keys:
+                same[m] = False  # equal, but its keys came in another order
     entries = _MEMO.entries
     starts: list[int] = []
-    run_end = 0
-    for m, message in enumerate(messages):
-        if m < run_end:
-            continue
+    m = 0
+    while m < n:
         start = len(blocks)
+        if same[m] and prior is not None and prior.starts[m] == start:
+            # equal units have equal block counts, so the whole run starts where it did
+            end = next(compress(count(m), map(not_, same[m:])), n)
+            read += prior.units[m:end]
+            starts += prior.starts[m:end]
+            units += prior.placed[m:end]
+            blocks += chain.from_iterable(prior.placed[m:end])
+            m = end
+            continue
         starts.append(start)
-        if earlier is not None and m < len(earlier.messages) and earlier.messages[m] is message:
-            run_end = _run_end(earlier, messages, m, start)
-            if run_end > m:
-                read += earlier.units[m:run_end]
-                starts += earlier.starts[m + 1 : run_end]
-                units += earlier.placed[m:run_end]
-                blocks += chain.from_iterable(earlier.placed[m:run_end])
-                continue
+        message = messages[m]
         key = _message_key(message)
         unit = entries.get(key)  # (None for a message that has no key)
         if unit is not None and unit.counter is counter:
@@ -523,8 +599,15 @@ def flatten(
         read.append(unit)
         units.append(placed)
         blocks += placed
+        m += 1
+    if messages:
+        _PRIORS.remember(
+            _remembered(
+                prior, same, messages, counter, head_blocks, read[heads:], units[heads:], starts
+            )
+        )
 
-    changed = [unit for unit in read if unit.found]
+    changed = list(compress(read, map(_FOUND, read)))
     settings = request_settings(
         params,
         has_images=any(unit.images for unit in changed),
@@ -538,17 +621,27 @@ def flatten(
         settings=settings,
         top_level_cache_control=dict(top) if isinstance(top, Mapping) else None,
         units=units,
-        read=_Read(messages, read[heads:], units[heads:], starts, counter),
     )
 
 
-def _run_end(earlier: _Read, messages: list[Any], m: int, start: int) -> int:
-    """End of the run of messages from `m` on that are the very objects `earlier` read, when
-    message `m` starts where it started there (then so does every one in the run); else `m`."""
-    if earlier.starts[m] != start:
-        return m
-    same = map(is_not, messages[m:], earlier.messages[m:])
-    return next(compress(count(m), same), min(len(messages), len(earlier.messages)))
+def _remembered(prior: _Prior | None, same: list[bool], messages: list[Any], counter: TokenCounter,
+                heads: int, units: list[_Unit], placed: list[tuple[Block, ...]],
+                starts: list[int]) -> _Prior:  # fmt: skip
+    """The read of `messages` as a prior for the next request: the snapshots of the messages
+    equal to `prior`'s are its own; only the others are copied."""
+    n = len(messages)
+    snapshots: list[Any] = list(prior.snapshots[:n]) if prior is not None else [_NEVER] * n
+    snapshots += [_NEVER] * (n - len(snapshots))
+    orders = dict(prior.orders) if prior is not None else {}
+    if prior is not None and len(prior.snapshots) > n:
+        orders = {m: keys for m, keys in orders.items() if m < n}
+    for m in compress(count(), map(not_, same)):
+        snapshots[m], keys = _snapshot(messages[m])
+        if keys is None:
+            orders.pop(m, None)
+        else:
+            orders[m] = keys
+    return _Prior(counter, heads, snapshots, orders, units, placed, starts)
 
 
 _UNKNOWN = object()

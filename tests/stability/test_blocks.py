@@ -1,4 +1,4 @@
-"""blocks.flatten: breakpoints with the automatic one, cumulative tokens, reading alongside, and
+"""blocks.flatten: breakpoints with the automatic one, cumulative tokens, recent requests, and
 the memo's keys (per counter, per place)."""
 
 from __future__ import annotations
@@ -53,18 +53,26 @@ def test_cumulative_tokens_run_from_zero_to_the_total() -> None:
     assert sums[-1] == flat.total_tokens == sum(block.tokens for block in flat.blocks)
 
 
-def test_a_request_read_alongside_another_takes_its_very_messages_as_they_were_read() -> None:
+def test_a_conversation_sent_again_takes_the_blocks_of_its_equal_messages() -> None:
     a = _session(6)
-    grown = [*a["messages"], {"role": "assistant", "content": "Noted."}]
+    grown = [*copy.deepcopy(a["messages"]), {"role": "assistant", "content": "Noted."}]
     b = {**a, "messages": grown}
     first = flatten(a)
-    alongside = flatten(b, alongside=first)
+    again = flatten(b)  # equal messages (other objects) at the same places
     clear_memos()
-    assert alongside == flatten(copy.deepcopy(b))
-    assert all(x is y for x, y in zip(first.blocks, alongside.blocks))
+    assert again == flatten(copy.deepcopy(b))
+    assert all(x is y for x, y in zip(first.blocks, again.blocks))
+    assert len(again.blocks) == len(first.blocks) + 1
 
 
-def test_a_message_edited_in_place_is_read_again_without_alongside() -> None:
+def test_equal_values_of_other_types_are_not_taken_for_the_same_message() -> None:
+    a = {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "x", "n": 1}]}]}
+    b = {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "x", "n": True}]}]}
+    assert flatten(a).blocks[0].text == '{"type":"x","n":1}'
+    assert flatten(b).blocks[0].text == '{"type":"x","n":true}'
+
+
+def test_a_message_edited_in_place_is_read_again() -> None:
     a = _session(4)
     before = flatten(a)
     a["messages"][1]["content"][0]["text"] = "Edited."
