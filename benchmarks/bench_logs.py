@@ -9,8 +9,7 @@ Generates (once) a corpus the size of the published analysis — 3,007 sessions,
 Rounds alternate the cases (ccusage first in each) so that a change in machine load hits all of them;
 each case reports its best round, its CPU time, and every round's ratio to that round's ccusage.
 Token totals of all three (ccusage, cachescope, the generator's truth) must be identical.
-Run: `.venv/bin/python -m benchmarks.bench_logs` (or `make bench`); `CACHESCOPE_PURE=1` times the
-pure-Python scanner instead of the compiled one (`cachescope._native.logscan`).
+Run: `.venv/bin/python -m benchmarks.bench_logs` (or `make bench`).
 """
 
 from __future__ import annotations
@@ -114,15 +113,12 @@ def main() -> None:
     import datetime as _dt
     import platform
 
-    from cachescope._native import load as load_native
-
     from benchmarks._machine import cpu_model
 
     truth = corpus()
-    native = "compiled scanner" if load_native("logscan") is not None else "pure-Python scanner"
     print(
         f"machine: {os.cpu_count()} cores, {cpu_model()}, CPython {platform.python_version()}; "
-        f"{native}; {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+        f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
     )
     print(
         f"corpus: {truth['files']:,} files, {int(str(truth['bytes'])) / 1e6:,.0f} MB, {truth['usageLines']:,} usage lines, {truth['responses']:,} responses"

@@ -21,7 +21,6 @@ import numpy as np
 
 from cachescope._errors import UnknownModelWarning
 from cachescope._modeldata import ModelTable, default_table
-from cachescope.logs import _scan
 from cachescope.logs._cache import (
     Batch,
     cache_path,
@@ -243,12 +242,9 @@ def _names(batch: Batch) -> dict[str, Any]:
 
 
 def deduplicate(
-    columns: dict[str, np.ndarray[Any, Any]], *, pure: bool = False
+    columns: dict[str, np.ndarray[Any, Any]],
 ) -> tuple[np.ndarray[Any, Any], int, int]:
-    """Indices of the rows to keep (in input order), duplicates dropped, replays dropped.
-
-    Uses the compiled `logscan.dedup` (hash tables, one pass each) unless `pure`; both agree.
-    """
+    """Indices of the rows to keep (in input order), duplicates dropped, replays dropped."""
     n = len(columns["key"])
     if n == 0:
         return np.zeros(0, dtype=np.int64), 0, 0
@@ -259,20 +255,6 @@ def deduplicate(
         + columns["read"]
         + columns["output"]
     )
-    native = None if pure else _scan._logscan()
-    if native is not None:
-
-        def int64(name: str) -> np.ndarray[Any, Any]:
-            return np.ascontiguousarray(columns[name]).view(np.int64)
-
-        survivors, duplicates, replays = native.dedup(
-            int64("key"),
-            np.ascontiguousarray(total, dtype=np.int64),
-            np.ascontiguousarray(columns["flags"], dtype=np.uint8),
-            int64("message"),
-            np.ascontiguousarray(columns["time"], dtype=np.int64),
-        )
-        return np.frombuffer(survivors, dtype=np.int64).copy(), duplicates, replays
     order = np.arange(n)
     has_speed = (columns["flags"] & FLAG_HAS_SPEED) != 0
     key = columns["key"]

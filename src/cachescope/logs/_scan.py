@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,38 +182,12 @@ def stamp_ms(stamp: bytes) -> int | None:
         return None
 
 
-def _logscan() -> Any:
-    """The compiled scanner (`cachescope._native.logscan`), or None for the pure-Python path."""
-    return None
-
-
-# The compiled scanner's packed rows (struct Row in logscan.c, native byte order).
-ROW_DTYPE = np.dtype(
-    {
-        "names": ["time", "fresh", "write_5m", "write_1h", "read", "output", "key", "message",
-                  "model", "flags"],
-        "formats": [np.int64] * 8 + [np.int32, np.uint8],
-        "offsets": [0, 8, 16, 24, 32, 40, 48, 56, 64, 68],
-        "itemsize": 72,
-    }
-)  # fmt: skip
-
-
 class _Scanner:
-    def __init__(self, source: SourceFile, native: Any = None, careful: bool = False) -> None:
+    def __init__(self, source: SourceFile, careful: bool = False) -> None:
         self.source = source
         # Careful: every usage line through the per-line paths, which check each timestamp as
         # they read it (a second reading, after `parse_times` met a bad stamp in this file).
         self.careful = careful
-        # With the compiled scanner, the usual usage lines become packed rows (`native_rows`) and
-        # every other row goes to `cols` as on the pure path, remembering before which packed
-        # row it sits (`inserts`), so `result` can restore file order exactly.
-        self.native = native
-        self.native_models: dict[bytes, int] = {}
-        self.native_rows: list[bytes] = []
-        self.native_count = 0
-        self.native_stamps: list[tuple[int, bytes]] = []
-        self.inserts: list[int] = []
         self.want_session = not source.session
         self.found_session = ""
         self.malformed: list[tuple[int, str]] = []
@@ -230,8 +203,6 @@ class _Scanner:
     # -- one block of complete lines: buf[0:end], first line numbered line_base -----------------
     def scan(self, buf: bytes, end: int, line_base: int) -> int:
         """Read the complete lines `buf[0:end]`; returns how many there are."""
-        if self.native is not None:
-            return self._scan_native(buf, end, line_base)
         raw = np.frombuffer(buf, dtype=np.uint8, count=end)
         newlines = np.flatnonzero(raw == 10)
         if not (raw[newlines - 1] == 125).all():  # a line that does not end in `}` (or is empty)
@@ -248,51 +219,6 @@ class _Scanner:
         if buf.find(LEDGER_MARK, 0, end) != -1:
             self._find_lines(buf, end, line_base, LEDGER_MARK, self._ledger_line)
         return len(newlines)
-
-    def _scan_native(self, buf: Any, end: int, line_base: int, begin: int = 0) -> int:
-        """`scan` of `buf[begin:end]` with the compiled scanner: the same rows, malformed lines
-        and counts.
-
-        `buf` may be a reused bytearray: the lines Python handles are copied out as bytes.
-        """
-        lines, rows, taken, synthetic, odd, bad, stamps, compact, ledger = self.native.scan_block(
-            buf, end, line_base, self.native_models, begin
-        )
-        bad_lines = self.bad_lines
-        for number in bad:
-            bad_lines.add(number)
-            self.malformed.append((number, "broken JSON: the line is cut off"))
-        if self.want_session and not self.found_session:
-            at = buf.find(SESSION_KEY, begin, end)
-            if at != -1:
-                self.found_session = bytes(buf[at + 13 : buf.find(b'"', at + 13)]).decode(
-                    "utf-8", "replace"
-                )
-        self.synthetic += synthetic
-        self.usage_lines += synthetic + taken
-        base = self.native_count
-        if taken:
-            self.native_rows.append(rows)
-        for row, stamp in stamps:
-            self.native_stamps.append((base + row, stamp))
-        rows_so_far = self.cols[0]
-        for before, start, stop, _pos, line_no in odd:  # the pure path, one line at a time
-            had = len(rows_so_far)
-            line = bytes(buf[start : stop + 1])
-            self._usage_block(line, len(line), line_no)
-            self.inserts.extend([base + before] * (len(rows_so_far) - had))
-        self.native_count = base + taken
-        for start, stop, pos, line_no in compact:
-            if line_no not in bad_lines:
-                self._compact_line(bytes(buf[start:stop]), 0, stop - start, pos - start, line_no)
-        if ledger:  # on the pure path ledger rows follow the block's usage rows
-            had = len(rows_so_far)
-            for start, stop, pos, line_no in ledger:
-                if line_no not in bad_lines:
-                    line = bytes(buf[start:stop])
-                    self._ledger_line(line, 0, len(line), pos - start, line_no)
-            self.inserts.extend([self.native_count] * (len(rows_so_far) - had))
-        return int(lines)
 
     def _find_lines(self, buf: bytes, end: int, line_base: int, mark: bytes, handle: Any) -> None:
         find, count = buf.find, buf.count
@@ -654,86 +580,14 @@ class _Scanner:
             msg,
         )
 
-    def _native_columns(self) -> tuple[dict[str, np.ndarray[Any, Any]], list[bytes]]:
-        """The packed rows and the pure path's rows merged into file order, and the model names.
-
-        Model codes are renumbered by first appearance over the merged rows, which is how the
-        pure path numbers them. Times: the packed rows carry milliseconds for the usual stamp form;
-        the other stamps go through `parse_times` as the pure path would (if any of them needs its
-        slow path, the whole file does, as there).
-        """
-        packed = np.frombuffer(bytearray(b"".join(self.native_rows)), dtype=ROW_DTYPE)
-        columns: dict[str, np.ndarray[Any, Any]] = {}
-        if not self.cols[0] and not self.native_stamps:  # every row packed: codes already in order
-            # (writable) views into the packed rows: batches concatenate them anyway
-            for name in COLUMNS:
-                if name == "session":
-                    columns[name] = np.zeros(len(packed), dtype=np.int32)
-                else:
-                    columns[name] = packed[name]
-            return columns, list(self.native_models)
-        inserts = self.inserts
-        names = [*self.native_models, *self.models]
-        for i, name in enumerate(COLUMNS):
-            dtype = COLUMN_TYPES.get(name, np.int64)
-            if name == "time":
-                continue
-            if name == "session":
-                ours = np.zeros(len(packed), dtype=dtype)
-            else:
-                ours = packed[name].astype(dtype)
-            theirs = np.array(self.cols[i], dtype=dtype)
-            if name == "model":
-                theirs += len(self.native_models)
-            columns[name] = np.insert(ours, inserts, theirs) if inserts else ours
-        # times
-        times = packed["time"].astype(np.int64)
-        odd_rows = [row for row, _ in self.native_stamps]
-        extra = [stamp for _, stamp in self.native_stamps] + self.cols[0]
-        theirs = np.zeros(0, dtype=np.int64)
-        if extra:
-            try:
-                parsed = _numpy_times(extra)
-            except ValueError:  # as on the pure path: every stamp of the file the slow way
-                stamps = format_times(times)
-                for row, stamp in self.native_stamps:
-                    stamps[row] = stamp
-                for at, stamp in reversed(list(zip(inserts, self.cols[0]))):
-                    stamps.insert(at, stamp)
-                columns["time"] = parse_times(stamps)
-            else:
-                times[odd_rows] = parsed[: len(odd_rows)]
-                theirs = parsed[len(odd_rows) :]
-        if "time" not in columns:
-            columns["time"] = np.insert(times, inserts, theirs) if inserts else times
-        # model codes: one per name, numbered by first appearance
-        code_of: dict[bytes, int] = {}
-        unify = np.array([code_of.setdefault(n, len(code_of)) for n in names], dtype=np.int32)
-        unique = list(code_of)
-        model = unify[columns["model"]] if len(names) else columns["model"]
-        models: list[bytes] = []
-        if len(model):
-            seen, first = np.unique(model, return_index=True)
-            order = seen[np.argsort(first, kind="stable")]
-            renumber = np.zeros(len(unique), dtype=np.int32)
-            renumber[order] = np.arange(len(order), dtype=np.int32)
-            model = renumber[model]
-            models = [unique[code] for code in order.tolist()]
-        columns["model"] = model.astype(np.int32)
-        return {name: columns[name] for name in COLUMNS}, models
-
     def result(self, size: int, mtime_ns: int, lines: int) -> FileResult:
         source = self.source
         if self.want_session and self.found_session:
             source = SourceFile(source.path, source.project, self.found_session, source.agent)
-        columns: dict[str, np.ndarray[Any, Any]]
-        if self.native is not None:
-            columns, model_names = self._native_columns()
-        else:
-            columns = {"time": parse_times(self.cols[0])}
-            for name, col in zip(COLUMNS[1:], self.cols[1:]):
-                columns[name] = np.array(col, dtype=COLUMN_TYPES.get(name, np.int64))
-            model_names = list(self.models)
+        columns = {"time": parse_times(self.cols[0])}
+        for name, col in zip(COLUMNS[1:], self.cols[1:]):
+            columns[name] = np.array(col, dtype=COLUMN_TYPES.get(name, np.int64))
+        model_names = list(self.models)
         return FileResult(
             source=source,
             size=size,
@@ -749,25 +603,21 @@ class _Scanner:
         )
 
 
-def scan_file(source: SourceFile, *, pure: bool = False) -> FileResult:
+def scan_file(source: SourceFile) -> FileResult:
     """Read one file into columns. Errors reading the file itself (gone, unreadable) propagate.
 
-    Uses the compiled scanner when it is built (and `pure` is false); both give identical results.
     Timestamps are checked in bulk at the end; when one is not a date, the file is read again
     carefully (pure path, each stamp checked on its line) so the line is reported as malformed
     and every other row kept.
     """
     info = os.stat(source.path)
-    native = None if pure else _logscan()
     try:
-        if native is not None:
-            return _scan_file_native(source, native, info)
-        return _scan_file_pure(source, info)
+        return _scan_file(source, info)
     except BadStamp:
-        return _scan_file_pure(source, info, careful=True)
+        return _scan_file(source, info, careful=True)
 
 
-def _scan_file_pure(source: SourceFile, info: os.stat_result, careful: bool = False) -> FileResult:
+def _scan_file(source: SourceFile, info: os.stat_result, careful: bool = False) -> FileResult:
     scanner = _Scanner(source, careful=careful)
     pending: list[bytes] = []
     line_base = 1
@@ -791,46 +641,6 @@ def _scan_file_pure(source: SourceFile, info: os.stat_result, careful: bool = Fa
     tail = b"".join(pending)
     if tail.strip():
         scanner.scan(tail + b"\n", len(tail) + 1, line_base)
-        line_base += 1
-    return scanner.result(info.st_size, info.st_mtime_ns, line_base - 1)
-
-
-_buffers = threading.local()  # one reusable read buffer per thread
-
-
-def _scan_file_native(source: SourceFile, native: Any, info: os.stat_result) -> FileResult:
-    """`scan_file` with the compiled scanner, reading into one reused buffer.
-
-    The blocks end where the pure path's do (the last newline before each BLOCK_SIZE bytes read),
-    so even the order of ledger rows (after each block's usage rows) is the same.
-    """
-    scanner = _Scanner(source, native)
-    buf = getattr(_buffers, "buf", None)
-    if buf is None:
-        buf = _buffers.buf = bytearray(2 * BLOCK_SIZE)
-    carried = 0  # bytes of an unfinished line at the front of buf
-    line_base = 1
-    with open(source.path, "rb", buffering=0) as fh:
-        while True:
-            if carried + BLOCK_SIZE > len(buf):  # a line longer than the buffer: grow it
-                buf.extend(bytes(carried + BLOCK_SIZE - len(buf)))
-            with memoryview(buf) as view:
-                got = fh.readinto(view[carried : carried + BLOCK_SIZE])
-            if not got:
-                break
-            filled = carried + got
-            cut = buf.rfind(b"\n", 0, filled) + 1
-            if cut:
-                line_base += scanner._scan_native(buf, cut, line_base)
-                buf[: filled - cut] = buf[cut:filled]
-                carried = filled - cut
-            else:
-                carried = filled
-    tail = bytes(buf[:carried])
-    if len(buf) > 2 * BLOCK_SIZE:  # grown for a very long line: do not keep it
-        _buffers.buf = None
-    if tail.strip():
-        scanner._scan_native(tail + b"\n", len(tail) + 1, line_base)
         line_base += 1
     return scanner.result(info.st_size, info.st_mtime_ns, line_base - 1)
 
