@@ -391,7 +391,7 @@ def test_a_new_file_is_seen_by_a_warm_run(tmp_path: Path) -> None:
 
 
 def test_lines_in_the_usual_layout_and_odd_ones_give_the_same_rows(tmp_path: Path) -> None:
-    """The inline path (content cut out) and the per-line path agree, line numbers included."""
+    """A `usage` inside a tool input is content, not the response's usage; line numbers hold."""
     usual = (
         b'{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"/w","sessionId":"s",'
         b'"version":"2.1.63","gitBranch":"main","message":{"model":"claude-sonnet-4-6","id":"msg_U",'
