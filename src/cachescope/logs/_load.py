@@ -1,10 +1,7 @@
 """`load`: Claude Code transcripts and cachescope ledgers to one row per API response, priced.
 
 Files are scanned in a process pool (one worker per core) unless the incremental cache already
-holds them. De-duplication is global, so every report sees the same rows: key `(message.id,
-requestId)` (`message.id` alone without a request id); within a key the line with the largest token
-total wins, ties going to the line that has `speed`, then to the first line. A sidechain response
-whose `message.id` matches an earlier response under another request id is a replay and is dropped.
+holds them. De-duplication (`_dedup`) is global, so every report sees the same rows.
 """
 
 from __future__ import annotations
@@ -31,13 +28,13 @@ from cachescope.logs._cache import (
     write_cache,
     write_rows,
 )
+from cachescope.logs._dedup import TOKENS, deduplicate
 from cachescope.logs._discover import SourceFile
 from cachescope.logs._loadreport import CAVEAT as CAVEAT
 from cachescope.logs._loadreport import LoadReport as LoadReport
 from cachescope.logs._loadreport import SkippedLine as SkippedLine
 from cachescope.logs._scan import (
     FLAG_FAST,
-    FLAG_HAS_SPEED,
     FLAG_LEDGER,
     FLAG_SIDECHAIN,
     scan_file,
@@ -241,39 +238,6 @@ def _names(batch: Batch) -> dict[str, Any]:
     }
 
 
-def deduplicate(
-    columns: dict[str, np.ndarray[Any, Any]],
-) -> tuple[np.ndarray[Any, Any], int, int]:
-    """Indices of the rows to keep (in input order), duplicates dropped, replays dropped."""
-    n = len(columns["key"])
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), 0, 0
-    total = (
-        columns["fresh"]
-        + columns["write_5m"]
-        + columns["write_1h"]
-        + columns["read"]
-        + columns["output"]
-    )
-    order = np.arange(n)
-    has_speed = (columns["flags"] & FLAG_HAS_SPEED) != 0
-    key = columns["key"]
-    idx = np.lexsort((order, ~has_speed, -total, key))
-    first = np.ones(n, dtype=bool)
-    first[1:] = key[idx][1:] != key[idx][:-1]
-    kept = idx[first]
-    duplicates = n - len(kept)
-    # Replays: the earliest response of a message id stands; later sidechain ones are copies.
-    message = columns["message"][kept]
-    by_message = np.lexsort((kept, columns["time"][kept], message))
-    primary = np.ones(len(kept), dtype=bool)
-    primary[1:] = message[by_message][1:] != message[by_message][:-1]
-    sidechain = (columns["flags"][kept][by_message] & FLAG_SIDECHAIN) != 0
-    replay = ~primary & sidechain
-    survivors = np.sort(kept[by_message][~replay])
-    return survivors, duplicates, int(replay.sum())
-
-
 def price_rows(
     model_names: list[str],
     model_codes: np.ndarray[Any, Any],
@@ -326,9 +290,6 @@ def price_rows(
     cost = (tokens * row_rates).sum(axis=1) * scale
     uncached = (prompt * row_rates[:, 0] + counts["output"] * row_rates[:, 4]) * scale
     return cost, uncached, unknown
-
-
-TOKENS = ("fresh", "write_5m", "write_1h", "read", "output")
 
 
 def _build_rows(

@@ -1,0 +1,60 @@
+"""Counting each API response once: which rows survive de-duplication.
+
+Two steps, both independent of the order the files were read in:
+1. One line per key `(message.id, requestId)` (`message.id` alone without a request id): the
+   largest token total wins (a streamed response's last line), then the line that has `speed`,
+   then a main-chain line, then the earliest, then the first read.
+2. Then by `message.id`: a subagent that replays a parent's response writes it again under another
+   request id. If any response of a message id is on the main chain, every sidechain response of
+   it is such a copy and is dropped. If all are sidechain, one stands: the earliest, then the
+   largest total, then the one with `speed`, then the smallest key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cachescope.logs._scan import FLAG_HAS_SPEED, FLAG_SIDECHAIN
+
+TOKENS = ("fresh", "write_5m", "write_1h", "read", "output")
+
+
+def deduplicate(
+    columns: dict[str, np.ndarray[Any, Any]],
+) -> tuple[np.ndarray[Any, Any], int, int]:
+    """Indices of the rows to keep (in input order), the duplicates and the replays dropped."""
+    key = columns["key"]
+    n = len(key)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), 0, 0
+    total: np.ndarray[Any, Any] = np.sum([columns[name] for name in TOKENS], axis=0)
+    without_speed = (columns["flags"] & FLAG_HAS_SPEED) == 0
+    sidechain = (columns["flags"] & FLAG_SIDECHAIN) != 0
+    time = columns["time"]
+
+    # 1. one line per key (np.lexsort sorts by its last key first)
+    by_key = np.lexsort((np.arange(n), time, sidechain, without_speed, -total, key))
+    first = np.ones(n, dtype=bool)
+    first[1:] = key[by_key][1:] != key[by_key][:-1]
+    kept = by_key[first]
+    duplicates = n - len(kept)
+
+    # 2. by message id
+    side = sidechain[kept]
+    _, group = np.unique(columns["message"][kept], return_inverse=True)
+    group = group.reshape(-1)
+    has_main = np.zeros(int(group.max()) + 1, dtype=bool)
+    has_main[group[~side]] = True
+    replay = side & has_main[group]
+    alone = np.flatnonzero(side & ~has_main[group])  # responses of all-sidechain message ids
+    if len(alone):
+        rows = kept[alone]
+        order = np.lexsort((key[rows], without_speed[rows], -total[rows], time[rows], group[alone]))
+        ranked = group[alone][order]
+        later = np.zeros(len(order), dtype=bool)
+        later[1:] = ranked[1:] == ranked[:-1]
+        replay[alone[order[later]]] = True
+    survivors = np.sort(kept[~replay])
+    return survivors, duplicates, int(replay.sum())
