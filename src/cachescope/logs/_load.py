@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from cachescope import pricing
 from cachescope._errors import UnknownModelWarning
-from cachescope._modeldata import ModelTable, default_table
 from cachescope.logs._cache import (
     Batch,
     cache_path,
@@ -238,60 +238,6 @@ def _names(batch: Batch) -> dict[str, Any]:
     }
 
 
-def price_rows(
-    model_names: list[str],
-    model_codes: np.ndarray[Any, Any],
-    time_ms: np.ndarray[Any, Any],
-    counts: dict[str, np.ndarray[Any, Any]],
-    fast: np.ndarray[Any, Any],
-    table: ModelTable | None = None,
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[str]]:
-    """Cost at list prices and cost of the same traffic without caching; NaN where unknown."""
-    table = table or default_table()
-    n = len(model_codes)
-    cost = np.full(n, np.nan)
-    uncached = np.full(n, np.nan)
-    unknown: list[str] = []
-    if n == 0:
-        return cost, uncached, unknown
-    day = time_ms // DAY_MS
-    combined = model_codes.astype(np.int64) * 1_000_000 + (day - day.min())
-    uniq, inverse = np.unique(combined, return_inverse=True)
-    base = day.min()
-    rate_names = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
-    std = np.full((len(uniq), 5), np.nan)
-    long = np.full((len(uniq), 5), np.nan)
-    threshold = np.full(len(uniq), np.iinfo(np.int64).max, dtype=np.int64)
-    multiplier = np.ones(len(uniq))
-    for j, value in enumerate(uniq.tolist()):
-        name = model_names[value // 1_000_000]
-        info = table.lookup(name)
-        when = _dt.date(1970, 1, 1) + _dt.timedelta(days=int(base + value % 1_000_000))
-        rates = info.rates_at(when) if info is not None else None
-        if info is None or rates is None:
-            if name not in unknown:
-                unknown.append(name)
-            continue
-        std[j] = [getattr(rates, r) for r in rate_names]
-        long[j] = std[j]
-        if info.long_context_threshold is not None:
-            threshold[j] = info.long_context_threshold
-            long_rates = info.rates_at(when, info.long_context_threshold + 1)
-            if long_rates is not None:
-                long[j] = [getattr(long_rates, r) for r in rate_names]
-        multiplier[j] = info.fast_multiplier or 1.0
-    tokens = np.stack(
-        [counts["fresh"], counts["write_5m"], counts["write_1h"], counts["read"], counts["output"]],
-        axis=1,
-    ).astype(np.float64)
-    prompt = counts["fresh"] + counts["write_5m"] + counts["write_1h"] + counts["read"]
-    row_rates = np.where((prompt > threshold[inverse])[:, None], long[inverse], std[inverse])
-    scale = np.where(fast, multiplier[inverse], 1.0) / 1e6
-    cost = (tokens * row_rates).sum(axis=1) * scale
-    uncached = (prompt * row_rates[:, 0] + counts["output"] * row_rates[:, 4]) * scale
-    return cost, uncached, unknown
-
-
 def _build_rows(
     sources: list[SourceFile],
     stats: list[tuple[int, int] | None],
@@ -300,9 +246,11 @@ def _build_rows(
     progress: bool | None,
     roots: list[str],
 ) -> dict[str, Any]:
-    """Every response of `sources`, de-duplicated, priced and in time order, with what was skipped.
+    """Every response of `sources`, de-duplicated and in time order, with what was skipped.
 
     Covers all dates (`load` filters by date afterwards), so the result can be cached as it is.
+    It holds no money: `load` prices the rows it returns, so that prices set since (`set_price`)
+    reach a warm run too.
     """
     batch, files_read = _gather(sources, stats, no_cache, workers, progress, roots)
     columns = batch.columns
@@ -313,18 +261,11 @@ def _build_rows(
     keep, times = keep[order], times[order]
     flags = columns["flags"][keep]
     counts = {name: columns[name][keep] for name in TOKENS}
-    model_codes, model_names = names["model"][0][keep], names["model"][1]
-    cost, uncached, unknown = price_rows(
-        model_names, model_codes, times, counts, (flags & FLAG_FAST) != 0
-    )
     rows: dict[str, Any] = {"time": times, "flags": flags, **counts}
     for name in ("project", "session", "agent", "model"):
         rows[name] = np.ascontiguousarray(names[name][0][keep])
         rows[f"{name}_names"] = names[name][1]
     rows.update(
-        cost=cost,
-        cost_without_cache=uncached,
-        unknown=unknown,
         files=len(batch.files),
         bytes=sum(f.size for f in batch.files),
         lines=sum(f.lines for f in batch.files),
@@ -343,6 +284,24 @@ def _build_rows(
         files_read=files_read,
     )
     return rows
+
+
+def _unpriced(
+    names: list[str],
+    model_codes: np.ndarray[Any, Any],
+    fast: np.ndarray[Any, Any],
+    cost: np.ndarray[Any, Any],
+) -> list[str]:
+    """The models (and fast modes) of the rows `pricing` could not price, in order of first use."""
+    unpriced = np.isnan(cost)
+    if not unpriced.any():
+        return []
+    kinds, first = np.unique(model_codes[unpriced] * 2 + fast[unpriced], return_index=True)
+    labels = []
+    for kind in kinds[np.argsort(first)].tolist():
+        name = names[kind // 2]
+        labels.append(f"{name} (speed='fast')" if kind % 2 else name)
+    return labels
 
 
 def load(
@@ -421,14 +380,20 @@ def load(
     flags = rows["flags"][keep]
     times = times[keep]
     counts = {name: rows[name][keep] for name in TOKENS}
-    cost = rows["cost"][keep]
-    uncached = rows["cost_without_cache"][keep]
     model_codes = rows["model"][keep]
     fast = (flags & FLAG_FAST) != 0
-    unknown: list[str] = rows["unknown"]
-    if unknown and outside:  # only the unpriced models that are still in the window
-        present = set(np.unique(model_codes[np.isnan(cost)]).tolist())
-        unknown = [name for name in unknown if rows["model_names"].index(name) in present]
+    cost, uncached = pricing.cost_arrays(
+        rows["model_names"],
+        model_codes,
+        times // DAY_MS,
+        counts["fresh"],
+        counts["write_5m"],
+        counts["write_1h"],
+        counts["read"],
+        counts["output"],
+        fast,
+    )
+    unknown = _unpriced(rows["model_names"], model_codes, fast, cost)
     if unknown:
         warnings.warn(
             UnknownModelWarning(
