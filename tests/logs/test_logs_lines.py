@@ -145,3 +145,22 @@ def test_a_timestamp_that_is_not_a_date_is_reported(tmp_path: Path) -> None:
     assert df["fresh"].tolist() == [10]
     skipped = df.attrs["load_report"].malformed
     assert [(s.line, s.reason) for s in skipped] == [(2, "bad timestamp 'yesterday'")]
+
+
+def test_usage_lines_count_every_response_line_once_whichever_way_it_was_read(
+    tmp_path: Path,
+) -> None:
+    without_id = _response("msg_C")
+    del without_id["message"]["id"]  # read as plain JSON: its own response
+    synthetic = _response("msg_D")
+    synthetic["message"]["model"] = "<synthetic>"
+    lines = [
+        _compact(_response("msg_A")),
+        _spaced(_response("msg_B", input_tokens=-1)),  # malformed: not a usage line
+        _compact(without_id),
+        _compact(synthetic),
+    ]
+    df, _ = _load_lines(tmp_path, lines)
+    report = df.attrs["load_report"]
+    assert (report.usage_lines, report.responses, report.synthetic_skipped) == (3, 2, 1)
+    assert len(report.malformed) == 1

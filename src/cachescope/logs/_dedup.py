@@ -34,8 +34,11 @@ def deduplicate(
     sidechain = (columns["flags"] & FLAG_SIDECHAIN) != 0
     time = columns["time"]
 
-    # 1. one line per key (np.lexsort sorts by its last key first)
-    by_key = np.lexsort((np.arange(n), time, sidechain, without_speed, -total, key))
+    # 1. one line per key. The first three preferences packed into one integer (a response's
+    # total stays far below 2**60); np.lexsort is stable and sorts by its last key first, so
+    # among equal ones the first read comes first.
+    preference = ((total.max() - total) << 2) | (without_speed << 1) | sidechain
+    by_key = np.lexsort((time, preference, key))
     first = np.ones(n, dtype=bool)
     first[1:] = key[by_key][1:] != key[by_key][:-1]
     kept = by_key[first]

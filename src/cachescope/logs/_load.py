@@ -37,7 +37,6 @@ from cachescope.logs._scan import (
     FLAG_FAST,
     FLAG_LEDGER,
     FLAG_SIDECHAIN,
-    scan_file,
     scan_many,
 )
 from cachescope.logs._warm import find_files_cached, roots_of, stat_sources
@@ -84,11 +83,8 @@ def _scan_all(
     )
     try:
         if workers <= 1 or total < POOL_MIN_BYTES or len(sources) < 2:
-            results = []
-            for source, size in zip(sources, sizes):
-                results.append(scan_file(source))
-                bar.update(size)
-            batch = Batch.from_results(results)
+            batch = scan_many(sources)
+            bar.update(total)
             return [(batch, i) for i in range(len(sources))]
         return _scan_in_pool(sources, sizes, workers, bar)
     finally:

@@ -57,13 +57,13 @@ _MS = _dt.timedelta(milliseconds=1)
 Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class CacheCreation(msgspec.Struct):
+class CacheCreation(msgspec.Struct, gc=False):
     # UNSET tells a missing key from `null`: either key present means the breakdown is used.
     ephemeral_5m_input_tokens: Count | msgspec.UnsetType | None = msgspec.UNSET
     ephemeral_1h_input_tokens: Count | msgspec.UnsetType | None = msgspec.UNSET
 
 
-class Usage(msgspec.Struct):
+class Usage(msgspec.Struct, gc=False):
     input_tokens: Count
     output_tokens: Count
     cache_creation_input_tokens: Count | None = None
@@ -72,7 +72,7 @@ class Usage(msgspec.Struct):
     speed: str | None = None
 
 
-class Message(msgspec.Struct):
+class Message(msgspec.Struct, gc=False):
     id: str | None = None
     model: str | None = None
     usage: Usage | None = None
@@ -80,6 +80,7 @@ class Message(msgspec.Struct):
 
 class Record(
     msgspec.Struct,
+    gc=False,
     rename={"is_sidechain": "isSidechain", "request_id": "requestId", "session_id": "sessionId"},
 ):
     type: str | None = None
@@ -93,10 +94,12 @@ class Record(
 
 _decoder = msgspec.json.Decoder(Record)
 
+Row = tuple[int, int, int, int, int, int, int, int, int, int, int]  # one value per column
+
 
 @dataclass
 class FileResult:
-    """What one file holds, as columns (one row per usage line, before de-duplication)."""
+    """What one file holds besides its rows (which are in its batch's columns)."""
 
     source: SourceFile
     size: int
@@ -104,15 +107,10 @@ class FileResult:
     lines: int = 0
     usage_lines: int = 0
     synthetic: int = 0
-    columns: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
     compactions: list[int] = field(default_factory=list)
     malformed: list[tuple[int, str]] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        return len(self.columns["time"]) if self.columns else 0
 
 
 class BadCount(ValueError):
@@ -169,17 +167,16 @@ def _speed_flags(speed: object) -> int:
 class _Scanner:
     """One file's rows, model and session names, compactions and malformed lines, in file order."""
 
-    def __init__(self, source: SourceFile) -> None:
+    def __init__(self, source: SourceFile, rows: list[Row]) -> None:
         self.path = source.path
         self.session = source.session  # found in the file when its name does not give it
         self.malformed: list[tuple[int, str]] = []
         self.compactions: list[int] = []
         self.synthetic = 0
-        self.usage_lines = 0
         self.models: dict[str, int] = {}
         self.sessions: dict[str, int] = {"": 0}
-        # one tuple per row, in COLUMNS order
-        self.rows: list[tuple[int, int, int, int, int, int, int, int, int, int, int]] = []
+        self.rows = rows  # shared by the files of a batch; this file's start at first_row
+        self.first_row = len(rows)
 
     def block(self, buf: bytes, line_base: int) -> int:
         """Read the complete lines of `buf` (which ends in a newline), the first numbered
@@ -200,21 +197,26 @@ class _Scanner:
                     self.malformed.append((line_no, reason))
                 continue  # (an empty line is no record)
             message = record.message
-            usage = message.usage if message is not None else None
-            stamp = record.timestamp
+            if message is None or message.usage is None:  # not an API response: a prompt, a
+                # tool result, a snapshot... unless it is a ledger line or a compaction
+                if record.type == LEDGER_TYPE or record.subtype is not None:
+                    plain(line, line_no)
+                elif not self.session and record.session_id:
+                    self.session = record.session_id
+                continue
+            usage = message.usage
+            stamp, model, message_id = record.timestamp, message.model, message.id
             if (
-                record.type == LEDGER_TYPE
+                stamp is None
+                or model is None
+                or message_id is None
+                or model == SYNTHETIC_MODEL
+                or stamp.tzinfo is None  # no zone: `_plain` reads it as UTC
+                or record.type == LEDGER_TYPE
                 or record.subtype is not None
-                or (stamp is not None and stamp.tzinfo is None)  # no zone: `_plain` reads it as UTC
                 or not self.session
             ):
                 plain(line, line_no)  # rare lines: one reading for all their cases
-                continue
-            if usage is None:  # not an API response (a prompt, a tool result, a snapshot...)
-                continue
-            model, message_id = message.model, message.id  # type: ignore[union-attr]
-            if stamp is None or model is None or message_id is None or model == SYNTHETIC_MODEL:
-                plain(line, line_no)
                 continue
             breakdown = usage.cache_creation
             if breakdown is not None and (
@@ -234,8 +236,7 @@ class _Scanner:
             mid = message_id.encode()
             message_key = hash_(mid)
             request = record.request_id
-            key = hash_(mid + b"\x00" + request.encode()) if request is not None else message_key
-            self.usage_lines += 1
+            key = hash_(request.encode(), message_key) if request is not None else message_key
             rows.append(
                 (
                     (stamp - epoch) // ms,
@@ -299,7 +300,7 @@ class _Scanner:
         if isinstance(message_id, str):
             mid = message_id.encode()
             msg = _hash(mid)
-            key = _hash(mid + b"\x00" + request.encode()) if isinstance(request, str) else msg
+            key = _hash(request.encode(), msg) if isinstance(request, str) else msg
         else:  # nothing to de-duplicate by: the line is its own response
             key = msg = self._line_key(line_no)
         self._add(when, numbers, message.get("model"), 0, flags, key, msg)
@@ -342,7 +343,6 @@ class _Scanner:
         key: int,
         message: int,
     ) -> None:
-        self.usage_lines += 1
         name = model if isinstance(model, str) else "unknown"
         if name == SYNTHETIC_MODEL:
             self.synthetic += 1
@@ -351,21 +351,16 @@ class _Scanner:
         self.rows.append((when, *numbers, code, session, flags, key - _SIGN, message - _SIGN))
 
     def result(self, source: SourceFile, size: int, mtime_ns: int, lines: int) -> FileResult:
+        """What the file held, without its rows (they are in the shared row list)."""
         if self.session and not source.session:
             source = SourceFile(source.path, source.project, self.session, source.agent)
-        values = list(zip(*self.rows)) if self.rows else [() for _ in COLUMNS]
-        columns = {
-            name: np.array(value, dtype=COLUMN_TYPES.get(name, np.int64))
-            for name, value in zip(COLUMNS, values)
-        }
         return FileResult(
             source=source,
             size=size,
             mtime_ns=mtime_ns,
             lines=lines,
-            usage_lines=self.usage_lines,
+            usage_lines=len(self.rows) - self.first_row + self.synthetic,
             synthetic=self.synthetic,
-            columns=columns,
             models=list(self.models),
             sessions=list(self.sessions),
             compactions=self.compactions,
@@ -373,14 +368,17 @@ class _Scanner:
         )
 
 
-def scan_file(source: SourceFile) -> FileResult:
-    """Read one file into columns. Errors reading the file itself (gone, unreadable) propagate."""
-    scanner = _Scanner(source)
+def _read(source: SourceFile, rows: list[Row]) -> FileResult:
+    """Read one file, appending its rows to `rows`. Errors reading the file itself (gone,
+    unreadable) propagate."""
+    scanner = _Scanner(source, rows)
     line_base = 1
     pending = b""
     with open(source.path, "rb", buffering=0) as fh:
         info = os.fstat(fh.fileno())
-        while block := fh.read(BLOCK_SIZE):
+        # a small file in one read of its size (+1: a file still being written may have grown)
+        chunk = BLOCK_SIZE if info.st_size >= BLOCK_SIZE else info.st_size + 1
+        while block := fh.read(chunk):
             if pending:
                 block = pending + block
             cut = block.rfind(b"\n") + 1
@@ -392,11 +390,23 @@ def scan_file(source: SourceFile) -> FileResult:
     return scanner.result(source, info.st_size, info.st_mtime_ns, line_base - 1)
 
 
-def scan_many(sources: list[SourceFile]) -> Any:
-    """`scan_file` over a batch (one task for a worker process), as one `_cache.Batch`.
+def _columns(rows: list[Row]) -> dict[str, np.ndarray[Any, Any]]:
+    values = list(zip(*rows)) if rows else [() for _ in COLUMNS]
+    return {
+        name: np.array(value, dtype=COLUMN_TYPES.get(name, np.int64))
+        for name, value in zip(COLUMNS, values)
+    }
 
-    One set of concatenated columns per task instead of one per file: far less to pickle.
-    """
+
+def scan_many(sources: list[SourceFile]) -> Any:
+    """Read the files of a batch (one task for a worker process), as one `_cache.Batch`: one
+    set of columns for all its files, far less to build and to pickle than one per file."""
     from cachescope.logs._cache import Batch
 
-    return Batch.from_results([scan_file(source) for source in sources])
+    rows: list[Row] = []
+    files = []
+    offsets = np.zeros(len(sources) + 1, dtype=np.int64)
+    for i, source in enumerate(sources):
+        files.append(_read(source, rows))
+        offsets[i + 1] = len(rows)
+    return Batch(files, _columns(rows), offsets)
