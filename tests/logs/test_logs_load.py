@@ -149,6 +149,26 @@ def test_a_process_pool_gives_the_same_rows(corpus, monkeypatch: pytest.MonkeyPa
     assert len(pooled) == len(single) == corpus[1].responses
 
 
+def test_a_pool_started_from_a_threaded_process_forks_no_threads(
+    corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """In a process with threads (a Jupyter kernel's), the workers come from a fork server."""
+    import threading
+
+    monkeypatch.setattr(_load, "POOL_MIN_BYTES", 0)
+    release = threading.Event()
+    helper = threading.Thread(target=release.wait)
+    helper.start()
+    try:
+        assert _load._start_method() == "forkserver"
+        pooled = load(corpus[0], no_cache=True, workers=2)
+    finally:
+        release.set()
+        helper.join()
+    assert len(pooled) == corpus[1].responses
+    assert pooled["fresh"].sum() == corpus[1].fresh
+
+
 def test_second_run_reads_only_changed_files(tmp_path: Path) -> None:
     synthetic.write_corpus(tmp_path, sessions=6, seed=2, flaws=False)
     first = load(tmp_path)

@@ -76,23 +76,38 @@ def _scan_all(
     show = (
         progress if progress is not None else (total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
     )
+    pooled = workers > 1 and total >= POOL_MIN_BYTES and len(sources) > 1
+    method = _start_method() if pooled else ""  # before the bar, which starts a thread of its own
     from tqdm import tqdm
 
     bar = tqdm(
         total=total, unit="B", unit_scale=True, desc="reading logs", disable=not show, leave=False
     )
     try:
-        if workers <= 1 or total < POOL_MIN_BYTES or len(sources) < 2:
-            batch = scan_many(sources)
-            bar.update(total)
-            return [(batch, i) for i in range(len(sources))]
-        return _scan_in_pool(sources, sizes, workers, bar)
+        if pooled:
+            return _scan_in_pool(sources, sizes, workers, method, bar)
+        batch = scan_many(sources)
+        bar.update(total)
+        return [(batch, i) for i in range(len(sources))]
     finally:
         bar.close()
 
 
+def _start_method() -> str:
+    """How to start the workers: `fork` (cheapest) only in a single-threaded process such as the
+    command line, since forking a process with threads (a Jupyter kernel's) can leave a lock held
+    in the child; there, `forkserver` where the platform has it, else `spawn`."""
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def _scan_in_pool(
-    sources: list[SourceFile], sizes: list[int], workers: int, bar: Any
+    sources: list[SourceFile], sizes: list[int], workers: int, method: str, bar: Any
 ) -> list[tuple[Batch, int]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -111,8 +126,9 @@ def _scan_in_pool(
             current, current_bytes = [], 0
     if current:
         batches.append(current)
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    context = multiprocessing.get_context(method)
+    if context.get_start_method() == "forkserver":  # its workers fork with the scanner imported
+        context.set_forkserver_preload(["cachescope.logs._scan"])
     placed: list[tuple[Batch, int] | None] = [None] * len(sources)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(scan_many, [sources[i] for i in batch]): batch for batch in batches}
