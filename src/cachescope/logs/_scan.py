@@ -13,6 +13,7 @@ either takes it or reports what is wrong with it.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import os
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -391,10 +392,12 @@ def _read(source: SourceFile, rows: list[Row]) -> FileResult:
 
 
 def _columns(rows: list[Row]) -> dict[str, np.ndarray[Any, Any]]:
-    values = list(zip(*rows)) if rows else [() for _ in COLUMNS]
+    table = np.fromiter(
+        itertools.chain.from_iterable(rows), dtype=np.int64, count=len(rows) * len(COLUMNS)
+    ).reshape(len(rows), len(COLUMNS))
     return {
-        name: np.array(value, dtype=COLUMN_TYPES.get(name, np.int64))
-        for name, value in zip(COLUMNS, values)
+        name: np.ascontiguousarray(table[:, j], dtype=COLUMN_TYPES.get(name, np.int64))
+        for j, name in enumerate(COLUMNS)
     }
 
 
