@@ -21,28 +21,49 @@ from cachescope.logs._scan import FLAG_HAS_SPEED, FLAG_SIDECHAIN
 TOKENS = ("fresh", "write_5m", "write_1h", "read", "output")
 
 
+def best_lines(
+    columns: dict[str, np.ndarray[Any, Any]], within: np.ndarray[Any, Any] | None = None
+) -> np.ndarray[Any, Any]:
+    """Step 1: the rows kept, one per key (per key and `within` value when given), ascending.
+
+    Applied per file first (in the worker that read it) and then to all files: the same rows
+    stand as in one pass, since every preference, down to the first read, is a total order.
+    """
+    key = columns["key"]
+    n = len(key)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    total: np.ndarray[Any, Any] = np.sum([columns[name] for name in TOKENS], axis=0)
+    without_speed = (columns["flags"] & FLAG_HAS_SPEED) == 0
+    sidechain = (columns["flags"] & FLAG_SIDECHAIN) != 0
+    # The first three preferences packed into one integer (a response's total stays far below
+    # 2**60); np.lexsort is stable and sorts by its last key first, so among equal ones the
+    # first read comes first.
+    preference = ((total.max() - total) << 2) | (without_speed << 1) | sidechain
+    if within is None:
+        order = np.lexsort((columns["time"], preference, key))
+        first = np.ones(n, dtype=bool)
+        first[1:] = key[order][1:] != key[order][:-1]
+    else:
+        order = np.lexsort((columns["time"], preference, key, within))
+        first = np.ones(n, dtype=bool)
+        first[1:] = (key[order][1:] != key[order][:-1]) | (within[order][1:] != within[order][:-1])
+    return np.sort(order[first])
+
+
 def deduplicate(
     columns: dict[str, np.ndarray[Any, Any]],
 ) -> tuple[np.ndarray[Any, Any], int, int]:
     """Indices of the rows to keep (in input order), the duplicates and the replays dropped."""
-    key = columns["key"]
-    n = len(key)
+    n = len(columns["key"])
     if n == 0:
         return np.zeros(0, dtype=np.int64), 0, 0
+    kept = best_lines(columns)
+    duplicates = n - len(kept)
+    key, time = columns["key"], columns["time"]
     total: np.ndarray[Any, Any] = np.sum([columns[name] for name in TOKENS], axis=0)
     without_speed = (columns["flags"] & FLAG_HAS_SPEED) == 0
     sidechain = (columns["flags"] & FLAG_SIDECHAIN) != 0
-    time = columns["time"]
-
-    # 1. one line per key. The first three preferences packed into one integer (a response's
-    # total stays far below 2**60); np.lexsort is stable and sorts by its last key first, so
-    # among equal ones the first read comes first.
-    preference = ((total.max() - total) << 2) | (without_speed << 1) | sidechain
-    by_key = np.lexsort((time, preference, key))
-    first = np.ones(n, dtype=bool)
-    first[1:] = key[by_key][1:] != key[by_key][:-1]
-    kept = by_key[first]
-    duplicates = n - len(kept)
 
     # 2. by message id
     side = sidechain[kept]

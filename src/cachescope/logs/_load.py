@@ -282,7 +282,7 @@ def _build_rows(
         bytes=sum(f.size for f in batch.files),
         lines=sum(f.lines for f in batch.files),
         usage_lines=sum(f.usage_lines for f in batch.files),
-        duplicates=duplicates,
+        duplicates=duplicates + sum(f.duplicates for f in batch.files),
         replays=replays,
         synthetic=sum(f.synthetic for f in batch.files),
         malformed=[

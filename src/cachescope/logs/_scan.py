@@ -108,6 +108,7 @@ class FileResult:
     lines: int = 0
     usage_lines: int = 0
     synthetic: int = 0
+    duplicates: int = 0  # lines dropped for a better line of the same response in this file
     models: list[str] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)
     compactions: list[int] = field(default_factory=list)
@@ -403,13 +404,27 @@ def _columns(rows: list[Row]) -> dict[str, np.ndarray[Any, Any]]:
 
 def scan_many(sources: list[SourceFile]) -> Any:
     """Read the files of a batch (one task for a worker process), as one `_cache.Batch`: one
-    set of columns for all its files, far less to build and to pickle than one per file."""
+    set of columns for all its files, far less to build and to pickle than one per file. Each
+    file keeps one line per response key (the first step of de-duplication, `_dedup`)."""
     from cachescope.logs._cache import Batch
+    from cachescope.logs._dedup import best_lines
 
     rows: list[Row] = []
     files = []
-    offsets = np.zeros(len(sources) + 1, dtype=np.int64)
+    counts = np.zeros(len(sources), dtype=np.int64)
     for i, source in enumerate(sources):
+        before = len(rows)
         files.append(_read(source, rows))
-        offsets[i + 1] = len(rows)
-    return Batch(files, _columns(rows), offsets)
+        counts[i] = len(rows) - before
+    columns = _columns(rows)
+    file_of = np.repeat(np.arange(len(files)), counts)
+    keep = best_lines(columns, within=file_of)
+    if len(keep) < len(rows):
+        columns = {name: column[keep] for name, column in columns.items()}
+        kept = np.bincount(file_of[keep], minlength=len(files))
+        for result, before, after in zip(files, counts.tolist(), kept.tolist()):
+            result.duplicates = before - after
+        counts = kept
+    offsets = np.zeros(len(sources) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return Batch(files, columns, offsets)

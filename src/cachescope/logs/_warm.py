@@ -24,7 +24,7 @@ import xxhash
 from cachescope.logs._discover import SourceFile, default_roots, find_files
 
 # Bump when the scanner's output changes meaning (also stamps `_cache`'s files).
-CACHE_VERSION = "cachescope.logs.cache/4"
+CACHE_VERSION = "cachescope.logs.cache/5"
 OUTPUT_VERSION = "cachescope.usage.output/1"
 LISTING_VERSION = "cachescope.logs.listing/1"
 
