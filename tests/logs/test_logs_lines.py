@@ -164,3 +164,12 @@ def test_usage_lines_count_every_response_line_once_whichever_way_it_was_read(
     report = df.attrs["load_report"]
     assert (report.usage_lines, report.responses, report.synthetic_skipped) == (3, 2, 1)
     assert len(report.malformed) == 1
+
+
+def test_a_count_too_large_for_any_response_is_reported(tmp_path: Path) -> None:
+    df, _ = _load_lines(tmp_path, [_compact(_response("msg_B", input_tokens=2**64 - 1))])
+    assert len(df) == 0
+    skipped = df.attrs["load_report"].malformed
+    assert [(s.line, s.reason) for s in skipped] == [
+        (1, "implausible input_tokens (18446744073709551615)")
+    ]

@@ -55,7 +55,10 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _MS = _dt.timedelta(milliseconds=1)
 
 # -- the usual form of a line, as msgspec checks it ------------------------------------------------
-Count = Annotated[int, msgspec.Meta(ge=0)]
+# A count above MAX_COUNT (a trillion tokens in one response) is not a real one, and would not fit
+# the int64 sums of a corpus.
+MAX_COUNT = 1 << 40
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 
 
 class CacheCreation(msgspec.Struct, gc=False):
@@ -129,6 +132,8 @@ def _count(usage: dict[str, Any], name: str, required: bool = False) -> int:
         raise BadCount(f"non-integer {name} ({value!r})")
     if value < 0:
         raise BadCount(f"negative {name} ({value})")
+    if value > MAX_COUNT:
+        raise BadCount(f"implausible {name} ({value})")
     return value
 
 
