@@ -1,7 +1,9 @@
 """`load`: Claude Code transcripts and cachescope ledgers to one row per API response, priced.
 
 Files are scanned in a process pool (one worker per core) unless the incremental cache already
-holds them. De-duplication (`_dedup`) is global, so every report sees the same rows.
+holds them. De-duplication (`_dedup`) is global, so every report sees the same rows. Money comes
+from `cachescope.pricing` (`cost_arrays`) on every call, never from a cache, so `set_price` reaches
+every figure.
 """
 
 from __future__ import annotations
