@@ -23,18 +23,22 @@ import math
 import re
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachescope._errors import UnknownModelWarning
 from cachescope._modeldata import ModelInfo, Rates, default_table
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "Rates",
     "UsageCounts",
     "break_even_reads",
     "cost",
+    "cost_arrays",
     "cost_without_cache",
     "rates",
     "reset_prices",
@@ -391,6 +395,101 @@ def _costs(
     if found is None:
         return None, None
     return _cost(counts, found), _cost_without_cache(counts, found)
+
+
+def cost_arrays(
+    models: Sequence[str],
+    model_codes: Any,
+    days: Any,
+    input_tokens: Any,
+    cache_write_5m_tokens: Any,
+    cache_write_1h_tokens: Any,
+    cache_read_tokens: Any,
+    output_tokens: Any,
+    fast: Any = None,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """`cost` and `cost_without_cache` of many calls at once, as float arrays (NaN: unknown price).
+
+    Each row is priced as `cost` prices it (the same rates, from `rates`, and the same formula), so
+    `set_price` overrides reach these figures too. No warning is given: a caller with an unknown
+    model finds NaN in its rows and says so itself.
+
+    Parameters
+    ----------
+    models, model_codes:
+        Row i's model is `models[model_codes[i]]` (IDs or aliases).
+    days:
+        Row i's UTC day, as whole days since 1970-01-01.
+    input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, output_tokens:
+        Row i's billable counts (as in `UsageCounts`).
+    fast:
+        Row i was made with `speed="fast"` (default: none was).
+    """
+    import numpy as np
+
+    codes = np.asarray(model_codes, dtype=np.int64)
+    n = len(codes)
+    day = np.asarray(days, dtype=np.int64)
+    counts = [
+        np.asarray(c, dtype=np.int64)
+        for c in (
+            input_tokens,
+            cache_write_5m_tokens,
+            cache_write_1h_tokens,
+            cache_read_tokens,
+            output_tokens,
+        )
+    ]
+    is_fast = np.zeros(n, dtype=bool) if fast is None else np.asarray(fast, dtype=bool)
+    prompt = counts[0] + counts[1] + counts[2] + counts[3]
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    # The rates depend on (model, day, long-context band, speed) only: look them up once per
+    # combination, with the first row of each as the one `rates` sees.
+    table = default_table()
+    threshold = np.array([_threshold(table.lookup(name)) for name in models] or [0], dtype=np.int64)
+    band = prompt > threshold[codes]
+    first_day = int(day.min())
+    combined = ((codes * (int(day.max()) - first_day + 1) + (day - first_day)) * 2 + band) * 2
+    combined += is_fast
+    _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    grid = np.full((len(first), 5), np.nan)
+    epoch = _dt.date(1970, 1, 1)
+    for j, row in enumerate(first.tolist()):
+        found = rates(
+            models[int(codes[row])],
+            when=epoch + _dt.timedelta(days=int(day[row])),
+            prompt_tokens=int(prompt[row]),
+            speed="fast" if is_fast[row] else None,
+            warn=False,
+        )
+        if found is not None:
+            grid[j] = (
+                found.input,
+                found.cache_write_5m,
+                found.cache_write_1h,
+                found.cache_read,
+                found.output,
+            )
+    per_row = grid[inverse.reshape(-1)]
+    fresh, write_5m, write_1h, read, output = counts
+    # the same operations, in the same order, as `_cost` and `_cost_without_cache`
+    cost = _PER_TOKEN * (
+        per_row[:, 0] * fresh
+        + per_row[:, 1] * write_5m
+        + per_row[:, 2] * write_1h
+        + per_row[:, 3] * read
+        + per_row[:, 4] * output
+    )
+    without_cache = _PER_TOKEN * (per_row[:, 0] * prompt + per_row[:, 4] * output)
+    return cost, without_cache
+
+
+def _threshold(info: ModelInfo | None) -> int:
+    """The prompt size above which `info`'s long-context rates apply (never: the largest int64)."""
+    if info is None or info.long_context_threshold is None:
+        return 2**63 - 1
+    return int(info.long_context_threshold)
 
 
 def savings(

@@ -107,7 +107,7 @@ def test_sonnet_5_5_read_price_drops_from_twenty_to_ten_cents_on_2026_10_07() ->
 def test_batch_halves_every_rate_including_cache_rates() -> None:
     u = usage(fresh=1_000_000, w5=1_000_000, w1=1_000_000, read=1_000_000, out=1_000_000)
     full = pricing.cost(u, "claude-opus-4-5")
-    assert full == pytest.approx(5 + 6.25 + 10 + 0.5 + 25)
+    assert full is not None and full == pytest.approx(5 + 6.25 + 10 + 0.5 + 25)
     assert pricing.cost(u, "claude-opus-4-5", batch=True) == pytest.approx(full / 2)
 
 
@@ -209,3 +209,68 @@ def test_cost_is_never_nan_for_known_models() -> None:
     value = pricing.cost(usage(fresh=1), "claude-sonnet-5")
     assert value is not None
     assert not math.isnan(value)
+
+
+# -- many calls at once: cost_arrays prices each row exactly as cost does -------------------------
+ROWS = [  # model, day, fresh, 5m write, 1h write, read, output, fast
+    ("claude-sonnet-4-5", dt.date(2026, 9, 1), 10, 100, 0, 1_000, 50, False),
+    ("claude-haiku-5-5", dt.date(2026, 9, 1), 100_000, 0, 0, 0, 1_000, False),  # lower band
+    ("claude-haiku-5-5", dt.date(2026, 9, 1), 1, 0, 0, 100_000, 1_000, False),  # upper band
+    ("claude-sonnet-5-5", dt.date(2026, 10, 6), 0, 0, 0, 1_000_000, 0, False),  # before the drop
+    ("claude-sonnet-5-5", dt.date(2026, 10, 7), 0, 0, 0, 1_000_000, 0, False),  # after it
+    ("claude-opus-5", dt.date(2026, 9, 1), 1_000_000, 0, 0, 0, 1_000_000, True),  # fast: 2x
+    ("claude-sonnet-4-5", dt.date(2026, 9, 1), 0, 0, 0, 0, 100, True),  # no fast price: unknown
+    ("claude-imaginary-9", dt.date(2026, 9, 1), 5, 0, 0, 0, 5, False),  # unknown model
+]
+
+
+def _arrays(rows: list[tuple[object, ...]]) -> tuple[list[float], list[float]]:
+    models = sorted({str(r[0]) for r in rows})
+    epoch = dt.date(1970, 1, 1)
+    cost, without = pricing.cost_arrays(
+        models,
+        [models.index(str(r[0])) for r in rows],
+        [(r[1] - epoch).days for r in rows],  # type: ignore[operator]
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        [r[5] for r in rows],
+        [r[6] for r in rows],
+        fast=[r[7] for r in rows],
+    )
+    return cost.tolist(), without.tolist()
+
+
+def _one(row: tuple[object, ...], price: object) -> float:
+    model, day, fresh, w5, w1, read, out, fast = row
+    u = usage(fresh, w5, w1, read, out, **({"speed": "fast"} if fast else {}))  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownModelWarning)
+        value = price(u, str(model), when=day)  # type: ignore[operator]
+    return math.nan if value is None else float(value)
+
+
+def _same(a: list[float], b: list[float]) -> bool:
+    return all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True))
+
+
+def test_cost_arrays_give_exactly_what_cost_gives_row_by_row() -> None:
+    cost, without = _arrays(ROWS)  # type: ignore[arg-type]
+    assert _same(cost, [_one(r, pricing.cost) for r in ROWS])
+    assert _same(without, [_one(r, pricing.cost_without_cache) for r in ROWS])
+    assert cost[5] == pytest.approx(10 + 50)  # fast Opus 5: 2x of $5 in, $25 out
+    assert math.isnan(cost[6]) and math.isnan(cost[7])
+
+
+def test_cost_arrays_follow_set_price() -> None:
+    row = ("my-model", dt.date(2026, 9, 1), 1_000_000, 1_000_000, 0, 1_000_000, 1_000_000, False)
+    assert math.isnan(_arrays([row])[0][0])
+    pricing.set_price("my-model", input=2.0, output=8.0)
+    cost, without = _arrays([row])
+    assert cost == [pytest.approx(2 + 2.5 + 0.2 + 8)] and cost == [_one(row, pricing.cost)]
+    assert without == [pytest.approx(2 * 3 + 8)]
+
+
+def test_cost_arrays_of_no_rows_are_empty() -> None:
+    cost, without = pricing.cost_arrays([], [], [], [], [], [], [], [])
+    assert len(cost) == len(without) == 0

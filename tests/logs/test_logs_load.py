@@ -149,6 +149,26 @@ def test_a_process_pool_gives_the_same_rows(corpus, monkeypatch: pytest.MonkeyPa
     assert len(pooled) == len(single) == corpus[1].responses
 
 
+def test_a_pool_started_from_a_threaded_process_forks_no_threads(
+    corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """In a process with threads (a Jupyter kernel's), the workers come from a fork server."""
+    import threading
+
+    monkeypatch.setattr(_load, "POOL_MIN_BYTES", 0)
+    release = threading.Event()
+    helper = threading.Thread(target=release.wait)
+    helper.start()
+    try:
+        assert _load._start_method() == "forkserver"
+        pooled = load(corpus[0], no_cache=True, workers=2)
+    finally:
+        release.set()
+        helper.join()
+    assert len(pooled) == corpus[1].responses
+    assert pooled["fresh"].sum() == corpus[1].fresh
+
+
 def test_second_run_reads_only_changed_files(tmp_path: Path) -> None:
     synthetic.write_corpus(tmp_path, sessions=6, seed=2, flaws=False)
     first = load(tmp_path)
@@ -391,7 +411,7 @@ def test_a_new_file_is_seen_by_a_warm_run(tmp_path: Path) -> None:
 
 
 def test_lines_in_the_usual_layout_and_odd_ones_give_the_same_rows(tmp_path: Path) -> None:
-    """The inline path (content cut out) and the per-line path agree, line numbers included."""
+    """A `usage` inside a tool input is content, not the response's usage; line numbers hold."""
     usual = (
         b'{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"/w","sessionId":"s",'
         b'"version":"2.1.63","gitBranch":"main","message":{"model":"claude-sonnet-4-6","id":"msg_U",'

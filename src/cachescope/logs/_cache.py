@@ -5,7 +5,7 @@ Two cache files per set of input folders, under `$XDG_CACHE_HOME/cachescope/logs
 - `<roots>.pickle`: every file's metadata and all its rows (before de-duplication) as concatenated
   columns. When some files changed, only those are read again and de-duplication re-runs over
   the arrays.
-- `<roots>.rows.pickle`: the final rows (de-duplicated, priced, in time order) and the load
+- `<roots>.rows.pickle`: the final rows (de-duplicated, in time order, not priced) and the load
   report's figures, stamped with a signature of every input file's (path, names, size, mtime) and
   of the price table. A warm run whose files are all unchanged loads only this: no parsing, no
   de-duplication, no pricing.
@@ -16,7 +16,7 @@ rebuilt.
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +38,6 @@ class Batch:
     files: list[FileResult]
     columns: dict[str, np.ndarray[Any, Any]]
     offsets: np.ndarray[Any, Any]
-
-    @classmethod
-    def from_results(cls, results: list[FileResult]) -> Batch:
-        counts = [len(r.columns["time"]) if r.columns else 0 for r in results]
-        offsets = np.zeros(len(results) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        columns: dict[str, np.ndarray[Any, Any]] = {}
-        for name in COLUMNS:
-            parts = [r.columns[name] for r, n in zip(results, counts) if n]
-            columns[name] = (
-                np.concatenate(parts) if parts else np.zeros(0, dtype=_empty_dtype(name))
-            )
-        return cls([_metadata(r) for r in results], columns, offsets)
 
     @classmethod
     def assemble(cls, pieces: list[tuple[Batch, int]]) -> Batch:
@@ -91,29 +78,6 @@ class Batch:
             )
             columns[name] = whole if take is None else whole[take]
         return cls([b.files[i] for b, i in pieces], columns, offsets)
-
-    def result(self, index: int) -> FileResult:
-        start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
-        return replace(
-            self.files[index], columns={k: v[start:stop] for k, v in self.columns.items()}
-        )
-
-
-def _metadata(r: FileResult) -> FileResult:
-    """`r` without its columns (kept in the batch's)."""
-    return FileResult(
-        r.source,
-        r.size,
-        r.mtime_ns,
-        r.lines,
-        r.usage_lines,
-        r.synthetic,
-        {},
-        r.models,
-        r.sessions,
-        r.compactions,
-        r.malformed,
-    )
 
 
 def _empty_dtype(name: str) -> Any:

@@ -1,10 +1,9 @@
 """`load`: Claude Code transcripts and cachescope ledgers to one row per API response, priced.
 
 Files are scanned in a process pool (one worker per core) unless the incremental cache already
-holds them. De-duplication is global, so every report sees the same rows: key `(message.id,
-requestId)` (`message.id` alone without a request id); within a key the line with the largest token
-total wins, ties going to the line that has `speed`, then to the first line. A sidechain response
-whose `message.id` matches an earlier response under another request id is a replay and is dropped.
+holds them. De-duplication (`_dedup`) is global, so every report sees the same rows. Money comes
+from `cachescope.pricing` (`cost_arrays`) on every call, never from a cache, so `set_price` reaches
+every figure.
 """
 
 from __future__ import annotations
@@ -19,9 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from cachescope import pricing
 from cachescope._errors import UnknownModelWarning
-from cachescope._modeldata import ModelTable, default_table
-from cachescope.logs import _scan
 from cachescope.logs._cache import (
     Batch,
     cache_path,
@@ -32,16 +30,15 @@ from cachescope.logs._cache import (
     write_cache,
     write_rows,
 )
+from cachescope.logs._dedup import TOKENS, deduplicate
 from cachescope.logs._discover import SourceFile
 from cachescope.logs._loadreport import CAVEAT as CAVEAT
 from cachescope.logs._loadreport import LoadReport as LoadReport
 from cachescope.logs._loadreport import SkippedLine as SkippedLine
 from cachescope.logs._scan import (
     FLAG_FAST,
-    FLAG_HAS_SPEED,
     FLAG_LEDGER,
     FLAG_SIDECHAIN,
-    scan_file,
     scan_many,
 )
 from cachescope.logs._warm import find_files_cached, roots_of, stat_sources
@@ -81,26 +78,38 @@ def _scan_all(
     show = (
         progress if progress is not None else (total >= PROGRESS_MIN_BYTES and sys.stderr.isatty())
     )
+    pooled = workers > 1 and total >= POOL_MIN_BYTES and len(sources) > 1
+    method = _start_method() if pooled else ""  # before the bar, which starts a thread of its own
     from tqdm import tqdm
 
     bar = tqdm(
         total=total, unit="B", unit_scale=True, desc="reading logs", disable=not show, leave=False
     )
     try:
-        if workers <= 1 or total < POOL_MIN_BYTES or len(sources) < 2:
-            results = []
-            for source, size in zip(sources, sizes):
-                results.append(scan_file(source))
-                bar.update(size)
-            batch = Batch.from_results(results)
-            return [(batch, i) for i in range(len(sources))]
-        return _scan_in_pool(sources, sizes, workers, bar)
+        if pooled:
+            return _scan_in_pool(sources, sizes, workers, method, bar)
+        batch = scan_many(sources)
+        bar.update(total)
+        return [(batch, i) for i in range(len(sources))]
     finally:
         bar.close()
 
 
+def _start_method() -> str:
+    """How to start the workers: `fork` (cheapest) only in a single-threaded process such as the
+    command line, since forking a process with threads (a Jupyter kernel's) can leave a lock held
+    in the child; there, `forkserver` where the platform has it, else `spawn`."""
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def _scan_in_pool(
-    sources: list[SourceFile], sizes: list[int], workers: int, bar: Any
+    sources: list[SourceFile], sizes: list[int], workers: int, method: str, bar: Any
 ) -> list[tuple[Batch, int]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -119,8 +128,9 @@ def _scan_in_pool(
             current, current_bytes = [], 0
     if current:
         batches.append(current)
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    context = multiprocessing.get_context(method)
+    if context.get_start_method() == "forkserver":  # its workers fork with the scanner imported
+        context.set_forkserver_preload(["cachescope.logs._scan"])
     placed: list[tuple[Batch, int] | None] = [None] * len(sources)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = {pool.submit(scan_many, [sources[i] for i in batch]): batch for batch in batches}
@@ -242,113 +252,6 @@ def _names(batch: Batch) -> dict[str, Any]:
     }
 
 
-def deduplicate(
-    columns: dict[str, np.ndarray[Any, Any]], *, pure: bool = False
-) -> tuple[np.ndarray[Any, Any], int, int]:
-    """Indices of the rows to keep (in input order), duplicates dropped, replays dropped.
-
-    Uses the compiled `logscan.dedup` (hash tables, one pass each) unless `pure`; both agree.
-    """
-    n = len(columns["key"])
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), 0, 0
-    total = (
-        columns["fresh"]
-        + columns["write_5m"]
-        + columns["write_1h"]
-        + columns["read"]
-        + columns["output"]
-    )
-    native = None if pure else _scan._logscan()
-    if native is not None:
-
-        def int64(name: str) -> np.ndarray[Any, Any]:
-            return np.ascontiguousarray(columns[name]).view(np.int64)
-
-        survivors, duplicates, replays = native.dedup(
-            int64("key"),
-            np.ascontiguousarray(total, dtype=np.int64),
-            np.ascontiguousarray(columns["flags"], dtype=np.uint8),
-            int64("message"),
-            np.ascontiguousarray(columns["time"], dtype=np.int64),
-        )
-        return np.frombuffer(survivors, dtype=np.int64).copy(), duplicates, replays
-    order = np.arange(n)
-    has_speed = (columns["flags"] & FLAG_HAS_SPEED) != 0
-    key = columns["key"]
-    idx = np.lexsort((order, ~has_speed, -total, key))
-    first = np.ones(n, dtype=bool)
-    first[1:] = key[idx][1:] != key[idx][:-1]
-    kept = idx[first]
-    duplicates = n - len(kept)
-    # Replays: the earliest response of a message id stands; later sidechain ones are copies.
-    message = columns["message"][kept]
-    by_message = np.lexsort((kept, columns["time"][kept], message))
-    primary = np.ones(len(kept), dtype=bool)
-    primary[1:] = message[by_message][1:] != message[by_message][:-1]
-    sidechain = (columns["flags"][kept][by_message] & FLAG_SIDECHAIN) != 0
-    replay = ~primary & sidechain
-    survivors = np.sort(kept[by_message][~replay])
-    return survivors, duplicates, int(replay.sum())
-
-
-def price_rows(
-    model_names: list[str],
-    model_codes: np.ndarray[Any, Any],
-    time_ms: np.ndarray[Any, Any],
-    counts: dict[str, np.ndarray[Any, Any]],
-    fast: np.ndarray[Any, Any],
-    table: ModelTable | None = None,
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[str]]:
-    """Cost at list prices and cost of the same traffic without caching; NaN where unknown."""
-    table = table or default_table()
-    n = len(model_codes)
-    cost = np.full(n, np.nan)
-    uncached = np.full(n, np.nan)
-    unknown: list[str] = []
-    if n == 0:
-        return cost, uncached, unknown
-    day = time_ms // DAY_MS
-    combined = model_codes.astype(np.int64) * 1_000_000 + (day - day.min())
-    uniq, inverse = np.unique(combined, return_inverse=True)
-    base = day.min()
-    rate_names = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
-    std = np.full((len(uniq), 5), np.nan)
-    long = np.full((len(uniq), 5), np.nan)
-    threshold = np.full(len(uniq), np.iinfo(np.int64).max, dtype=np.int64)
-    multiplier = np.ones(len(uniq))
-    for j, value in enumerate(uniq.tolist()):
-        name = model_names[value // 1_000_000]
-        info = table.lookup(name)
-        when = _dt.date(1970, 1, 1) + _dt.timedelta(days=int(base + value % 1_000_000))
-        rates = info.rates_at(when) if info is not None else None
-        if info is None or rates is None:
-            if name not in unknown:
-                unknown.append(name)
-            continue
-        std[j] = [getattr(rates, r) for r in rate_names]
-        long[j] = std[j]
-        if info.long_context_threshold is not None:
-            threshold[j] = info.long_context_threshold
-            long_rates = info.rates_at(when, info.long_context_threshold + 1)
-            if long_rates is not None:
-                long[j] = [getattr(long_rates, r) for r in rate_names]
-        multiplier[j] = info.fast_multiplier or 1.0
-    tokens = np.stack(
-        [counts["fresh"], counts["write_5m"], counts["write_1h"], counts["read"], counts["output"]],
-        axis=1,
-    ).astype(np.float64)
-    prompt = counts["fresh"] + counts["write_5m"] + counts["write_1h"] + counts["read"]
-    row_rates = np.where((prompt > threshold[inverse])[:, None], long[inverse], std[inverse])
-    scale = np.where(fast, multiplier[inverse], 1.0) / 1e6
-    cost = (tokens * row_rates).sum(axis=1) * scale
-    uncached = (prompt * row_rates[:, 0] + counts["output"] * row_rates[:, 4]) * scale
-    return cost, uncached, unknown
-
-
-TOKENS = ("fresh", "write_5m", "write_1h", "read", "output")
-
-
 def _build_rows(
     sources: list[SourceFile],
     stats: list[tuple[int, int] | None],
@@ -357,9 +260,11 @@ def _build_rows(
     progress: bool | None,
     roots: list[str],
 ) -> dict[str, Any]:
-    """Every response of `sources`, de-duplicated, priced and in time order, with what was skipped.
+    """Every response of `sources`, de-duplicated and in time order, with what was skipped.
 
     Covers all dates (`load` filters by date afterwards), so the result can be cached as it is.
+    It holds no money: `load` prices the rows it returns, so that prices set since (`set_price`)
+    reach a warm run too.
     """
     batch, files_read = _gather(sources, stats, no_cache, workers, progress, roots)
     columns = batch.columns
@@ -370,23 +275,16 @@ def _build_rows(
     keep, times = keep[order], times[order]
     flags = columns["flags"][keep]
     counts = {name: columns[name][keep] for name in TOKENS}
-    model_codes, model_names = names["model"][0][keep], names["model"][1]
-    cost, uncached, unknown = price_rows(
-        model_names, model_codes, times, counts, (flags & FLAG_FAST) != 0
-    )
     rows: dict[str, Any] = {"time": times, "flags": flags, **counts}
     for name in ("project", "session", "agent", "model"):
         rows[name] = np.ascontiguousarray(names[name][0][keep])
         rows[f"{name}_names"] = names[name][1]
     rows.update(
-        cost=cost,
-        cost_without_cache=uncached,
-        unknown=unknown,
         files=len(batch.files),
         bytes=sum(f.size for f in batch.files),
         lines=sum(f.lines for f in batch.files),
         usage_lines=sum(f.usage_lines for f in batch.files),
-        duplicates=duplicates,
+        duplicates=duplicates + sum(f.duplicates for f in batch.files),
         replays=replays,
         synthetic=sum(f.synthetic for f in batch.files),
         malformed=[
@@ -400,6 +298,24 @@ def _build_rows(
         files_read=files_read,
     )
     return rows
+
+
+def _unpriced(
+    names: list[str],
+    model_codes: np.ndarray[Any, Any],
+    fast: np.ndarray[Any, Any],
+    cost: np.ndarray[Any, Any],
+) -> list[str]:
+    """The models (and fast modes) of the rows `pricing` could not price, in order of first use."""
+    unpriced = np.isnan(cost)
+    if not unpriced.any():
+        return []
+    kinds, first = np.unique(model_codes[unpriced] * 2 + fast[unpriced], return_index=True)
+    labels = []
+    for kind in kinds[np.argsort(first)].tolist():
+        name = names[kind // 2]
+        labels.append(f"{name} (speed='fast')" if kind % 2 else name)
+    return labels
 
 
 def load(
@@ -478,14 +394,20 @@ def load(
     flags = rows["flags"][keep]
     times = times[keep]
     counts = {name: rows[name][keep] for name in TOKENS}
-    cost = rows["cost"][keep]
-    uncached = rows["cost_without_cache"][keep]
     model_codes = rows["model"][keep]
     fast = (flags & FLAG_FAST) != 0
-    unknown: list[str] = rows["unknown"]
-    if unknown and outside:  # only the unpriced models that are still in the window
-        present = set(np.unique(model_codes[np.isnan(cost)]).tolist())
-        unknown = [name for name in unknown if rows["model_names"].index(name) in present]
+    cost, uncached = pricing.cost_arrays(
+        rows["model_names"],
+        model_codes,
+        times // DAY_MS,
+        counts["fresh"],
+        counts["write_5m"],
+        counts["write_1h"],
+        counts["read"],
+        counts["output"],
+        fast,
+    )
+    unknown = _unpriced(rows["model_names"], model_codes, fast, cost)
     if unknown:
         warnings.warn(
             UnknownModelWarning(

@@ -24,7 +24,7 @@ import xxhash
 from cachescope.logs._discover import SourceFile, default_roots, find_files
 
 # Bump when the scanner's output changes meaning (also stamps `_cache`'s files).
-CACHE_VERSION = "cachescope.logs.cache/3"
+CACHE_VERSION = "cachescope.logs.cache/5"
 OUTPUT_VERSION = "cachescope.usage.output/1"
 LISTING_VERSION = "cachescope.logs.listing/1"
 
@@ -123,18 +123,18 @@ def rows_signature(sources: list[Any], stats: list[tuple[int, int] | None]) -> s
 
 
 def _code_stamp() -> str:
-    """cachescope's version and the (size, mtime) of its Python sources and of the log scanner."""
+    """cachescope's version and the (size, mtime) of its Python sources."""
     import cachescope
 
     package = Path(cachescope.__file__).resolve().parent
     parts = [str(getattr(cachescope, "__version__", ""))]
-    for folder in (package, package / "logs", package / "_native"):
+    for folder in (package, package / "logs"):
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
             continue
         for entry in entries:
-            if entry.name.endswith(".py") or entry.name.startswith("logscan."):
+            if entry.name.endswith(".py"):
                 info = entry.stat()
                 parts.append(f"{entry.name}:{info.st_size}:{info.st_mtime_ns}")
     data = package / "data" / "prices.toml"

@@ -148,6 +148,8 @@ class _Corpus:
     def price(
         self, model: str, ms: int, counts: tuple[int, int, int, int, int], fast: bool
     ) -> float:
+        # The ground truth prices the spec's formula itself, on purpose: an oracle that went through
+        # `cachescope.pricing` would agree with `logs` by construction.
         info = self.table.lookup(model)
         assert info is not None
         day = _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).date()
