@@ -109,17 +109,13 @@ def _replay(args: argparse.Namespace, started: float) -> tuple[Any, str] | None:
     Returns None when it printed it, else (path, key) for storing this run's output (or None
     when the cache cannot be consulted: the normal path then reports any error itself).
     """
-    from cachescope.logs import _warm
+    from cachescope.logs import cached_output
 
     paths: list[str | os.PathLike[str]] | None = list(args.paths) or None
     try:
-        roots = _warm.roots_of(paths)
-        sources = _warm.find_files_cached(paths, roots)
-        signature = _warm.rows_signature(sources, _warm.stat_sources(sources))
-        where = _warm.output_path(roots, signature, _arguments(args))
+        entry, where = cached_output(paths, _arguments(args))
     except Exception:  # the full path reports (or recovers from) whatever went wrong
         return (None, "")
-    entry = _warm.read_output(*where)
     if entry is None:
         return where
     import dataclasses
@@ -206,10 +202,10 @@ def _run_usage(args: argparse.Namespace) -> int:
         if not found:
             where = None
     if where is not None and where[0] is not None:
-        from cachescope.logs import _warm
+        from cachescope.logs import store_output
 
         try:
-            _warm.write_output(where[0], where[1], entry)
+            store_output(where, entry)
         except OSError:
             pass  # the load already warned when the cache folder cannot be written
     return 0

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from cachescope import blocks as _blocks
+from cachescope import _memo
 from cachescope.blocks import LayeredBlocks, flatten
 from cachescope.stability import clear_memos, compare
+from cachescope.tokens import counter_for
 
 MODEL = "claude-sonnet-5"
 LONG = "Answer plainly and briefly, and cite the note you used. " * 30
@@ -215,11 +216,11 @@ def test_a_unit_at_a_new_place_gets_its_new_index_and_path() -> None:
 
 
 def test_the_memo_drops_the_least_recently_used_unit_past_its_caps() -> None:
-    memo = _blocks._Memo(units=2, chars=1_000)
+    memo = _memo._Memo(units=2, chars=1_000)
 
     def unit(text: str) -> Any:
         block = flatten({"system": text}).blocks[0]
-        return _blocks._Unit(_blocks.counter_for("classic"), [block], [""], -1, (False, False, ()))
+        return _memo._Unit(counter_for("classic"), [block], [""], -1, (False, False, ()))
 
     memo.put("a", unit("x" * 10))
     memo.put("b", unit("y" * 10))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachescope.logs._discover import SourceFile, default_roots, find_files
 from cachescope.logs._loadreport import CAVEAT, LoadReport, SkippedLine
+from cachescope.logs._warm import cached_output, store_output
 
 if TYPE_CHECKING:
     from cachescope.logs._load import load
@@ -29,10 +30,12 @@ __all__ = [
     "SkippedLine",
     "SourceFile",
     "UsageReport",
+    "cached_output",
     "default_roots",
     "find_files",
     "load",
     "report",
+    "store_output",
 ]
 
 _LAZY = {"load": "_load", "Phase": "_phases", "UsageReport": "_report", "report": "_report"}

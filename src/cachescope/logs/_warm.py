@@ -186,3 +186,19 @@ def write_pickle(path: Path, data: Any) -> None:
         except OSError:
             pass
         raise
+
+
+def cached_output(
+    paths: list[str | os.PathLike[str]] | None, arguments: Iterable[str]
+) -> tuple[dict[str, Any] | None, tuple[Path, str]]:
+    """What an identical earlier `cachescope usage` run (same `arguments`) printed over the same,
+    unchanged files, or None; and where this run's output is to be stored."""
+    roots = roots_of(paths)
+    sources = find_files_cached(paths, roots)
+    where = output_path(roots, rows_signature(sources, stat_sources(sources)), arguments)
+    return read_output(*where), where
+
+
+def store_output(where: tuple[Path, str], entry: dict[str, Any]) -> None:
+    """Keep a run's output for `cached_output` (OSError when the cache folder is not writable)."""
+    write_output(where[0], where[1], entry)
