@@ -71,7 +71,7 @@ def build_params(turn: int) -> dict[str, Any]:
     ]
     system = [
         {"type": "text", "text": "You are Aura.\n" + _PARAGRAPH * 200, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
-        {"type": "text", "text": "Reference documents:\n" + _PARAGRAPH * 1_100},
+        {"type": "text", "text": "Reference documents:\n" + _PARAGRAPH * 2_200},
         {"type": "text", "text": "Memories:\n" + _PARAGRAPH * 300, "cache_control": {"type": "ephemeral"}},
     ]  # fmt: skip
     messages: list[dict[str, Any]] = []

@@ -130,6 +130,7 @@ class _NeverEqual:
 
 
 _NEVER = _NeverEqual()
+_ONLY_STR = {str}
 
 
 def _snapshot(message: Any) -> tuple[Any, tuple[tuple[str, ...], ...] | None]:
@@ -150,7 +151,7 @@ def _snapshot(message: Any) -> tuple[Any, tuple[tuple[str, ...], ...] | None]:
     blocks = []
     ordered = False
     for block in content:
-        if type(block) is not dict or any(type(value) is not str for value in block.values()):
+        if type(block) is not dict or {*map(type, block.values())} != _ONLY_STR:
             return _NEVER, None
         ordered = ordered or len(block) != 2 or block.get("type") != "text"
         blocks.append(dict(block))
