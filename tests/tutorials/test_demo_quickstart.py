@@ -124,3 +124,8 @@ def test_make_demo_executes_the_quickstart_and_writes_html(
     html = (tmp_path / "01-quickstart.html").read_text(encoding="utf-8")
     assert "%%cached_prompt" in html and "image/png" in html
     assert _demo.WIDGET_VIEW not in html
+    # the README shows what `make demo` prints, figure for figure
+    capsys.readouterr()
+    _demo.print_headline(headline)
+    printed = capsys.readouterr().out
+    assert printed in (root / "README.md").read_text(encoding="utf-8")
