@@ -348,8 +348,11 @@ def flatten(
     # take its blocks a run at a time; every other one is keyed by its content.
     messages = list(params.get("messages") or [])
     head_blocks = len(blocks)
-    prior = _PRIORS.find(messages, counter, head_blocks)
-    same = list(map(eq, messages, prior.snapshots)) if prior is not None else []
+    try:
+        prior = _PRIORS.find(messages, counter, head_blocks)
+        same = list(map(eq, messages, prior.snapshots)) if prior is not None else []
+    except Exception:  # an object in the messages whose == raises (not JSON): read them all
+        prior, same = None, []
     n = len(messages)
     same += [False] * (n - len(same))
     if prior is not None:

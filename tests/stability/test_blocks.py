@@ -137,3 +137,17 @@ def test_threads_flattening_the_same_messages_at_other_places_each_get_their_own
         for _ in range(20):
             got = list(pool.map(flatten, requests))
             assert got == expected
+
+
+def test_an_object_whose_equality_raises_does_not_stop_the_walk() -> None:
+    class Ambiguous:
+        def __eq__(self, other: object) -> bool:
+            raise ValueError("the truth value is ambiguous")
+
+        __hash__ = object.__hash__
+
+    plain = {"role": "user", "content": [{"type": "text", "text": "Hello."}]}
+    flatten({"model": MODEL, "messages": [plain]})
+    odd = {"model": MODEL, "messages": [Ambiguous()]}
+    flat = flatten(odd, default=lambda value: "ambiguous")
+    assert [block.text for block in flat.blocks] == ['"ambiguous"']
