@@ -525,3 +525,22 @@ def break_even_reads(model: str, ttl: str = "5m", *, when: Any = None) -> int | 
     if r.input <= r.cache_read:
         raise ValueError(f"Reads of {model!r} cost no less than fresh input; caching never pays.")
     return max(0, math.ceil((write - r.input) / (r.input - r.cache_read) - 1e-12))
+
+
+def one_hour_break_even(
+    write_5m: float | None, write_1h: float | None, read: float | None, long_gaps: int = 0
+) -> float | None:
+    """Gaps of 5–60 minutes per cache write that a 1h TTL needs to cost less than 5m.
+
+    With 5m every such gap rewrites the prefix (a 5m write instead of a read); with 1h only gaps
+    beyond an hour do (`long_gaps` of them), but every write costs the 1h rate. So 1h wins when
+    `medium_gaps × (write_5m − read) > (1 + long_gaps) × (write_1h − write_5m)`. Rates are per
+    million tokens (any unit, the same for all three); None when one is unknown, infinity when a
+    5m write costs no more than a read.
+    """
+    if write_5m is None or write_1h is None or read is None:
+        return None
+    saved = write_5m - read
+    if saved <= 0:
+        return math.inf
+    return (write_1h - write_5m) / saved * (1 + long_gaps)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -275,13 +274,9 @@ class BreakEven:
     @property
     def medium_gaps_needed(self) -> float | None:
         """Gaps of 5–60 minutes per write needed for 1h to pay off (by the rule above)."""
-        write_5m, write_1h, read = self.write_5m_rate, self.write_1h_rate, self.read_rate
-        if write_5m is None or write_1h is None or read is None:
-            return None
-        saved = write_5m - read
-        if saved <= 0:
-            return math.inf
-        return (write_1h - write_5m) / saved * (1 + self.long_gaps)
+        return pricing.one_hour_break_even(
+            self.write_5m_rate, self.write_1h_rate, self.read_rate, self.long_gaps
+        )
 
     def __str__(self) -> str:
         needed = self.medium_gaps_needed
