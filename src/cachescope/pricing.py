@@ -386,17 +386,6 @@ def _cost_without_cache(counts: UsageCounts, r: Rates) -> float:
     return _PER_TOKEN * (r.input * counts.prompt_tokens + r.output * counts.output_tokens)
 
 
-def _costs(
-    counts: UsageCounts, model: str, *, when: Any = None
-) -> tuple[float | None, float | None]:
-    """`(cost(counts, model, when=when), cost_without_cache(counts, model, when=when))`, with
-    the rates looked up once (what the client stores on every record)."""
-    found = _rates_for(counts, model, False, when)[1]
-    if found is None:
-        return None, None
-    return _cost(counts, found), _cost_without_cache(counts, found)
-
-
 def cost_arrays(
     models: Sequence[str],
     model_codes: Any,

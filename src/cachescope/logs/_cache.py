@@ -80,16 +80,6 @@ class Batch:
         return cls([b.files[i] for b, i in pieces], columns, offsets)
 
 
-def _empty_dtype(name: str) -> Any:
-    return {
-        "model": np.int32,
-        "session": np.int32,
-        "flags": np.uint8,
-        "key": np.uint64,
-        "message": np.uint64,
-    }.get(name, np.int64)
-
-
 def read_rows(path: Path, signature: str) -> dict[str, Any] | None:
     """The cached final rows when their signature still matches, else None."""
     data = _read(path)
