@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
 from itertools import compress, count
-from operator import not_
+from operator import eq, is_, not_
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -109,6 +109,7 @@ class _Prior:
 
     counter: TokenCounter
     heads: int  # blocks before the first message
+    messages: list[Any]  # the objects read, for a request read alongside in the same call
     snapshots: list[Any]
     orders: dict[
         int, tuple[tuple[str, ...], ...]
@@ -236,6 +237,29 @@ _MEMO = _Memo(units=20_000, chars=32_000_000)
 _PRIORS = _Priors(size=8)
 
 
+def same_as(prior: _Prior, messages: list[Any], alongside: bool) -> list[bool]:
+    """Which of `messages` equal `prior`'s at the same places: by the snapshots (and the key
+    order where it counts); or, for a request read `alongside` prior in the same call (nothing can
+    have changed in between), first by being the very same objects."""
+    n = len(messages)
+    orders = prior.orders
+    checks: Iterable[tuple[int, tuple[tuple[str, ...], ...]]]
+    if alongside:
+        same = list(map(is_, messages, prior.messages))
+        others = [m for m in compress(count(), map(not_, same)) if m < len(prior.snapshots)]
+        for m in others:
+            same[m] = prior.snapshots[m] == messages[m]
+        checks = [(m, orders[m]) for m in others if m in orders]
+    else:
+        same = list(map(eq, messages, prior.snapshots))
+        checks = orders.items()
+    same += [False] * (n - len(same))
+    for m, keys in checks:
+        if m < n and same[m] and tuple(map(tuple, messages[m]["content"])) != keys:
+            same[m] = False  # equal, but its keys came in another order
+    return same
+
+
 def _remembered(prior: _Prior | None, same: list[bool], messages: list[Any], counter: TokenCounter,
                 heads: int, units: list[_Unit], placed: list[tuple[Block, ...]],
                 starts: list[int]) -> _Prior:  # fmt: skip
@@ -253,4 +277,4 @@ def _remembered(prior: _Prior | None, same: list[bool], messages: list[Any], cou
             orders.pop(m, None)
         else:
             orders[m] = keys
-    return _Prior(counter, heads, snapshots, orders, units, placed, starts)
+    return _Prior(counter, heads, messages, snapshots, orders, units, placed, starts)

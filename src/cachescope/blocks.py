@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import accumulate, chain, compress, count, repeat
-from operator import attrgetter, eq, is_not, not_
+from operator import attrgetter, is_not, not_
 from typing import Any
 
 import orjson
@@ -33,7 +33,7 @@ from cachescope._levels import LEVELS as LEVELS
 from cachescope._levels import _cites
 from cachescope._levels import prefix_keys as prefix_keys
 from cachescope._levels import request_settings as request_settings
-from cachescope._memo import _MEMO, _PRIORS, _message_key, _remembered, _Unit
+from cachescope._memo import _MEMO, _PRIORS, _message_key, _Prior, _remembered, _Unit, same_as
 from cachescope._memo import _content_key as _content_key
 from cachescope.tokens import EstimatingCounter, TokenCounter, counter_for
 
@@ -105,6 +105,8 @@ class FlatRequest:
     # the blocks of each unit (tool list, system prompt, each message), in order: a unit whose
     # content and place did not change is the very same tuple on the next call
     units: list[tuple[Block, ...]] = field(default_factory=list, compare=False, repr=False)
+    # how the messages were read, for a request flattened `alongside` this one
+    read: _Prior | None = field(default=None, compare=False, repr=False)
     _cumulative: list[int] | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -318,6 +320,7 @@ def flatten(
     counter: TokenCounter | None = None,
     *,
     default: Callable[[Any], Any] | None = None,
+    alongside: FlatRequest | None = None,
 ) -> FlatRequest:
     """Flatten Messages API params into cache positions.
 
@@ -330,6 +333,11 @@ def flatten(
     default:
         Turns a value that is not JSON into one that is, as `orjson.dumps(default=...)`; without
         it such a value raises TypeError.
+    alongside:
+        A request flattened just before this one in the same call, with nothing changed in
+        between (`compare` reads its two requests so): a message that is the very same object at
+        the same place is taken as read there. Never pass one whose params may have been changed
+        in place since.
     """
     model = str(params.get("model", ""))
     if counter is None:
@@ -348,17 +356,16 @@ def flatten(
     # take its blocks a run at a time; every other one is keyed by its content.
     messages = list(params.get("messages") or [])
     head_blocks = len(blocks)
+    earlier = alongside.read if alongside is not None else None
+    if earlier is not None and (earlier.counter is not counter or earlier.heads != head_blocks):
+        earlier = None
     try:
-        prior = _PRIORS.find(messages, counter, head_blocks)
-        same = list(map(eq, messages, prior.snapshots)) if prior is not None else []
+        prior = earlier or _PRIORS.find(messages, counter, head_blocks)
+        same = same_as(prior, messages, prior is earlier) if prior is not None else []
     except Exception:  # an object in the messages whose == raises (not JSON): read them all
         prior, same = None, []
     n = len(messages)
     same += [False] * (n - len(same))
-    if prior is not None:
-        for m, keys in prior.orders.items():
-            if m < n and same[m] and tuple(map(tuple, messages[m]["content"])) != keys:
-                same[m] = False  # equal, but its keys came in another order
     entries = _MEMO.entries
     starts: list[int] = []
     m = 0
@@ -388,12 +395,12 @@ def flatten(
         units.append(placed)
         blocks += placed
         m += 1
+    remembered = None
     if messages:
-        _PRIORS.remember(
-            _remembered(
-                prior, same, messages, counter, head_blocks, read[heads:], units[heads:], starts
-            )
+        remembered = _remembered(
+            prior, same, messages, counter, head_blocks, read[heads:], units[heads:], starts
         )
+        _PRIORS.remember(remembered)
 
     changed = list(compress(read, map(_FOUND, read)))
     settings = request_settings(
@@ -409,6 +416,7 @@ def flatten(
         settings=settings,
         top_level_cache_control=dict(top) if isinstance(top, Mapping) else None,
         units=units,
+        read=remembered,
     )
 
 

@@ -108,11 +108,12 @@ def _stand_in(value: Any) -> Any:
     return f"<{type(value).__qualname__} object at {id(value):#x}>"
 
 
-def _from_params(params: Mapping[str, Any]) -> _Request:
+def _from_params(params: Mapping[str, Any], alongside: _Request | None) -> _Request:
+    earlier = alongside.flat if alongside is not None else None
     try:
-        flat = flatten(params)
+        flat = flatten(params, alongside=earlier)
     except TypeError:
-        flat = flatten(params, default=_stand_in)
+        flat = flatten(params, default=_stand_in, alongside=earlier)
     return _Request(
         model=flat.model,
         blocks=flat.blocks,
@@ -156,14 +157,14 @@ def _to_seconds(value: Any) -> float | None:
     return None
 
 
-def _read(value: Any) -> _Request:
-    """One side of a comparison."""
+def _read(value: Any, alongside: _Request | None = None) -> _Request:
+    """One side of a comparison. `alongside`: the other side, read just before (see `flatten`)."""
     if isinstance(value, Fingerprint):
         return _from_fingerprint(value)
     if isinstance(value, Mapping):
         if "blocks" in value and "messages" not in value and "system" not in value:
             return _from_fingerprint(Fingerprint.from_dict(value))
-        return _from_params(value)
+        return _from_params(value, alongside)
     # A ledger record or anything like it: .fingerprint / .blocks, .model, .time, miss reason.
     fp = getattr(value, "fingerprint", None)
     if callable(fp):
@@ -303,7 +304,7 @@ def compare(
         Minimum cacheable tokens; by default from the model table (none for an unknown model).
     """
     old = _read(a)
-    new = _read(b)
+    new = _read(b, alongside=old)
     if gap_seconds is None and old.time is not None and new.time is not None:
         gap_seconds = new.time - old.time
     if server_reason is None:

@@ -65,6 +65,16 @@ def test_a_conversation_sent_again_takes_the_blocks_of_its_equal_messages() -> N
     assert len(again.blocks) == len(first.blocks) + 1
 
 
+def test_a_request_read_alongside_another_takes_its_very_messages_as_they_were_read() -> None:
+    a = _session(6)
+    b = {**a, "messages": [*a["messages"], {"role": "assistant", "content": "Noted."}]}
+    first = flatten(a)
+    alongside = flatten(b, alongside=first)
+    clear_memos()
+    assert alongside == flatten(copy.deepcopy(b))
+    assert all(x is y for x, y in zip(first.blocks, alongside.blocks))
+
+
 def test_equal_values_of_other_types_are_not_taken_for_the_same_message() -> None:
     a = {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "x", "n": 1}]}]}
     b = {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "x", "n": True}]}]}
