@@ -237,6 +237,13 @@ _MEMO = _Memo(units=20_000, chars=32_000_000)
 _PRIORS = _Priors(size=8)
 
 
+def _order_of(content: list[Any], blocks: int) -> tuple[tuple[str, ...], ...]:
+    """The key order of each block of `content` (a message of one block is the common case)."""
+    if blocks == 1 and len(content) == 1:
+        return (tuple(content[0]),)
+    return tuple(map(tuple, content))
+
+
 def same_as(prior: _Prior, messages: list[Any], alongside: bool) -> list[bool]:
     """Which of `messages` equal `prior`'s at the same places: by the snapshots (and the key
     order where it counts); or, for a request read `alongside` prior in the same call (nothing can
@@ -244,18 +251,18 @@ def same_as(prior: _Prior, messages: list[Any], alongside: bool) -> list[bool]:
     n = len(messages)
     orders = prior.orders
     checks: Iterable[tuple[int, tuple[tuple[str, ...], ...]]]
-    if alongside:
-        same = list(map(is_, messages, prior.messages))
-        others = [m for m in compress(count(), map(not_, same)) if m < len(prior.snapshots)]
+    same = list(map(is_, messages, prior.messages)) if alongside else []
+    others = list(compress(count(), map(not_, same)))
+    if alongside and len(others) <= len(same) // 2:
         for m in others:
             same[m] = prior.snapshots[m] == messages[m]
         checks = [(m, orders[m]) for m in others if m in orders]
-    else:
+    else:  # mostly other objects (or not alongside): every message against its snapshot, in C
         same = list(map(eq, messages, prior.snapshots))
         checks = orders.items()
     same += [False] * (n - len(same))
     for m, keys in checks:
-        if m < n and same[m] and tuple(map(tuple, messages[m]["content"])) != keys:
+        if m < n and same[m] and _order_of(messages[m]["content"], len(keys)) != keys:
             same[m] = False  # equal, but its keys came in another order
     return same
 
