@@ -281,3 +281,27 @@ def test_a_conversation_that_grew_is_checked_in_its_new_messages(
         "after a ttl='5m' cache_control block. Note that blocks are processed in the following "
         "order: `tools`, `system`, `messages`."
     )
+
+
+def test_a_conversation_whose_rolling_breakpoint_moved_is_checked_from_its_last_old_turn(
+    client: anthropic.Anthropic,
+) -> None:
+    question = {"role": "user", "content": "Which layer changed?"}
+    client.messages.create(
+        model=MODEL,
+        max_tokens=8,
+        messages=[
+            question,
+            {"role": "assistant", "content": [block("The stable one.", cached=True)]},
+        ],
+    )
+    # the last accepted turn changed (its breakpoint moved on, its text emptied): it is checked
+    # again, not taken as accepted with the turns before it
+    error = _error_of(
+        client,
+        model=MODEL,
+        max_tokens=8,
+        messages=[question, {"role": "assistant", "content": ""}, question],
+    )
+    assert error.status_code == 400
+    assert _message(error) == "messages.1: assistant messages must have non-empty content"

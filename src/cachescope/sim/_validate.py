@@ -65,9 +65,9 @@ _Accepted = tuple[list[Any], list[_Mark], Any, list[Any], bool]
 class Validator:
     """`validate` with a memo of the messages it accepted lately, one per conversation.
 
-    A request whose messages start with an accepted request's messages (equal as JSON values) is
-    checked from where those end: a conversation that grew by a turn costs one comparison in C
-    and the checks of the new messages. Only messages nobody else holds are remembered (the
+    A request whose messages start with an accepted request's messages but its last (equal as
+    JSON values) is checked from there: a conversation that grew by a turn, its rolling breakpoint
+    moved off the last message, costs one comparison in C and the checks of the newest messages. Only messages nobody else holds are remembered (the
     transport's freshly parsed bodies), so an accepted message cannot change afterwards.
     """
 
@@ -90,9 +90,9 @@ class Validator:
             if not isinstance(messages, list):
                 raise invalid("messages: Input should be a valid list")
         start: _Accepted | None = self._earlier(messages) if self._accepted else None
-        accepted = _check_messages(messages, start)
-        if remember and messages:
-            self._remember(accepted)
+        accepted, checkpoint = _check_messages(messages, start)
+        if remember and checkpoint is not None:
+            self._remember(checkpoint)
         marks += accepted[1]
         if accepted[2] is not None:
             eligible = accepted[2]
@@ -133,9 +133,11 @@ def _check_head(body: Mapping[str, Any], marks: list[_Mark]) -> _Mark | None:
     return eligible
 
 
-def _check_messages(messages: list[Any], start: _Accepted | None) -> _Accepted:
-    """Check messages one by one with their pairing, from where `start` (an accepted request
-    whose messages these start with) ends."""
+def _check_messages(
+    messages: list[Any], start: _Accepted | None
+) -> tuple[_Accepted, _Accepted | None]:
+    """Check messages one by one with their pairing, from where `start` (accepted messages these
+    start with) ends; the state after all of them, and the state before the last one."""
     if start is not None:
         _, earlier_marks, eligible, pending, empty = start
         first = len(start[0])
@@ -146,7 +148,12 @@ def _check_messages(messages: list[Any], start: _Accepted | None) -> _Accepted:
     else:
         marks, eligible, pending, empty, first = [], None, [], False, 0
     last = len(messages) - 1
+    checkpoint: _Accepted | None = None
     for m in range(first, last + 1):
+        if m == last and m > 0:
+            # the state before the last message: the next request of a conversation starts
+            # with these messages even when it moves the rolling breakpoint off the last one
+            checkpoint = (list(messages[:m]), list(marks), eligible, list(pending), empty)
         message = messages[m]
         found = _check_message(message, m, marks)
         empty = found is None
@@ -159,7 +166,7 @@ def _check_messages(messages: list[Any], start: _Accepted | None) -> _Accepted:
         pending = check_tool_pairing(pending, message, m, messages)
     if pending:  # a final assistant message with client tool_use blocks
         raise invalid(missing_results(last, pending))
-    return (list(messages), marks, eligible, pending, empty)
+    return (list(messages), marks, eligible, pending, empty), checkpoint
 
 
 def _check_tools(tools: Any, marks: list[_Mark]) -> _Mark | None:
