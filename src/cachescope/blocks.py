@@ -43,7 +43,9 @@ IMAGE_TOKENS = 1568
 # Server tools that the API treats as a system-level toggle, not as a tool definition (spec §2).
 _SYSTEM_TOGGLE_TOOL_PREFIXES = ("web_search", "web_fetch")
 # Blocks that cannot carry the automatic breakpoint (spec §1.2).
-_NOT_CACHEABLE_KINDS = frozenset({"thinking", "redacted_thinking"})
+NOT_CACHEABLE_KINDS = frozenset({"thinking", "redacted_thinking"})
+# How long a cache entry of each TTL lives (spec §1.6).
+TTL_SECONDS: dict[str, float] = {"5m": 300.0, "1h": 3600.0}
 
 _xxh64 = xxhash.xxh3_64_intdigest
 
@@ -151,7 +153,7 @@ def with_automatic(
     for i in range(len(blocks) - 1, -1, -1):
         block = blocks[i]
         empty = block.text == "" if block.text is not None else block.tokens == 0
-        if block.kind not in _NOT_CACHEABLE_KINDS and not empty:
+        if block.kind not in NOT_CACHEABLE_KINDS and not empty:
             if not points or points[-1][0] != i:
                 points = sorted([*points, (i, automatic_ttl)])
             break

@@ -28,7 +28,15 @@ from operator import is_not
 from typing import Any
 
 from cachescope._prefixdiff import WINDOW, PrefixDiff, change_window
-from cachescope.blocks import LEVEL_INDEX, LEVELS, Block, FlatRequest, clear_memos, flatten
+from cachescope.blocks import (
+    LEVEL_INDEX,
+    LEVELS,
+    TTL_SECONDS,
+    Block,
+    FlatRequest,
+    clear_memos,
+    flatten,
+)
 from cachescope.fingerprints import BlockPrint, Fingerprint, fingerprint, from_blocks
 
 __all__ = [
@@ -42,7 +50,6 @@ __all__ = [
 ]
 
 
-TTL_SECONDS: dict[str, float] = {"5m": 300.0, "1h": 3600.0}
 #: The API's lookback window: a breakpoint and the 19 positions before it (spec §1.5).
 LOOKBACK = 20
 

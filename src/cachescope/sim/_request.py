@@ -16,12 +16,11 @@ from typing import Any
 
 import orjson
 
+from cachescope.blocks import NOT_CACHEABLE_KINDS as NOT_CACHEABLE_KINDS
+from cachescope.blocks import TTL_SECONDS as TTL_SECONDS
 from cachescope.blocks import Block, flatten, prefix_keys
 from cachescope.tokens import TokenCounter
 
-TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
-# Blocks that cannot carry a breakpoint: the automatic one walks back over them.
-NOT_CACHEABLE_KINDS = frozenset({"thinking", "redacted_thinking"})
 _TOKENS = attrgetter("tokens")
 
 
@@ -92,19 +91,9 @@ def read_request(
         # An empty final assistant message (allowed, as a prefill) holds nothing to cache.
         if last.level == "messages" and last.kind == "text" and not last.text:
             blocks = blocks[:-1]
-    breakpoints = [
-        (block.index, TTL_SECONDS[ttl], ttl) for block in blocks if (ttl := block.ttl) is not None
-    ]
-    top = body.get("cache_control")
-    if top is not None:
-        # The automatic breakpoint goes on the last block that can carry one, walking back over
-        # thinking blocks; `validate` has checked it against an explicit one already there.
-        for block in reversed(blocks):
-            if block.kind not in NOT_CACHEABLE_KINDS:
-                if block.cache_control is None:
-                    ttl = top.get("ttl") or "5m"
-                    breakpoints.append((block.index, TTL_SECONDS[ttl], ttl))
-                break
+    # explicit breakpoints and the automatic one of a top-level `cache_control` (which walks back
+    # over thinking blocks and the empty prefill); `validate` has checked them against each other
+    breakpoints = [(at, TTL_SECONDS[ttl], ttl) for at, ttl in flat.cache_points()]
     settings = {level: dict(values) for level, values in flat.settings.items()}
     # One model answers to its aliases and its dated ID alike: the cache keys on the model.
     settings["tools"] = {"model": model_id}

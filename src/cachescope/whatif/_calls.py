@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from cachescope import pricing
 from cachescope._modeldata import default_table
+from cachescope.blocks import TTL_SECONDS as TTL_SECONDS
 
 if TYPE_CHECKING:
     from cachescope.whatif._results import CallResult
 
-TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
 _MARKER_RE = re.compile(r"\u27e6(\d+)\u27e7")
 REPLAY_API_KEY = "whatif-replay"
 
