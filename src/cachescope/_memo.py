@@ -71,7 +71,9 @@ def _message_key(message: Any) -> Hashable:
 class _Unit:
     """The memo entry of one unit: its blocks placed where it was last seen, what it found."""
 
-    __slots__ = ("at", "chars", "citations", "counter", "found", "images", "suffixes", "toggles")
+    __slots__ = (
+        "at", "chars", "citations", "counter", "found", "images", "overhead", "suffixes", "toggles",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -88,6 +90,8 @@ class _Unit:
         self.images, self.citations, self.toggles = found
         self.found = any(found)  # images, citations or server tools: the settings change
         self.chars = sum(len(block.text) for block in blocks)
+        # a tool list's blocks with the tool-use system prompt counted: (tokens, from, blocks)
+        self.overhead: tuple[int, tuple[Block, ...], tuple[Block, ...]] | None = None
 
     def placed(self, start: int, m: int) -> tuple[Block, ...]:
         """The blocks, starting at position `start` (as message `m`)."""

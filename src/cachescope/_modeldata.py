@@ -62,6 +62,8 @@ class ModelInfo:
     retired: _dt.date | None = None
     verified: bool = True
     source: str = ""
+    # tokens of the system prompt the API adds when tools are present: (auto/none, any/tool)
+    tool_use_system_tokens: tuple[int, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def rates_at(
@@ -126,6 +128,10 @@ class ModelTable:
         return str(self.meta.get("default_model", "claude-sonnet-5"))
 
 
+def _pair(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
+
+
 def parse_table(data: dict[str, Any]) -> ModelTable:
     """Build a `ModelTable` from the parsed TOML document."""
     models: dict[str, ModelInfo] = {}
@@ -145,6 +151,7 @@ def parse_table(data: dict[str, Any]) -> ModelTable:
             "retired",
             "verified",
             "source",
+            "tool_use_system_tokens",
         }
         models[model_id] = ModelInfo(
             id=model_id,
@@ -174,6 +181,7 @@ def parse_table(data: dict[str, Any]) -> ModelTable:
             retired=row.get("retired"),
             verified=bool(row.get("verified", True)),
             source=row.get("source", ""),
+            tool_use_system_tokens=_pair(row.get("tool_use_system_tokens")),
             extra={k: v for k, v in row.items() if k not in known},
         )
     return ModelTable(models, dict(data.get("meta", {})))

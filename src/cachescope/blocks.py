@@ -19,7 +19,7 @@ LRU memo: a unit sent again is keyed again but never re-serialized, re-hashed or
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import accumulate, chain, compress, count, repeat
 from operator import attrgetter, is_not, not_
@@ -309,6 +309,16 @@ def _counter_for_model(model: str) -> EstimatingCounter:
     return counter_for(info.tokenizer if info else "classic")
 
 
+@lru_cache(maxsize=256)
+def _tool_use_tokens(model: str, forced: bool) -> int:
+    """Tokens of the tool-use system prompt for `model` (`forced`: tool_choice any or tool)."""
+    from cachescope._modeldata import default_table
+
+    info = default_table().lookup(model)
+    pair = info.tool_use_system_tokens if info else None
+    return 0 if pair is None else pair[1 if forced else 0]
+
+
 _Build = Callable[[_Builder, Any, int], tuple[bool, bool, tuple[str, ...]]]
 _BUILDS: dict[str, _Build] = {
     "tools": _Builder.tools,
@@ -323,6 +333,7 @@ def flatten(
     *,
     default: Callable[[Any], Any] | None = None,
     alongside: FlatRequest | None = None,
+    tool_use_prompt: bool = True,
 ) -> FlatRequest:
     """Flatten Messages API params into cache positions.
 
@@ -340,6 +351,9 @@ def flatten(
         between (`compare` reads its two requests so): a message that is the very same object at
         the same place is taken as read there. Never pass one whose params may have been changed
         in place since.
+    tool_use_prompt:
+        Count the system prompt the API adds when tools are present (spec §4.5) on the first
+        tool; False for params whose token counts already hold it (what-if replays).
     """
     model = str(params.get("model", ""))
     if counter is None:
@@ -353,6 +367,20 @@ def flatten(
             units.append(read[-1].placed(len(blocks), -1))
             blocks += units[-1]
     heads = len(read)
+    if tool_use_prompt and blocks and blocks[0].level == "tools":
+        # the system prompt the API adds in front of tool definitions is billed and cached with
+        # them: it is counted on the first tool (spec §4.5; unknown for some models: nothing)
+        choice = params.get("tool_choice")
+        forced = isinstance(choice, Mapping) and choice.get("type") in ("any", "tool")
+        extra = _tool_use_tokens(model, forced)
+        if extra:
+            tools = read[0]
+            kept = tools.overhead  # the same block on every call, for readers that skip by identity
+            if kept is None or kept[0] != extra or kept[1] is not units[0]:
+                head = replace(blocks[0], tokens=blocks[0].tokens + extra, derived=None)
+                kept = tools.overhead = (extra, units[0], (head, *units[0][1:]))
+            units[0] = kept[2]
+            blocks[0] = kept[2][0]
 
     # The messages, the bulk of a request. Those equal to a recent request's at the same places
     # take its blocks a run at a time; every other one is keyed by its content.

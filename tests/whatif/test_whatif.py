@@ -160,3 +160,35 @@ def test_claude_code_sessions_replay_from_their_usage_numbers() -> None:
     assert [row.prompt_tokens for row in replay.calls] == [
         r["fresh"] + r["write_5m"] + r["read"] for r in rows
     ]
+
+
+def test_replay_of_a_session_with_tools_counts_the_tool_use_prompt_once() -> None:
+    import cachescope as cs
+
+    tools = [
+        {
+            "name": "search_notes",
+            "description": "Search the user's notes. " * 40,
+            "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+        }
+    ]
+    prompt = cs.Prompt(
+        model="claude-sonnet-5",
+        tools=tools,
+        layers=[cs.Layer("stable", "You are Aura, a careful assistant. " * 150, ttl="1h")],
+    )
+    clock = cs.VirtualClock(start=T0)
+    client = cs.CachingClient(backend="sim", clock=clock)
+    history: list[dict[str, object]] = []
+    for turn in range(3):
+        params = prompt.render(messages=history, user=f"Question {turn}?", max_tokens=16)
+        client.messages.create(**params)
+        history += [{"role": "user", "content": f"Question {turn}?"}]
+        history += [{"role": "assistant", "content": f"Answer {turn}."}]
+        clock.advance(seconds=60)
+    recording = Recording.from_ledger(client.ledger)
+    replay, original = recording.replay(), recording.original()
+    # Sonnet 5 adds 354 tokens for tools (spec §4.5): recorded once, replayed once
+    assert [row.prompt_tokens for row in replay.calls] == [
+        row.prompt_tokens for row in original.calls
+    ]

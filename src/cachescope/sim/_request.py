@@ -82,9 +82,10 @@ def read_request(
     counter: TokenCounter,
     *,
     settings_before_tools: bool,
+    tool_use_prompt: bool = True,
 ) -> CacheRequest:
     """The cache view of a request body that `validate` accepted."""
-    flat = flatten(body, counter)
+    flat = flatten(body, counter, tool_use_prompt=tool_use_prompt)
     blocks = flat.blocks
     if blocks:
         last = blocks[-1]

@@ -81,6 +81,10 @@ class SimSettings:
     counter:
         A token counter (`count(text) -> int`) used for every model instead of the built-in
         estimator for the model's tokenizer generation.
+    tool_use_system_prompt:
+        Count the system prompt the API adds when tools are present (spec §4.5; e.g. 496 tokens
+        on Haiku 4.5) on the first tool. Off for replays of recorded positions, whose token
+        counts already hold it.
     """
 
     lookback: int = 20
@@ -104,6 +108,7 @@ class SimSettings:
     max_request_bytes: int = 32 * 1024 * 1024
     diagnostics_history: int = 10_000
     counter: TokenCounter | None = None
+    tool_use_system_prompt: bool = True
 
     @classmethod
     def from_kwargs(cls, values: Mapping[str, Any]) -> SimSettings:

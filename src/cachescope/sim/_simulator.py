@@ -307,6 +307,7 @@ class Simulator:
             body,
             model_id,
             self.settings.counter or counter_for(info.tokenizer),
+            tool_use_prompt=self.settings.tool_use_system_prompt,
             settings_before_tools=before if isinstance(before, bool) else model_id in before,
         )
 

@@ -278,7 +278,7 @@ class Recording:
             clock=clock,
             responder=_OutputResponder(),
             counter=_MarkerCounter(),
-            **simulator_settings,
+            **{"tool_use_system_prompt": False, **simulator_settings},  # positions hold it
         )
         rows: list[CallResult] = []
         previous: RecordedCall | None = None
