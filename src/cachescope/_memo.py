@@ -115,9 +115,8 @@ class _Prior:
     heads: int  # blocks before the first message
     messages: list[Any]  # the objects read, for a request read alongside in the same call
     snapshots: list[Any]
-    orders: dict[
-        int, tuple[tuple[str, ...], ...]
-    ]  # message → its blocks' key order, where it counts
+    # message → the key order of its blocks, where it counts (see `_snapshot`)
+    orders: dict[int, tuple[tuple[str, ...], ...]]
     units: list[_Unit]
     placed: list[tuple[Block, ...]]
     starts: list[int]

@@ -1,9 +1,9 @@
 """A validated request as the simulated cache sees it, read through `cachescope.blocks.flatten`.
 
-Positions, token counts, breakpoints with their TTL and prefix keys all come from the one walk in
-`cachescope.blocks`; this module adds what the cache rules need on top: cumulative token counts,
-where each level ends, the automatic breakpoint of a top-level `cache_control`, and the model's
-resolved ID and the simulator's settings in the prefix keys.
+Positions, token counts, breakpoints with their TTL (the automatic one included) and prefix keys
+all come from the one walk in `cachescope.blocks`; this module adds what the cache rules need on
+top: cumulative token counts, where each level ends, and the model's resolved ID and the
+simulator's settings in the prefix keys.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from typing import Any
 
 import orjson
 
-from cachescope.blocks import NOT_CACHEABLE_KINDS as NOT_CACHEABLE_KINDS
-from cachescope.blocks import TTL_SECONDS as TTL_SECONDS
-from cachescope.blocks import Block, flatten, prefix_keys
+from cachescope.blocks import TTL_SECONDS, Block, flatten, prefix_keys
 from cachescope.tokens import TokenCounter
 
 _TOKENS = attrgetter("tokens")

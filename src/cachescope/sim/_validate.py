@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cachescope.blocks import NOT_CACHEABLE_KINDS, TTL_SECONDS
 from cachescope.sim._errors import invalid
 from cachescope.sim._pairing import check_tool_pairing, missing_results
-from cachescope.sim._request import NOT_CACHEABLE_KINDS, TTL_SECONDS
 
 MAX_BREAKPOINTS = 4
 _SYSTEM_TOGGLE_PREFIXES = ("web_search", "web_fetch")
