@@ -16,7 +16,7 @@ import xxhash
 
 from cachescope.blocks import LEVEL_INDEX, Block, flatten, prefix_keys, with_automatic
 
-__all__ = ["BlockPrint", "Fingerprint", "fingerprint"]
+__all__ = ["BlockPrint", "Fingerprint", "entry", "fingerprint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,23 +80,10 @@ class Fingerprint:
 
     def to_dict(self, *, include_text: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; prompt text only with `include_text=True`."""
-        blocks = []
-        for block, prefix in zip(self.blocks, self.prefix_keys()):
-            item: dict[str, Any] = {
-                "index": block.index,
-                "level": block.level,
-                "path": block.path,
-                "kind": block.kind,
-                "role": block.role,
-                "layer": block.layer,
-                "hash": f"{block.hash:016x}",
-                "prefix": f"{prefix:016x}",
-                "tokens": block.tokens,
-                "breakpoint": block.breakpoint,
-            }
-            if include_text and block.text is not None:
-                item["text"] = block.text
-            blocks.append(item)
+        blocks = [
+            {"index": block.index, **entry(block, prefix, block.breakpoint, include_text)}
+            for block, prefix in zip(self.blocks, self.prefix_keys())
+        ]
         return {
             "model": self.model,
             "settings": _jsonable(self.settings),
@@ -120,6 +107,27 @@ class Fingerprint:
             f"Fingerprint(model={self.model!r}, blocks={len(self.blocks)}, "
             f"tokens={self.total_tokens}, breakpoints={marks})"
         )
+
+
+def entry(
+    block: Block | BlockPrint, prefix: int, breakpoint: str | None, include_text: bool = False
+) -> dict[str, Any]:
+    """One position as the ledger and `to_dict` keep it: level, path, kind, role, layer, content
+    hash, cumulative prefix hash, tokens and breakpoint TTL; its text only with `include_text`."""
+    item: dict[str, Any] = {
+        "level": block.level,
+        "path": block.path,
+        "kind": block.kind,
+        "role": block.role,
+        "layer": block.layer,
+        "hash": f"{block.hash:016x}",
+        "prefix": f"{prefix:016x}",
+        "tokens": block.tokens,
+        "breakpoint": breakpoint,
+    }
+    if include_text and block.text is not None:
+        item["text"] = block.text
+    return item
 
 
 def fingerprint(params: Mapping[str, Any], *, keep_text: bool = False) -> Fingerprint:

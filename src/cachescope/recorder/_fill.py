@@ -13,6 +13,7 @@ from typing import Any
 
 from cachescope import pricing
 from cachescope.blocks import Block, flatten
+from cachescope.fingerprints import entry
 from cachescope.ledger import CallRecord
 
 TTFT_HEADER = b"x-cachescope-ttft-ms"
@@ -55,21 +56,9 @@ def fingerprint(
         if hit is not None and hit[0] is block:
             append(hit[1])
             continue
-        entry = {
-            "hash": f"{block.hash:016x}",
-            "prefix": f"{prefix:016x}",
-            "level": block.level,
-            "path": block.path,
-            "kind": block.kind,
-            "role": block.role,
-            "layer": block.layer,
-            "tokens": block.tokens,
-            "breakpoint": block.ttl,
-        }
-        if store_text:
-            entry["text"] = block.text
-        memo[key] = (block, entry)
-        append(entry)
+        item = entry(block, prefix, block.ttl, store_text)
+        memo[key] = (block, item)
+        append(item)
     return entries, total
 
 
